@@ -1,0 +1,27 @@
+"""igfiqa: train, run and evaluate face image quality assessment models with IG-FIQA and CR-FIQA.
+
+The public API is re-exported here lazily, so that ``import igfiqa`` stays cheap and has no side
+effects.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; resolved on first access.
+_LAZY = {
+    "create_model": "igfiqa.models",
+    "IgfiqaError": "igfiqa.errors",
+}
+
+__all__ = ["__version__", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'igfiqa' has no attribute {name!r}")
+    return getattr(import_module(module), name)

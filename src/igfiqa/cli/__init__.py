@@ -1,0 +1,49 @@
+"""The ``igfiqa`` command line: one Typer app; every command only parses and calls the library.
+
+Each command group lives in its own module of this package and registers itself on :data:`app`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from igfiqa import __version__
+from igfiqa.errors import IgfiqaError
+
+app = typer.Typer(
+    name="igfiqa",
+    help="Train, run and evaluate face image quality assessment (FIQA) models with IG-FIQA.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"igfiqa {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """Train, run and evaluate face image quality assessment (FIQA) models with IG-FIQA."""
+
+
+# Command modules register themselves on `app` when imported.
+from igfiqa.cli import info as _info  # noqa: E402, F401
+
+
+def main() -> None:
+    """Entry point of the console script: user errors print one clear line, exit code 2."""
+    try:
+        app()
+    except IgfiqaError as error:
+        typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
+        sys.exit(2)

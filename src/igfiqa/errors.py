@@ -1,0 +1,32 @@
+"""The project's exception types.
+
+Every error a user can cause (a bad path, an undecodable image, a malformed file, a bad config value,
+a wrong checkpoint) is raised as an :class:`IgfiqaError` (or a subclass) whose message names the file
+or field and says what to do. The CLI prints these without a traceback and exits non-zero.
+"""
+
+from __future__ import annotations
+
+
+class IgfiqaError(Exception):
+    """Base class of all errors that a user can cause and fix."""
+
+
+class ConfigError(IgfiqaError, ValueError):
+    """A config value, preset name or command-line override is invalid."""
+
+
+class DataError(IgfiqaError):
+    """A dataset, list file, benchmark file or record is missing or malformed."""
+
+
+class ImageDecodeError(DataError):
+    """An image could not be decoded into an RGB array (empty, truncated, not an image, too large)."""
+
+
+class CheckpointError(IgfiqaError):
+    """A checkpoint or exported model is missing, corrupt, untrusted or of the wrong kind."""
+
+
+class UnsafePickleError(DataError):
+    """A pickle tried to load an object outside the allowed set (it may try to run code)."""
