@@ -54,11 +54,11 @@ def test_align_face_puts_marked_landmarks_on_the_template() -> None:
     landmarks = ARCFACE_TEMPLATE @ (scale * rot).T + shift
     image = np.zeros((300, 260, 3), np.uint8)
     for x, y in landmarks:
-        image[int(round(y)) - 3 : int(round(y)) + 4, int(round(x)) - 3 : int(round(x)) + 4] = 255
+        image[round(y) - 3 : round(y) + 4, round(x) - 3 : round(x) + 4] = 255
     aligned = align_face(image, landmarks)
     assert aligned.shape == (112, 112, 3) and aligned.dtype == np.uint8
     for x, y in ARCFACE_TEMPLATE:
-        assert aligned[int(round(y)), int(round(x))].min() > 200
+        assert aligned[round(y), round(x)].min() > 200
     # Border outside the source image is black.
     far = np.array([[1000.0, 1000.0], [1040, 1000], [1020, 1020], [1005, 1040], [1035, 1040]])
     assert align_face(image, far).max() == 0

@@ -96,7 +96,7 @@ def test_corrupt_png_body_is_refused() -> None:
     data = bytearray(_encode(Image.fromarray(_smooth_rgb()), "PNG"))
     idat = data.find(b"IDAT")
     data[idat + 8 : idat + 40] = b"\x00" * 32
-    with pytest.raises(ImageDecodeError, match="broken.png"):
+    with pytest.raises(ImageDecodeError, match=r"broken\.png"):
         decode_image(bytes(data), name="broken.png")
 
 
