@@ -1,0 +1,114 @@
+"""Margin heads for face recognition training: ArcFace and CosFace as one class.
+
+The head holds one prototype per training identity, ``weight`` (C, F). Its forward pass returns the
+margin logits *and* the raw cosine matrix, so the CR-FIQA pseudo-labels need no second product.
+
+ArcFace (``kind="arcface"``): the true class's logit is ``s * cos(theta_y + m)``, the others
+``s * cos(theta_j)``. ``cos(theta + m)`` stops decreasing once ``theta + m > pi``: a sample whose
+angle to its own prototype exceeds ``pi - m`` would be *rewarded* for moving further away. Past that
+point (``cos theta < -cos m``) this head uses the linear continuation
+``cos theta - (1 - cos m)``: it meets ``cos(theta + m) = -1`` at the switch point (continuous), is
+strictly increasing in ``cos theta`` and still penalises the true class. (insightface's
+CombinedMarginLoss uses ``cos theta - m sin m`` there, which jumps at the switch point; CR-FIQA's
+ArcFace applies no guard at all.)
+
+CosFace (``kind="cosface"``): the true class's logit is ``s * (cos theta_y - m)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from igfiqa.errors import ConfigError
+from igfiqa.method.pseudo_labels import ccs_nnccs as _ccs_nnccs
+
+MARGIN_KINDS = ("arcface", "cosface")
+_ACOS_CLAMP = 1e-7
+
+
+class MarginHead(nn.Module):
+    """ArcFace / CosFace margin head with prototypes ``weight`` (C, F), init normal(0, 0.01).
+
+    Args:
+        num_features: embedding size F.
+        num_classes: number of training identities C (>= 2).
+        kind: ``arcface`` (additive angular margin) or ``cosface`` (additive cosine margin).
+        s: logit scale.
+        m: margin (radians for ArcFace, cosine units for CosFace).
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        num_classes: int,
+        *,
+        kind: str = "arcface",
+        s: float = 64.0,
+        m: float = 0.5,
+    ) -> None:
+        super().__init__()
+        if kind not in MARGIN_KINDS:
+            raise ConfigError(f"margin head kind must be one of {MARGIN_KINDS}, got {kind!r}")
+        if num_features < 1:
+            raise ConfigError(f"margin head num_features must be >= 1, got {num_features}")
+        if num_classes < 2:
+            raise ConfigError(f"margin head needs at least 2 classes, got {num_classes}")
+        if s <= 0:
+            raise ConfigError(f"margin head scale s must be > 0, got {s}")
+        if kind == "arcface" and not 0.0 <= m < math.pi / 2:
+            raise ConfigError(f"ArcFace margin m must be in [0, pi/2), got {m}")
+        if kind == "cosface" and not 0.0 <= m < 2.0:
+            raise ConfigError(f"CosFace margin m must be in [0, 2), got {m}")
+        self.num_features = int(num_features)
+        self.num_classes = int(num_classes)
+        self.kind = kind
+        self.s = float(s)
+        self.m = float(m)
+        self.weight = nn.Parameter(torch.empty(self.num_classes, self.num_features))
+        nn.init.normal_(self.weight, std=0.01)
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_features={self.num_features}, num_classes={self.num_classes}, "
+            f"kind={self.kind!r}, s={self.s}, m={self.m}"
+        )
+
+    def cosine(self, embeddings: Tensor) -> Tensor:
+        """(B, C) cosines between the L2-normalised embeddings and prototypes."""
+        return F.linear(F.normalize(embeddings, dim=1), F.normalize(self.weight, dim=1))
+
+    def target_logit(self, cos_target: Tensor) -> Tensor:
+        """The margin-penalised cosine of the true class (before scaling by ``s``)."""
+        if self.kind == "cosface":
+            return cos_target - self.m
+        cos_m = math.cos(self.m)
+        clamped = cos_target.clamp(-1.0 + _ACOS_CLAMP, 1.0 - _ACOS_CLAMP)
+        with_margin = torch.cos(torch.acos(clamped) + self.m)
+        continuation = cos_target - (1.0 - cos_m)
+        return torch.where(cos_target >= -cos_m, with_margin, continuation)
+
+    def logits_from_cosine(self, cosine: Tensor, labels: Tensor) -> Tensor:
+        """``s`` times the cosine matrix with the true class's entry replaced by its margin logit."""
+        index = labels.long().unsqueeze(1)
+        target = self.target_logit(cosine.gather(1, index))
+        return self.s * cosine.scatter(1, index, target)
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """Return ``(logits, cosine)``, both (B, C); ``cosine`` is the raw matrix (no margin)."""
+        cosine = self.cosine(embeddings)
+        return self.logits_from_cosine(cosine, labels), cosine
+
+    def cross_entropy(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """Mean softmax cross-entropy of the margin logits."""
+        return F.cross_entropy(logits, labels.long())
+
+    def ccs_nnccs(self, cosine: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """Detached CCS and NNCCS per sample (see :func:`igfiqa.method.pseudo_labels.ccs_nnccs`)."""
+        return _ccs_nnccs(cosine, labels)
+
+
+__all__ = ["MARGIN_KINDS", "MarginHead"]
