@@ -1,0 +1,210 @@
+"""The one checkpoint writer and reader (FORMATS.md s.7).
+
+A training checkpoint is a ``torch.save`` of a plain dict (tensors, dicts, lists, str, numbers,
+bools, None) so that it loads with ``torch.load(path, weights_only=True)``, which never runs code.
+Keys: ``format`` = ``"igfiqa.checkpoint"``, ``format_version`` = 1, ``model_spec``, ``model``, ``head``,
+``optimizer``, ``scheduler``, ``scaler``, ``epoch``, ``step``, ``guidance``, ``augment``, ``sampler``,
+``rng``, ``config``, ``class_names``, ``igfiqa_version`` (plus ``world_size``, ``head_sharding``,
+``nonfinite``).
+
+Files are written atomically: a temporary file in the target folder, ``fsync``, ``os.replace``, then
+``fsync`` of the folder, so a crash or preemption leaves either the old or the new file, never half of one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from igfiqa.errors import CheckpointError
+
+FORMAT = "igfiqa.checkpoint"
+FORMAT_VERSION = 1
+REQUIRED_KEYS = (
+    "format",
+    "format_version",
+    "model_spec",
+    "model",
+    "head",
+    "optimizer",
+    "scheduler",
+    "scaler",
+    "epoch",
+    "step",
+    "guidance",
+    "augment",
+    "sampler",
+    "rng",
+    "config",
+    "class_names",
+    "igfiqa_version",
+)
+_STEP_FILE = re.compile(r"^step_(\d{8,})\.pt$")
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically (temp file, fsync, os.replace, fsync of the folder)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    fsync_dir(target.parent)
+    return target
+
+
+def atomic_write_text(text: str, path: str | os.PathLike[str]) -> Path:
+    """Write a small text file atomically (same protocol as :func:`atomic_torch_save`)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    fsync_dir(target.parent)
+    return target
+
+
+def fsync_dir(folder: Path) -> None:
+    """Flush a directory entry to disk (no-op where directories cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------------------- RNG state
+def capture_rng_state() -> dict[str, Any]:
+    """Python, numpy, torch CPU (and CUDA) generator states as tensors/lists (``weights_only``-safe)."""
+    py_version, py_state, py_gauss = random.getstate()
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": {"version": py_version, "state": list(py_state), "gauss": py_gauss},
+        "numpy": {
+            "kind": str(np_kind),
+            "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "gauss": float(np_gauss),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    py = state["python"]
+    random.setstate((int(py["version"]), tuple(int(x) for x in py["state"]), py["gauss"]))
+    npst = state["numpy"]
+    np.random.set_state(
+        (
+            npst["kind"],
+            npst["keys"].numpy().astype(np.uint32),
+            int(npst["pos"]),
+            int(npst["has_gauss"]),
+            float(npst["gauss"]),
+        )
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+
+
+# ------------------------------------------------------------------------------------------ reading
+def load_checkpoint(
+    path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    """Load and check a training checkpoint; anything else raises :class:`CheckpointError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist (or is not a file)")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # corrupt, truncated, not a torch file, or holding code objects
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            " (the file is corrupt, truncated, not a torch checkpoint, or holds objects that "
+            "weights_only loading refuses)"
+        ) from error
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is not an igfiqa training checkpoint (no 'format': '{FORMAT}' key); "
+            "to score or evaluate other weights use igfiqa.load_model"
+        )
+    version = payload.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format_version {version!r}; this igfiqa reads version {FORMAT_VERSION}"
+        )
+    missing = [key for key in REQUIRED_KEYS if key not in payload]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} is incomplete: missing keys {missing}")
+    return payload
+
+
+# ---------------------------------------------------------------------------- run-folder checkpoints
+def checkpoint_path(folder: str | os.PathLike[str], step: int) -> Path:
+    return Path(folder) / f"step_{step:08d}.pt"
+
+
+def list_checkpoints(folder: str | os.PathLike[str]) -> list[tuple[int, Path]]:
+    """``(step, path)`` of the ``step_XXXXXXXX.pt`` files in ``folder``, oldest first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = []
+    for entry in folder.iterdir():
+        match = _STEP_FILE.match(entry.name)
+        if match and entry.is_file():
+            found.append((int(match.group(1)), entry))
+    return sorted(found)
+
+
+def latest_checkpoint(folder: str | os.PathLike[str]) -> Path | None:
+    found = list_checkpoints(folder)
+    return found[-1][1] if found else None
+
+
+def save_checkpoint(
+    payload: dict[str, Any], folder: str | os.PathLike[str], *, keep: int = 0
+) -> Path:
+    """Write ``payload`` as ``folder/step_<step>.pt`` atomically; keep only the newest ``keep`` (0 = all)."""
+    missing = [key for key in REQUIRED_KEYS if key not in payload]
+    if missing:
+        raise ValueError(f"checkpoint payload lacks keys {missing}")
+    path = atomic_torch_save(payload, checkpoint_path(folder, int(payload["step"])))
+    if keep > 0:
+        for _, old in list_checkpoints(folder)[:-keep]:
+            old.unlink(missing_ok=True)
+    return path

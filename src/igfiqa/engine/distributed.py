@@ -1,0 +1,157 @@
+"""Process-group helpers for ``torchrun``: nothing happens at import; :func:`setup` initialises.
+
+One process per device. ``setup()`` reads the ``torchrun`` environment (``WORLD_SIZE``, ``RANK``,
+``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``) and initialises ``env://`` with NCCL on GPUs and gloo
+on CPUs when ``WORLD_SIZE > 1``; in a single process it does nothing and everything below degrades
+to the identity.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits: global rank, world size, local rank and its device."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    initialised_here: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def is_initialized() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_rank() -> int:
+    return dist.get_rank() if is_initialized() else 0
+
+
+def get_world_size() -> int:
+    return dist.get_world_size() if is_initialized() else 1
+
+
+def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> ``cuda:<local_rank>`` when CUDA is available, else ``cpu``."""
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda":
+        return torch.device("cuda", local_rank)
+    return torch.device(requested)
+
+
+def setup(device: str = "auto") -> DistInfo:
+    """Initialise the process group from the ``torchrun`` environment when ``WORLD_SIZE > 1``."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if is_initialized():
+        rank, world_size = dist.get_rank(), dist.get_world_size()
+        return DistInfo(rank, world_size, local_rank, resolve_device(device, local_rank), False)
+    if world_size <= 1:
+        return DistInfo(0, 1, 0, resolve_device(device, 0), False)
+    target = resolve_device(device, local_rank)
+    if target.type == "cuda":
+        torch.cuda.set_device(target)
+        backend = "nccl"
+    else:
+        backend = "gloo"
+    dist.init_process_group(backend=backend, init_method="env://")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, target, True)
+
+
+def teardown(info: DistInfo) -> None:
+    """Destroy the process group if :func:`setup` created it."""
+    if info.initialised_here and is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if is_initialized():
+        dist.barrier()
+
+
+def all_gather_cat(tensor: Tensor) -> Tensor:
+    """Concatenate ``tensor`` (same trailing shape, any first dimension) from every rank, in rank order.
+
+    No gradient; for labels, statistics and metrics.
+    """
+    if not is_initialized() or dist.get_world_size() == 1:
+        return tensor
+    world = dist.get_world_size()
+    size = torch.tensor([tensor.shape[0]], device=tensor.device, dtype=torch.long)
+    sizes = [torch.zeros_like(size) for _ in range(world)]
+    dist.all_gather(sizes, size)
+    counts = [int(s.item()) for s in sizes]
+    largest = max(counts)
+    padded = tensor.new_zeros((largest, *tensor.shape[1:]))
+    padded[: tensor.shape[0]] = tensor
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded.contiguous())
+    return torch.cat([part[:count] for part, count in zip(parts, counts, strict=True)])
+
+
+def all_reduce_mean(values: Tensor) -> Tensor:
+    """Mean of ``values`` over ranks (a copy)."""
+    if not is_initialized() or dist.get_world_size() == 1:
+        return values.clone()
+    out = values.detach().clone()
+    dist.all_reduce(out)
+    return out / dist.get_world_size()
+
+
+def all_reduce_gradients(
+    parameters: list[torch.nn.Parameter], bucket_bytes: int = 25 << 20
+) -> None:
+    """Average ``.grad`` of replicated parameters over ranks, in flat buckets (few collectives)."""
+    if not is_initialized() or dist.get_world_size() == 1:
+        return
+    world = dist.get_world_size()
+    grads = [p.grad for p in parameters if p.grad is not None]
+    bucket: list[Tensor] = []
+    size = 0
+
+    def flush() -> None:
+        if not bucket:
+            return
+        flat = torch.cat([g.reshape(-1) for g in bucket])
+        dist.all_reduce(flat)
+        flat /= world
+        offset = 0
+        for g in bucket:
+            n = g.numel()
+            g.copy_(flat[offset : offset + n].view_as(g))
+            offset += n
+        bucket.clear()
+
+    for grad in grads:
+        bucket.append(grad)
+        size += grad.numel() * grad.element_size()
+        if size >= bucket_bytes:
+            flush()
+            size = 0
+    flush()
+
+
+def broadcast_module(module: torch.nn.Module, src: int = 0) -> None:
+    """Copy parameters and buffers of rank ``src`` to every rank (identical start)."""
+    if not is_initialized() or dist.get_world_size() == 1:
+        return
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor.data, src)
