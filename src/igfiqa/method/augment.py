@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from igfiqa.errors import ConfigError
+import torch
+from torch import Tensor
+
+from igfiqa.errors import CheckpointError, ConfigError
 
 JPEG_BACKENDS = ("kornia", "cv2")
 
@@ -99,3 +103,287 @@ def _check_range(
     if lo < low or (high is not None and hi > high):
         bound = f"[{low}, {high}]" if high is not None else f">= {low}"
         raise ConfigError(f"augment.{name}_min/_max must lie in {bound}, got [{lo}, {hi}]")
+
+
+# --------------------------------------------------------------------------------------------------
+# Per-sample parameters
+
+
+@dataclass
+class AugmentParams:
+    """Parameters drawn for one batch: one entry per image (see :meth:`QualityAugmentation.sample`).
+
+    Boolean masks say which images an operation touches; the numeric fields hold that image's
+    draw (ignored where its mask is False).
+    """
+
+    jitter: Tensor
+    brightness: Tensor
+    contrast: Tensor
+    saturation: Tensor
+    greyscale: Tensor
+    downscale: Tensor
+    scale: Tensor
+    blur: Tensor
+    sigma: Tensor
+    jpeg: Tensor
+    quality: Tensor
+    erase: Tensor
+    erase_box: Tensor  # (B, 4) top, left, height, width in pixels
+
+    def to(self, device: torch.device) -> AugmentParams:
+        return AugmentParams(**{k: v.to(device) for k, v in self.__dict__.items()})
+
+
+class QualityAugmentation:
+    """Batched, per-sample degradations of face images for the quality branch.
+
+    Images are (B, 3, H, W) float in [-1, 1] (the model's input scale) on any device; the output has
+    the same shape, dtype and device. Order: colour jitter (brightness, contrast, saturation) ->
+    greyscale -> downscale and back up -> Gaussian blur -> JPEG -> erasing. Every parameter is
+    drawn per image from this object's own CPU ``torch.Generator`` (seeded by ``seed``), so a
+    run is reproducible on any device and resumes exactly from :meth:`state_dict`. All random
+    numbers of a batch are drawn whatever the probabilities, so switching one operation off does
+    not change the others' draws.
+
+    Downscaling and blurring are linear and separable: for each image they are folded into one
+    (H, H) and one (W, W) matrix and applied as two batched matrix products, so images with
+    different factors and sigmas run in one batch without a Python loop.
+    """
+
+    def __init__(self, config: AugmentConfig | None = None, seed: int = 0) -> None:
+        self.config = config if config is not None else AugmentConfig()
+        self.config.validate()
+        self.seed = int(seed)
+        self.generator = torch.Generator(device="cpu")
+        self.generator.manual_seed(self.seed)
+
+    # ------------------------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """The RNG state (a uint8 tensor) and the seed."""
+        return {"seed": self.seed, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; raises :class:`CheckpointError` if it is malformed."""
+        if not isinstance(state, dict) or "generator" not in state:
+            raise CheckpointError("augmentation state must be a dict with a 'generator' entry")
+        generator_state = state["generator"]
+        if not isinstance(generator_state, Tensor) or generator_state.dtype != torch.uint8:
+            raise CheckpointError("augmentation 'generator' state must be a uint8 tensor")
+        try:
+            self.generator.set_state(generator_state.cpu())
+        except RuntimeError as error:
+            raise CheckpointError(f"augmentation 'generator' state is invalid: {error}") from error
+        self.seed = int(state.get("seed", self.seed))
+
+    # ------------------------------------------------------------------------------- sampling
+    def sample(self, batch: int, height: int, width: int) -> AugmentParams:
+        """Draw every image's parameters (on the CPU) for a batch of ``batch`` images."""
+        c, g = self.config, self.generator
+
+        def uniform(low: float, high: float, shape: tuple[int, ...] = (batch,)) -> Tensor:
+            return low + (high - low) * torch.rand(shape, generator=g, dtype=torch.float64)
+
+        def chance(p: float) -> Tensor:
+            return torch.rand(batch, generator=g, dtype=torch.float64) < (p if c.enabled else 0.0)
+
+        jitter = chance(c.jitter_p)
+        brightness = uniform(1 - c.brightness, 1 + c.brightness)
+        contrast = uniform(1 - c.contrast, 1 + c.contrast)
+        saturation = uniform(1 - c.saturation, 1 + c.saturation)
+        greyscale = chance(c.greyscale_p)
+        downscale = chance(c.downscale_p)
+        scale = uniform(c.downscale_min, c.downscale_max)
+        blur = chance(c.blur_p)
+        sigma = uniform(c.blur_sigma_min, c.blur_sigma_max)
+        jpeg = chance(c.jpeg_p)
+        quality = torch.floor(uniform(c.jpeg_quality_min, c.jpeg_quality_max + 1)).clamp(
+            max=c.jpeg_quality_max
+        )
+        erase = chance(c.erase_p)
+        area = uniform(c.erase_area_min, c.erase_area_max)
+        # The aspect range is narrowed per image so that the box fits: height share sqrt(a r) <= 1
+        # and width share sqrt(a / r) <= 1, i.e. r in [a, 1/a]; log-uniform inside.
+        low = torch.log(torch.clamp(area, min=c.erase_aspect_min))
+        high = torch.log(torch.clamp(1.0 / area, max=c.erase_aspect_max))
+        high = torch.maximum(high, low)
+        aspect = torch.exp(low + (high - low) * torch.rand(batch, generator=g, dtype=torch.float64))
+        box_h = torch.round(height * torch.sqrt(area * aspect)).clamp(1, height)
+        box_w = torch.round(width * torch.sqrt(area / aspect)).clamp(1, width)
+        top = torch.floor(uniform(0.0, 1.0) * (height - box_h + 1))
+        left = torch.floor(uniform(0.0, 1.0) * (width - box_w + 1))
+        erase_box = torch.stack([top, left, box_h, box_w], dim=1).long()
+        return AugmentParams(
+            jitter=jitter,
+            brightness=brightness.float(),
+            contrast=contrast.float(),
+            saturation=saturation.float(),
+            greyscale=greyscale,
+            downscale=downscale & (scale < 1.0),
+            scale=scale,
+            blur=blur,
+            sigma=sigma,
+            jpeg=jpeg,
+            quality=quality.float(),
+            erase=erase,
+            erase_box=erase_box,
+        )
+
+    # ------------------------------------------------------------------------------- apply
+    def __call__(self, images: Tensor) -> Tensor:
+        """Degrade a batch (B, 3, H, W) in [-1, 1]; returns a new tensor of the same shape."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images (B, 3, H, W), got {tuple(images.shape)}")
+        batch, _, height, width = images.shape
+        params = self.sample(batch, height, width)
+        return self.apply(images, params)
+
+    def apply(self, images: Tensor, params: AugmentParams) -> Tensor:
+        """Apply the drawn parameters (deterministic)."""
+        dtype = images.dtype
+        x = (images.float() + 1.0) * 0.5
+        params = params.to(images.device)
+        x = _colour_jitter(x, params)
+        x = torch.where(params.greyscale.view(-1, 1, 1, 1), _grey(x).expand_as(x), x)
+        x = _resample_and_blur(x, params)
+        if bool(params.jpeg.any()):
+            x = self._jpeg(x, params)
+        x = _erase(x, params, float(self.config.erase_value))
+        return (x * 2.0 - 1.0).to(dtype)
+
+    def _jpeg(self, x: Tensor, params: AugmentParams) -> Tensor:
+        index = params.jpeg.nonzero().squeeze(1)
+        chosen = x.index_select(0, index).clamp(0.0, 1.0)
+        quality = params.quality.index_select(0, index)
+        if self.config.jpeg_backend == "kornia":
+            from kornia.enhance import jpeg_codec_differentiable
+
+            coded = jpeg_codec_differentiable(chosen, quality.to(chosen.dtype))
+        else:
+            coded = _cv2_jpeg(chosen, quality)
+        return x.index_copy(0, index, coded.to(x.dtype))
+
+
+# --------------------------------------------------------------------------------------------------
+# Operations (pure functions of images in [0, 1] and parameters)
+
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def _grey(x: Tensor) -> Tensor:
+    """ITU-R 601 luma, (B, 1, H, W)."""
+    r, g, b = x.unbind(1)
+    return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(1)
+
+
+def _colour_jitter(x: Tensor, p: AugmentParams) -> Tensor:
+    """Brightness (scale), contrast (blend with the mean luma), saturation (blend with the luma)."""
+    view = (-1, 1, 1, 1)
+    out = (x * p.brightness.view(view)).clamp(0.0, 1.0)
+    mean = _grey(out).mean(dim=(2, 3), keepdim=True)
+    out = ((out - mean) * p.contrast.view(view) + mean).clamp(0.0, 1.0)
+    grey = _grey(out)
+    out = ((out - grey) * p.saturation.view(view) + grey).clamp(0.0, 1.0)
+    return torch.where(p.jitter.view(view), out, x)
+
+
+def area_matrix(length: int, sizes: Tensor) -> Tensor:
+    """(N, length, length) matrices; row k < n averages source pixels over [k L/n, (k+1) L/n)
+    (an exact box filter); rows k >= n are zero. ``sizes`` holds n per image (1 <= n <= L)."""
+    sizes = sizes.to(torch.float64).view(-1, 1, 1)
+    k = torch.arange(length, dtype=torch.float64, device=sizes.device).view(1, -1, 1)
+    src = torch.arange(length, dtype=torch.float64, device=sizes.device).view(1, 1, -1)
+    step = length / sizes
+    start, end = k * step, (k + 1) * step
+    overlap = (torch.minimum(src + 1, end) - torch.maximum(src, start)).clamp(min=0.0)
+    return torch.where(k < sizes, overlap / step, torch.zeros_like(overlap))
+
+
+def bilinear_matrix(length: int, sizes: Tensor) -> Tensor:
+    """(N, length, length) matrices scaling an n-pixel signal (first n columns) up to ``length``
+    pixels with linear interpolation, half-pixel centres (``align_corners=False``), edges clamped."""
+    sizes = sizes.to(torch.float64).view(-1, 1, 1)
+    j = torch.arange(length, dtype=torch.float64, device=sizes.device).view(1, -1, 1)
+    col = torch.arange(length, dtype=torch.float64, device=sizes.device).view(1, 1, -1)
+    position = ((j + 0.5) * sizes / length - 0.5).clamp(min=0.0)
+    position = torch.minimum(position, sizes - 1)
+    lower = torch.floor(position)
+    frac = position - lower
+    upper = torch.minimum(lower + 1, sizes - 1)
+    weight = (col == lower) * (1 - frac) + (col == upper) * frac
+    return weight
+
+
+def gaussian_matrix(length: int, sigma: Tensor) -> Tensor:
+    """(N, length, length) Gaussian blur matrices with reflect borders (edge pixel not repeated),
+    radius ceil(3 sigma) capped at length - 1, kernel normalised to sum 1."""
+    sigma = sigma.to(torch.float64).view(-1, 1, 1)
+    radius = min(length - 1, int(torch.ceil(3 * sigma.max()).item()) if sigma.numel() else 0)
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float64, device=sigma.device)
+    kernel = torch.exp(-0.5 * (taps.view(1, 1, -1) / sigma) ** 2)
+    kernel = kernel * (taps.abs().view(1, 1, -1) <= torch.ceil(3 * sigma))
+    kernel = kernel / kernel.sum(dim=2, keepdim=True)  # (N, 1, T)
+    rows = torch.arange(length, device=sigma.device).view(-1, 1)
+    source = rows + taps.long().view(1, -1)  # (L, T)
+    source = source.abs()
+    source = torch.where(source > length - 1, 2 * (length - 1) - source, source)
+    n = sigma.shape[0]
+    matrix = torch.zeros(n, length, length, dtype=torch.float64, device=sigma.device)
+    index = source.unsqueeze(0).expand(n, -1, -1)
+    return matrix.scatter_add_(2, index, kernel.expand(-1, length, -1).contiguous())
+
+
+def resample_matrix(
+    length: int, scale: Tensor, downscale: Tensor, sigma: Tensor, blur: Tensor
+) -> Tensor:
+    """Per-image (N, L, L) operator: blur o (upscale o downscale), identity factors where off."""
+    n = scale.shape[0]
+    eye = torch.eye(length, dtype=torch.float64, device=scale.device).expand(n, -1, -1)
+    sizes = torch.round(scale * length).clamp(1, length)
+    sizes = torch.where(downscale, sizes, torch.full_like(sizes, length))
+    operator = torch.bmm(bilinear_matrix(length, sizes), area_matrix(length, sizes))
+    operator = torch.where(downscale.view(-1, 1, 1), operator, eye)
+    if bool(blur.any()):
+        operator = torch.where(
+            blur.view(-1, 1, 1), torch.bmm(gaussian_matrix(length, sigma), operator), operator
+        )
+    return operator
+
+
+def _resample_and_blur(x: Tensor, p: AugmentParams) -> Tensor:
+    chosen = p.downscale | p.blur
+    if not bool(chosen.any()):
+        return x
+    index = chosen.nonzero().squeeze(1)
+    height, width = x.shape[2], x.shape[3]
+    args = [t.index_select(0, index) for t in (p.scale, p.downscale, p.sigma, p.blur)]
+    rows = resample_matrix(height, *args).to(x.dtype)
+    cols = rows if width == height else resample_matrix(width, *args).to(x.dtype)
+    part = x.index_select(0, index)
+    part = torch.matmul(rows.unsqueeze(1), torch.matmul(part, cols.transpose(1, 2).unsqueeze(1)))
+    return x.index_copy(0, index, part.clamp(0.0, 1.0))
+
+
+def _erase(x: Tensor, p: AugmentParams, value: float) -> Tensor:
+    height, width = x.shape[2], x.shape[3]
+    top, left, box_h, box_w = (t.view(-1, 1, 1) for t in p.erase_box.unbind(1))
+    rows = torch.arange(height, device=x.device).view(1, -1, 1)
+    cols = torch.arange(width, device=x.device).view(1, 1, -1)
+    inside = (rows >= top) & (rows < top + box_h) & (cols >= left) & (cols < left + box_w)
+    mask = (inside & p.erase.view(-1, 1, 1)).unsqueeze(1)
+    return x.masked_fill(mask, value)
+
+
+def _cv2_jpeg(x: Tensor, quality: Tensor) -> Tensor:
+    """Real JPEG (libjpeg through OpenCV), one image at a time on the CPU."""
+    import cv2
+    import numpy as np
+
+    pixels = (x.detach().permute(0, 2, 3, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+    out = np.empty_like(pixels)
+    for i, (image, q) in enumerate(zip(pixels, quality.tolist(), strict=True)):
+        ok, encoded = cv2.imencode(".jpg", image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(q)])
+        if not ok:
+            raise RuntimeError("OpenCV failed to encode a JPEG")
+        out[i] = cv2.imdecode(encoded, cv2.IMREAD_COLOR)[:, :, ::-1]
+    return torch.from_numpy(out).to(x.device).permute(0, 3, 1, 2).to(x.dtype) / 255.0

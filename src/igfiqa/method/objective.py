@@ -5,9 +5,16 @@ See ``docs/method.md`` and METHOD.md sections 2-5.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
 from igfiqa.errors import ConfigError
+from igfiqa.method.guidance import IntraClassGuidance
+from igfiqa.method.pseudo_labels import certainty_ratio
 
 FIQA_BATCH_MODES = ("duplicate", "split", "same")
 EMA_SOURCES = ("augmented", "clean")
@@ -65,3 +72,181 @@ class ObjectiveConfig:
             raise ConfigError(f"objective.smooth_l1_beta must be >= 0, got {self.smooth_l1_beta}")
         if float(self.cr_eps) < 0.0:
             raise ConfigError(f"objective.cr_eps must be >= 0, got {self.cr_eps}")
+
+
+@dataclass
+class ObjectiveOutput:
+    """One step's losses.
+
+    Attributes:
+        loss: ``fr_loss + quality_weight * quality_loss``, the tensor to backpropagate.
+        fr_loss: the margin-head cross-entropy (detached).
+        quality_loss: L_IG, the weighted SmoothL1 of the quality stream (detached).
+        diagnostics: floats: ``fr_loss``, ``quality_loss``, ``guidance_weight_mean``,
+            ``zero_weight_class_share``, ``cr_mean``, ``cr_std``, ``ccs_mean``, ``nnccs_mean``,
+            ``quality_mean``, ``fr_batch``, ``quality_batch``.
+        quality: (Bq,) predicted quality of the quality stream (detached).
+        cr: (Bq,) certainty-ratio targets of the quality stream.
+        weights: (Bq,) guidance weights of the quality stream (all 1 without guidance).
+        quality_labels: (Bq,) labels of the quality stream.
+    """
+
+    loss: Tensor
+    fr_loss: Tensor
+    quality_loss: Tensor
+    diagnostics: dict[str, float]
+    quality: Tensor
+    cr: Tensor
+    weights: Tensor
+    quality_labels: Tensor
+
+
+def split_sizes(batch: int, split_ratio: float) -> tuple[int, int]:
+    """``(quality, fr)`` sample counts of ``split`` mode: the FIRST ``round(r B)`` samples
+    (at least 1, at most B - 1) feed the quality stream, the rest the FR stream."""
+    if batch < 2:
+        raise ConfigError(f"fiqa_batch='split' needs a batch of at least 2 images, got {batch}")
+    quality = min(max(round(split_ratio * batch), 1), batch - 1)
+    return quality, batch - quality
+
+
+def smooth_l1(prediction: Tensor, target: Tensor, beta: float) -> Tensor:
+    """Per-element SmoothL1: ``0.5 d^2 / beta`` if ``|d| < beta`` else ``|d| - 0.5 beta``."""
+    return F.smooth_l1_loss(prediction, target, reduction="none", beta=beta)
+
+
+def _forward(model: nn.Module, images: Tensor) -> tuple[Tensor, Tensor]:
+    out = model(images)
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise ConfigError(
+            "the objective needs a model with a quality head (create_model(..., quality_head=True))"
+        )
+    return out[0], out[1]
+
+
+def _quality_head(model: nn.Module) -> Callable[[Tensor], Tensor]:
+    inner = getattr(model, "module", model)  # DistributedDataParallel / compiled wrappers
+    inner = getattr(inner, "_orig_mod", inner)
+    return inner.quality
+
+
+def compute_objective(
+    model: nn.Module,
+    head: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    config: ObjectiveConfig,
+    *,
+    guidance: IntraClassGuidance | None = None,
+    augment: Callable[[Tensor], Tensor] | None = None,
+) -> ObjectiveOutput:
+    """One training step's loss ``CE(margin logits of the FR stream) + lambda * L_IG``.
+
+    Streams per ``config.fiqa_batch``:
+
+    - ``same``: one forward pass of the clean batch gives both losses (CR-FIQA; ``augment`` is
+      not used).
+    - ``duplicate``: the clean batch -> FR loss; ``augment(images)`` in a second forward pass ->
+      quality loss.
+    - ``split``: the first ``round(split_ratio * B)`` images, augmented, -> quality loss only;
+      the others, clean, -> FR loss only; two forward passes.
+
+    The quality stream's pseudo-label CR comes from its own cosines against the head's
+    prototypes, without gradient, so the head's weights get gradient only from the FR loss. With
+    ``guidance``, its statistic is updated (before the weights are read) with the CCS of the
+    ``ema_source`` stream; in ``split`` mode ``ema_source="clean"`` uses the clean CCS of the FR
+    part (the quality part has no clean pass). ``L_IG = mean_i w_{y_i} SmoothL1_beta(R_i, CR_i)``.
+
+    The head is used only through ``forward``, ``cosine``, ``cross_entropy`` and ``ccs_nnccs``
+    (so a sharded head can stand in).
+    """
+    if images.ndim != 4 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"expected images (B, 3, H, W) and labels (B,), got {tuple(images.shape)} and "
+            f"{tuple(labels.shape)}"
+        )
+    mode = config.fiqa_batch
+    if mode == "same":
+        embedding, quality = _forward(model, images)
+        logits, cosine = head(embedding, labels)
+        fr_loss = head.cross_entropy(logits, labels)
+        q_labels, fr_labels = labels, labels
+        q_embedding, q_quality, q_cosine = embedding, quality, cosine
+        clean_cosine = cosine
+    else:
+        if mode == "split":
+            n_quality, _ = split_sizes(images.shape[0], config.split_ratio)
+            q_images, fr_images = images[:n_quality], images[n_quality:]
+            q_labels, fr_labels = labels[:n_quality], labels[n_quality:]
+        else:
+            q_images, fr_images, q_labels, fr_labels = images, images, labels, labels
+        fr_embedding, _ = _forward(model, fr_images)
+        logits, clean_cosine = head(fr_embedding, fr_labels)
+        fr_loss = head.cross_entropy(logits, fr_labels)
+        if augment is not None:
+            with torch.no_grad():
+                q_images = augment(q_images)
+        q_embedding, q_quality = _forward(model, q_images)
+        with torch.no_grad():
+            q_cosine = head.cosine(q_embedding.detach())
+
+    with torch.no_grad():
+        ccs, nnccs = head.ccs_nnccs(q_cosine.detach(), q_labels)
+        cr = certainty_ratio(ccs, nnccs, config.cr_formula, config.cr_eps).float()
+        if guidance is not None:
+            if config.ema_source == "clean" and mode != "same":
+                clean_ccs, _ = head.ccs_nnccs(clean_cosine.detach(), fr_labels)
+                guidance.update(fr_labels, clean_ccs)
+            else:
+                guidance.update(q_labels, ccs)
+            weights = guidance.weights(q_labels).to(cr.device, cr.dtype)
+            zero_share = guidance.zero_weight_share().to(cr.device, cr.dtype)
+        else:
+            weights = torch.ones_like(cr)
+            zero_share = torch.zeros((), device=cr.device, dtype=cr.dtype)
+
+    if not config.fiqa_backbone_grad:
+        q_quality = _quality_head(model)(q_embedding.detach())
+    prediction = q_quality.reshape(-1).float()
+    per_sample = smooth_l1(prediction, cr, config.smooth_l1_beta)
+    quality_loss = (weights * per_sample).mean()
+    loss = fr_loss + config.quality_weight * quality_loss
+
+    with torch.no_grad():
+        stats = torch.stack(
+            [
+                fr_loss.detach().float(),
+                quality_loss.detach(),
+                weights.mean(),
+                zero_share,
+                cr.mean(),
+                cr.std(correction=0),
+                ccs.float().mean(),
+                nnccs.float().mean(),
+                prediction.detach().mean(),
+            ]
+        ).tolist()
+    names = (
+        "fr_loss",
+        "quality_loss",
+        "guidance_weight_mean",
+        "zero_weight_class_share",
+        "cr_mean",
+        "cr_std",
+        "ccs_mean",
+        "nnccs_mean",
+        "quality_mean",
+    )
+    diagnostics = dict(zip(names, stats, strict=True))
+    diagnostics["fr_batch"] = float(fr_labels.shape[0])
+    diagnostics["quality_batch"] = float(q_labels.shape[0])
+    return ObjectiveOutput(
+        loss=loss,
+        fr_loss=fr_loss.detach(),
+        quality_loss=quality_loss.detach(),
+        diagnostics=diagnostics,
+        quality=prediction.detach(),
+        cr=cr,
+        weights=weights,
+        quality_labels=q_labels,
+    )
