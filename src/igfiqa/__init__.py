@@ -15,6 +15,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "create_model": "igfiqa.models",
     "IgfiqaError": "igfiqa.errors",
+    "load_model": "igfiqa.inference.model",
+    "QualityModel": "igfiqa.inference.model",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

@@ -1,0 +1,317 @@
+"""Read model weights safely and rebuild the network: training checkpoints, exports, CR-FIQA backbones.
+
+Pickled files are opened only with ``torch.load(weights_only=True)``, which refuses any object that is
+not a tensor or a plain container, so a malicious file cannot run code; safetensors files hold no code
+at all. Every failure is a :class:`~igfiqa.errors.CheckpointError` naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from igfiqa.errors import CheckpointError, ConfigError
+from igfiqa.inference.card import (
+    CARD_FILE,
+    SAFETENSORS_CARD_KEY,
+    WEIGHTS_FILE,
+    find_card_for,
+    make_model_card,
+    read_card,
+    validate_card,
+)
+from igfiqa.models import MODEL_LAYERS, create_model
+from igfiqa.models.iresnet import STAGE_CHANNELS, stage_output_size
+
+CHECKPOINT_FORMAT = "igfiqa.checkpoint"
+CHECKPOINT_VERSION = 1
+EXPECTED = (
+    "expected an igfiqa training checkpoint (.pt), an exported model (a directory or .safetensors "
+    "with its model_card.json) or an iResNet state dict such as CR-FIQA's *backbone.pth"
+)
+_STRIP_PREFIXES = ("module.", "backbone.", "_orig_mod.")
+
+
+def read_torch_file(path: Path) -> Any:
+    """``torch.load(path, weights_only=True)`` with every failure turned into a CheckpointError."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        text = str(error)
+        if "weights_only" in text.lower() or "unsupported global" in text.lower():
+            first = next((line for line in text.splitlines() if "GLOBAL" in line), text[:200])
+            raise CheckpointError(
+                f"refused to load {path}: its pickle asks for an object outside tensors and plain "
+                f"containers ({first.strip()}), which could run code. Only load files you trust; "
+                f"igfiqa never unpickles arbitrary objects. {EXPECTED}"
+            ) from error
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch file ({error}); {EXPECTED}"
+        ) from error
+    except Exception as error:  # corrupt files raise anything from EOFError to IndexError
+        raise CheckpointError(
+            f"{path} could not be read as a PyTorch file (corrupt or truncated?): "
+            f"{str(error).splitlines()[0] if str(error) else type(error).__name__}; {EXPECTED}"
+        ) from error
+
+
+def clean_state_dict(state: Mapping[str, Any], *, where: str) -> dict[str, torch.Tensor]:
+    """Check that ``state`` maps names to tensors; drop DataParallel/compile prefixes."""
+    if not isinstance(state, Mapping) or not state:
+        raise CheckpointError(f"{where}: expected a non-empty state dict of tensors; {EXPECTED}")
+    cleaned: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"{where}: entry {key!r} is a {type(value).__name__}, not a tensor; {EXPECTED}"
+            )
+        name = key
+        stripped = True
+        while stripped:
+            stripped = False
+            for prefix in _STRIP_PREFIXES:
+                if name.startswith(prefix):
+                    name, stripped = name[len(prefix) :], True
+        cleaned[name] = value
+    return cleaned
+
+
+def infer_model_spec(state: Mapping[str, torch.Tensor], *, where: str) -> dict[str, Any]:
+    """Recover the model spec of an iResNet state dict from its parameter names and shapes.
+
+    Block counts come from the ``layerK.N`` names, stage widths from the conv shapes, the embedding
+    size from ``fc``; the input side S is taken as 16 x the final feature-map side (112 for 7x7), the
+    only size used by published models. ``quality_head`` is whether ``qs`` is present.
+    """
+    required = ("conv1.weight", "fc.weight", "features.running_mean")
+    missing = [key for key in required if key not in state]
+    if missing:
+        raise CheckpointError(f"{where}: not an iResNet state dict (missing {missing}); {EXPECTED}")
+    blocks = []
+    for stage in range(1, 5):
+        indices = {
+            int(key.split(".")[1])
+            for key in state
+            if key.startswith(f"layer{stage}.") and key.split(".")[1].isdigit()
+        }
+        if not indices or indices != set(range(len(indices))):
+            raise CheckpointError(f"{where}: stage layer{stage} is missing or has gaps; {EXPECTED}")
+        blocks.append(len(indices))
+    name = next((n for n, layers in MODEL_LAYERS.items() if list(layers) == blocks), None)
+    if name is None:
+        known = ", ".join(f"{n} {list(v)}" for n, v in MODEL_LAYERS.items())
+        raise CheckpointError(
+            f"{where}: blocks per stage {blocks} match no known iResNet ({known})"
+        )
+    widths = [int(state[f"layer{stage}.0.conv1.weight"].shape[0]) for stage in range(1, 5)]
+    width = widths[3] / STAGE_CHANNELS[3]
+    if [max(4, round(c * width)) for c in STAGE_CHANNELS] != widths:
+        raise CheckpointError(
+            f"{where}: stage widths {widths} are not a scaled iResNet (64/128/256/512)"
+        )
+    num_features, in_features = (int(n) for n in state["fc.weight"].shape)
+    side_squared = in_features / widths[3]
+    side = math.isqrt(int(side_squared))
+    if side * side != side_squared or side < 1 or stage_output_size(16 * side) != side:
+        raise CheckpointError(
+            f"{where}: fc input size {in_features} does not fit width {widths[3]}"
+        )
+    return {
+        "name": name,
+        "num_features": num_features,
+        "dropout": 0.0,
+        "width": width,
+        "input_size": 16 * side,
+        "quality_head": "qs.weight" in state,
+    }
+
+
+def build_network(
+    spec: Mapping[str, Any], state: Mapping[str, torch.Tensor], *, where: str
+) -> nn.Module:
+    """Build the network of ``spec`` and load ``state`` into it strictly (eval mode, on CPU)."""
+    options = {key: value for key, value in spec.items() if key != "name"}
+    options.setdefault("quality_head", "qs.weight" in state)
+    options["dropout"] = 0.0  # inference only: dropout is the identity in eval mode anyway
+    try:
+        network = create_model(str(spec["name"]), **options)
+    except (ConfigError, KeyError) as error:
+        raise CheckpointError(
+            f"{where}: cannot build the model spec {dict(spec)}: {error}"
+        ) from error
+    result = network.load_state_dict(state, strict=False)
+    missing = [key for key in result.missing_keys if not key.endswith("num_batches_tracked")]
+    if missing or result.unexpected_keys:
+        raise CheckpointError(
+            f"{where}: the weights do not fit model spec {dict(spec)} "
+            f"(missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {result.unexpected_keys[:5]}{'...' if len(result.unexpected_keys) > 5 else ''})"
+        )
+    return network.eval()
+
+
+def _load_shape_checked(
+    network_spec: Mapping[str, Any], state: dict[str, torch.Tensor], where: str
+) -> nn.Module:
+    try:
+        return build_network(network_spec, state, where=where)
+    except RuntimeError as error:  # size mismatches from load_state_dict
+        raise CheckpointError(
+            f"{where}: the weights do not fit model spec {dict(network_spec)}: "
+            f"{str(error).splitlines()[0]} ... ({len(str(error).splitlines())} lines)"
+        ) from error
+
+
+def load_training_checkpoint(
+    path: Path, data: Mapping[str, Any]
+) -> tuple[nn.Module, dict[str, Any]]:
+    """A checkpoint written by the training engine -> (network, model card)."""
+    where = str(path)
+    if data.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{where}: format {data.get('format')!r} is not {CHECKPOINT_FORMAT!r}"
+        )
+    version = data.get("format_version")
+    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{where}: checkpoint format_version {version!r} is not supported (this igfiqa reads up "
+            f"to {CHECKPOINT_VERSION}); upgrade igfiqa"
+        )
+    spec = data.get("model_spec")
+    if not isinstance(spec, Mapping) or "name" not in spec:
+        raise CheckpointError(f"{where}: checkpoint has no model_spec dict with a name")
+    state = clean_state_dict(data.get("model"), where=f"{where} ['model']")
+    spec = dict(spec)
+    spec["quality_head"] = "qs.weight" in state
+    network = _load_shape_checked(spec, state, where)
+    card = make_model_card(
+        {**spec, "input_size": network.input_size, "num_features": network.num_features},
+        has_quality_head=network.has_quality_head,
+        training=training_description(data),
+        source={
+            "kind": "training checkpoint",
+            "file": path.name,
+            "epoch": data.get("epoch"),
+            "step": data.get("step"),
+            "igfiqa_version": data.get("igfiqa_version"),
+        },
+    )
+    return network, card
+
+
+def training_description(data: Mapping[str, Any]) -> dict[str, Any]:
+    """What the model card says about training: the resolved config and the number of classes."""
+    config = data.get("config")
+    description: dict[str, Any] = {}
+    if isinstance(config, Mapping):
+        for key in ("data", "dataset", "method", "name", "preset"):
+            if key in config:
+                description[key] = config[key]
+        description["config"] = config
+    names = data.get("class_names")
+    if isinstance(names, (list, tuple)):
+        description["num_classes"] = len(names)
+    return description
+
+
+def load_state_dict_file(path: Path, data: Mapping[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+    """A bare iResNet state dict (CR-FIQA ``*backbone.pth``, insightface ArcFace ``.pth``)."""
+    state = clean_state_dict(data, where=str(path))
+    spec = infer_model_spec(state, where=str(path))
+    network = _load_shape_checked(spec, state, str(path))
+    card = make_model_card(
+        spec,
+        has_quality_head=network.has_quality_head,
+        source={
+            "kind": "state dict",
+            "file": path.name,
+            "architecture": "inferred from the weights",
+        },
+    )
+    return network, card
+
+
+def load_safetensors_export(
+    weights: Path, card_path: Path | None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """An exported model: safetensors weights plus its model card (embedded or beside the file)."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(
+            f"{weights} is not a readable safetensors file: {error}; {EXPECTED}"
+        ) from error
+    if card_path is not None:
+        card = read_card(card_path)
+    elif SAFETENSORS_CARD_KEY in metadata:
+        try:
+            card = json.loads(metadata[SAFETENSORS_CARD_KEY])
+        except json.JSONDecodeError as error:
+            raise CheckpointError(f"{weights}: embedded model card is not JSON: {error}") from error
+        card = validate_card(card, where=f"{weights} (embedded card)")
+    else:
+        raise CheckpointError(
+            f"{weights} has no model card: expected {weights.with_suffix('.json').name} or {CARD_FILE} "
+            f"beside it, or one embedded in the safetensors metadata (written by `igfiqa export`)"
+        )
+    spec = dict(card["model_spec"])
+    spec["quality_head"] = "qs.weight" in state
+    network = _load_shape_checked(spec, clean_state_dict(state, where=str(weights)), str(weights))
+    return network, card
+
+
+def load_network(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Any supported model file or export directory -> (network in eval mode on CPU, model card)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"model {path} does not exist; {EXPECTED}")
+    if path.is_dir():
+        weights = path / WEIGHTS_FILE
+        if not weights.is_file():
+            raise CheckpointError(
+                f"{path} is a directory without {WEIGHTS_FILE}: expected an `igfiqa export` directory "
+                f"({WEIGHTS_FILE} + {CARD_FILE})"
+            )
+        card_path = path / CARD_FILE
+        return load_safetensors_export(weights, card_path if card_path.is_file() else None)
+    if path.suffix.lower() == ".safetensors":
+        return load_safetensors_export(path, find_card_for(path))
+    if path.suffix.lower() == ".onnx":
+        raise CheckpointError(
+            f"{path} is an ONNX model: score it with backend='onnx' (--backend onnx)"
+        )
+    data = read_torch_file(path)
+    if isinstance(data, Mapping) and "format" in data:
+        return load_training_checkpoint(path, data)
+    if isinstance(data, Mapping) and "model" in data and "model_spec" in data:
+        raise CheckpointError(f"{path}: checkpoint without a 'format' key; {EXPECTED}")
+    if isinstance(data, Mapping):
+        return load_state_dict_file(path, data)
+    raise CheckpointError(f"{path} holds a {type(data).__name__}; {EXPECTED}")
+
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_VERSION",
+    "build_network",
+    "clean_state_dict",
+    "infer_model_spec",
+    "load_network",
+    "read_torch_file",
+    "training_description",
+]

@@ -1,0 +1,237 @@
+"""The inference API: ``load_model(path)`` -> :class:`QualityModel` with ``score`` / ``embed``.
+
+Quality = R(f(x)) for aligned face crops (METHOD.md s.6); the embedding f(x) comes for free and is a
+usable face recognition template. Works on CPU or GPU, in float32 or bfloat16, with PyTorch or (for an
+export with ``model.onnx``) onnxruntime.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from igfiqa.errors import CheckpointError
+from igfiqa.inference.calibration import ScoreCalibration
+from igfiqa.inference.card import CARD_FILE, ONNX_FILE, find_card_for, read_card
+from igfiqa.inference.pipeline import batched, ordered_map
+from igfiqa.inference.preprocess import as_image_list, fit_to_size, normalise_batch, to_rgb_array
+
+
+class QualityModel:
+    """A loaded face image quality model.
+
+    ``score(images)`` -> raw quality scores (N,), ``embed(images)`` -> embeddings (N, F),
+    ``score_and_embed(images)`` -> both. ``images`` is one image or a list of them: file paths, encoded
+    bytes, PIL images or uint8 RGB arrays (H, W, 3) (a uint8 (N, H, W, 3) array counts as N images).
+    Images must be aligned crops of ``input_size`` x ``input_size`` unless ``resize=True``.
+    """
+
+    def __init__(
+        self, runner: Any, card: dict[str, Any], *, source: str | os.PathLike[str]
+    ) -> None:
+        self.runner = runner
+        self.card = card
+        self.source = str(source)
+        spec = card["model_spec"]
+        self.input_size = int(spec["input_size"])
+        self.num_features = int(spec["num_features"])
+        calibration = card.get("calibration")
+        self.calibration = ScoreCalibration.from_dict(calibration) if calibration else None
+
+    # -- properties -------------------------------------------------------------------------------
+    @property
+    def has_quality_head(self) -> bool:
+        """Whether the model predicts quality (False for embedding-only FR backbones)."""
+        return bool(self.runner.has_quality_head)
+
+    @property
+    def backend(self) -> str:
+        return str(self.runner.backend)
+
+    @property
+    def device(self) -> str:
+        return str(self.runner.device)
+
+    @property
+    def dtype(self) -> str:
+        return str(self.runner.dtype)
+
+    @property
+    def network(self) -> Any:
+        """The underlying ``torch.nn.Module`` (torch backend only)."""
+        network = getattr(self.runner, "network", None)
+        if network is None:
+            raise AttributeError("the onnx backend has no torch network")
+        return network
+
+    def __repr__(self) -> str:
+        name = self.card["model_spec"]["name"]
+        return (
+            f"QualityModel({name}, input {self.input_size}x{self.input_size}, "
+            f"{self.num_features}-d embedding, quality head {self.has_quality_head}, "
+            f"{self.backend} on {self.device} in {self.dtype}, from {self.source})"
+        )
+
+    # -- running ------------------------------------------------------------------------------------
+    def prepare(self, image: Any, *, resize: bool = False, name: str | None = None) -> np.ndarray:
+        """One image -> RGB uint8 (S, S, 3), decoded by the project decoder and size-checked."""
+        label = name or (str(image) if isinstance(image, (str, os.PathLike)) else "image")
+        array = to_rgb_array(image, name=name)
+        return fit_to_size(array, self.input_size, resize=resize, name=label)
+
+    def forward_batch(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Run the network on a prepared float32 batch (B, 3, S, S) in [-1, 1].
+
+        Returns ``(embedding (B, F) float32, quality (B,) float32 or None)``.
+        """
+        if batch.ndim != 4 or batch.shape[1:] != (3, self.input_size, self.input_size):
+            raise CheckpointError(
+                f"batch of shape {batch.shape} does not fit the model input "
+                f"(B, 3, {self.input_size}, {self.input_size})"
+            )
+        return self.runner(batch)
+
+    def _run(
+        self, images: Any, *, batch_size: int, resize: bool, workers: int | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        items = as_image_list(images)
+        if batch_size < 1:
+            raise CheckpointError(f"batch_size must be >= 1, got {batch_size}")
+        embeddings: list[np.ndarray] = []
+        qualities: list[np.ndarray] = []
+        outcomes = ordered_map(
+            lambda item: self.prepare(item, resize=resize),
+            items,
+            workers=workers,
+            window=2 * batch_size,
+        )
+        for group in batched(outcomes, batch_size):
+            for outcome in group:
+                if outcome.error is not None:
+                    raise outcome.error
+            embedding, quality = self.forward_batch(normalise_batch([o.value for o in group]))
+            embeddings.append(embedding)
+            if quality is not None:
+                qualities.append(quality)
+        if not embeddings:
+            empty = np.zeros((0, self.num_features), np.float32)
+            return empty, (np.zeros(0, np.float32) if self.has_quality_head else None)
+        quality_all = np.concatenate(qualities) if self.has_quality_head else None
+        return np.concatenate(embeddings), quality_all
+
+    def _require_quality(self) -> None:
+        if not self.has_quality_head:
+            raise CheckpointError(
+                f"{self.source} is an embedding-only model (no quality head `qs`, e.g. an insightface "
+                "ArcFace backbone): it cannot score quality. Use embed(), or load a CR-FIQA / IG-FIQA model"
+            )
+
+    def score(
+        self, images: Any, *, batch_size: int = 64, resize: bool = False, workers: int | None = None
+    ) -> np.ndarray:
+        """Raw quality scores (N,) float32 of ``images``; higher = better for face recognition."""
+        self._require_quality()
+        _, quality = self._run(images, batch_size=batch_size, resize=resize, workers=workers)
+        return quality
+
+    def embed(
+        self, images: Any, *, batch_size: int = 64, resize: bool = False, workers: int | None = None
+    ) -> np.ndarray:
+        """Embeddings (N, F) float32 of ``images`` (not L2-normalised)."""
+        embedding, _ = self._run(images, batch_size=batch_size, resize=resize, workers=workers)
+        return embedding
+
+    def score_and_embed(
+        self, images: Any, *, batch_size: int = 64, resize: bool = False, workers: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores (N,), embeddings (N, F))`` from one pass over ``images``."""
+        self._require_quality()
+        embedding, quality = self._run(
+            images, batch_size=batch_size, resize=resize, workers=workers
+        )
+        return quality, embedding
+
+    def calibrate(self, scores: np.ndarray) -> np.ndarray:
+        """Raw scores -> calibrated integers 0..100 with the model card's calibration."""
+        if self.calibration is None:
+            raise CheckpointError(
+                f"{self.source} has no score calibration: export it with `igfiqa export` (which "
+                "learns one from a reference set) to get 0..100 scores"
+            )
+        return self.calibration(scores)
+
+
+def _onnx_files(path: Path) -> tuple[Path, Path]:
+    if path.is_dir():
+        onnx_path, card_path = path / ONNX_FILE, path / CARD_FILE
+        if not onnx_path.is_file():
+            raise CheckpointError(
+                f"{path} has no {ONNX_FILE}: export the model with `igfiqa export ... --onnx`"
+            )
+        if not card_path.is_file():
+            raise CheckpointError(f"{path} has no {CARD_FILE} beside {ONNX_FILE}")
+        return onnx_path, card_path
+    if path.suffix.lower() != ".onnx":
+        raise CheckpointError(
+            f"backend 'onnx' needs an export directory with {ONNX_FILE} or an .onnx file, got {path}; "
+            "create one with `igfiqa export CHECKPOINT --out DIR --onnx`"
+        )
+    card_path = find_card_for(path)
+    if card_path is None:
+        raise CheckpointError(
+            f"{path}: no model card ({path.with_suffix('.json').name} or {CARD_FILE})"
+        )
+    return path, card_path
+
+
+def load_model(
+    path: str | os.PathLike[str],
+    *,
+    device: str = "cpu",
+    dtype: Any = None,
+    backend: str = "torch",
+    threads: int | None = None,
+) -> QualityModel:
+    """Load a quality model for inference.
+
+    ``path`` is a training checkpoint (``igfiqa.checkpoint``), an export directory or ``.safetensors``
+    file with its model card, a CR-FIQA ``*backbone.pth`` / insightface ArcFace ``.pth`` state dict
+    (architecture inferred from the weights), or with ``backend="onnx"`` an export with ``model.onnx``.
+    ``dtype`` is None/"float32" or "bfloat16" (torch backend). Raises CheckpointError for anything else.
+    """
+    path = Path(path)
+    if backend == "onnx":
+        from igfiqa.inference.runners import OnnxRunner
+
+        if dtype is not None and str(dtype).removeprefix("torch.").lower() not in (
+            "float32",
+            "fp32",
+        ):
+            raise CheckpointError("the onnx backend runs in float32 only")
+        if not path.exists():
+            raise CheckpointError(f"model {path} does not exist")
+        onnx_path, card_path = _onnx_files(path)
+        card = read_card(card_path)
+        runner = OnnxRunner(onnx_path, device=device, threads=threads)
+        if runner.input_size not in (None, int(card["model_spec"]["input_size"])):
+            raise CheckpointError(
+                f"{onnx_path}: input size does not match its model card {card_path}"
+            )
+        return QualityModel(runner, card, source=path)
+    if backend != "torch":
+        raise CheckpointError(f"unknown backend {backend!r}: use 'torch' or 'onnx'")
+    from igfiqa.inference.loading import load_network
+    from igfiqa.inference.runners import TorchRunner
+
+    network, card = load_network(path)
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    return QualityModel(TorchRunner(network, device=device, dtype=dtype), card, source=path)
+
+
+__all__ = ["QualityModel", "load_model"]

@@ -1,0 +1,96 @@
+"""Keep the model fed: decode (and align) images in a thread pool while the network runs.
+
+:func:`ordered_map` runs a preparation function on items in worker threads, a bounded window ahead of
+the consumer, and yields results in input order; :func:`batched` groups the successes into batches.
+Decoding (OpenCV/Pillow) and the network (PyTorch/onnxruntime) release the GIL, so they overlap.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Generic, TypeVar
+
+from igfiqa.errors import IgfiqaError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def default_workers() -> int:
+    """Decode threads used when none are asked for: the number of CPU cores, at most 8."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+class Outcome(Generic[T, R]):
+    """The result of preparing one item: ``value`` on success, ``error`` (an IgfiqaError) otherwise."""
+
+    __slots__ = ("error", "item", "value")
+
+    def __init__(self, item: T, value: R | None = None, error: IgfiqaError | None = None) -> None:
+        self.item = item
+        self.value = value
+        self.error = error
+
+
+def _attempt(function: Callable[[T], R], item: T) -> Outcome[T, R]:
+    try:
+        return Outcome(item, value=function(item))
+    except IgfiqaError as error:
+        return Outcome(item, error=error)
+
+
+def ordered_map(
+    function: Callable[[T], R], items: Iterable[T], *, workers: int | None = None, window: int = 256
+) -> Iterator[Outcome[T, R]]:
+    """Apply ``function`` to ``items`` in ``workers`` threads, at most ``window`` ahead; yield in order.
+
+    User errors (:class:`IgfiqaError`) become failed outcomes; other exceptions propagate. With
+    ``workers=0`` everything runs in the calling thread.
+    """
+    workers = default_workers() if workers is None else int(workers)
+    if workers <= 0:
+        for item in items:
+            yield _attempt(function, item)
+        return
+    pending: deque[Future[Outcome[T, R]]] = deque()
+    iterator = iter(items)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="igfiqa-decode") as pool:
+        try:
+            for item in iterator:
+                pending.append(pool.submit(_attempt, function, item))
+                if len(pending) >= window:
+                    break
+            while pending:
+                outcome = pending.popleft().result()
+                for item in iterator:
+                    pending.append(pool.submit(_attempt, function, item))
+                    break
+                yield outcome
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def batched(outcomes: Iterable[Outcome[T, R]], batch_size: int) -> Iterator[list[Outcome[T, R]]]:
+    """Group outcomes into lists holding at most ``batch_size`` successes each (failures ride along).
+
+    Every outcome appears exactly once and in order; a group ends right after its ``batch_size``-th
+    success, so failures never delay a full batch.
+    """
+    group: list[Outcome[T, R]] = []
+    successes = 0
+    for outcome in outcomes:
+        group.append(outcome)
+        if outcome.error is None:
+            successes += 1
+            if successes == batch_size:
+                yield group
+                group, successes = [], 0
+    if group:
+        yield group
+
+
+__all__ = ["Outcome", "batched", "default_workers", "ordered_map"]

@@ -1,0 +1,125 @@
+"""Backends that run the network on a prepared float32 batch: PyTorch and onnxruntime.
+
+Both take a numpy float32 (B, 3, S, S) batch in [-1, 1] and return numpy float32 ``(embedding (B, F),
+quality (B,) or None)``. The onnxruntime runner never imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from igfiqa.errors import CheckpointError, ConfigError
+
+_DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+}
+
+
+def dtype_name(dtype: Any) -> str:
+    """Normalise a dtype given as None, a string (fp32/bf16/fp16/...) or a torch dtype."""
+    if dtype is None:
+        return "float32"
+    text = str(dtype).removeprefix("torch.").lower()
+    if text not in _DTYPES:
+        raise ConfigError(
+            f"unsupported dtype {dtype!r}: use float32 (fp32), bfloat16 (bf16) or float16"
+        )
+    return _DTYPES[text]
+
+
+class TorchRunner:
+    """Runs an iResNet on ``device`` in ``dtype`` under ``torch.inference_mode``."""
+
+    backend = "torch"
+
+    def __init__(self, network: Any, *, device: Any = "cpu", dtype: Any = None) -> None:
+        import torch
+
+        try:
+            self.device = torch.device(device)
+        except RuntimeError as error:
+            raise ConfigError(f"invalid device {device!r}: {error}") from error
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} requested but CUDA is not available here")
+        self.dtype = dtype_name(dtype)
+        self._torch_dtype = getattr(torch, self.dtype)
+        self.network = network.eval().to(device=self.device, dtype=self._torch_dtype)
+        self.has_quality_head = bool(getattr(network, "has_quality_head", False))
+        self.num_features = int(network.num_features)
+        self.input_size = int(network.input_size)
+
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        import torch
+
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+            x = x.to(device=self.device, dtype=self._torch_dtype, non_blocking=True)
+            embedding = self.network.embed(x)
+            quality = self.network.qs(embedding)[:, 0] if self.has_quality_head else None
+            embedding_np = embedding.float().cpu().numpy()
+            quality_np = None if quality is None else quality.float().cpu().numpy()
+        return embedding_np, quality_np
+
+
+class OnnxRunner:
+    """Runs an exported ``model.onnx`` with onnxruntime (CPU, or CUDA when ``device`` is cuda)."""
+
+    backend = "onnx"
+    dtype = "float32"
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, device: str = "cpu", threads: int | None = None
+    ) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as error:
+            raise ConfigError(
+                "the onnx backend needs onnxruntime: pip install 'igfiqa[onnx]'"
+            ) from error
+        self.path = Path(path)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        providers = ["CPUExecutionProvider"]
+        if str(device).startswith("cuda"):
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise ConfigError("device cuda requested but onnxruntime has no CUDA provider here")
+            providers.insert(0, "CUDAExecutionProvider")
+        self.device = str(device)
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise CheckpointError(f"{self.path} is not a loadable ONNX model: {error}") from error
+        inputs = self.session.get_inputs()
+        outputs = [output.name for output in self.session.get_outputs()]
+        if [i.name for i in inputs] != ["image"] or "embedding" not in outputs:
+            raise CheckpointError(
+                f"{self.path}: expected input 'image' and outputs 'embedding' [, 'quality'], got "
+                f"inputs {[i.name for i in inputs]} and outputs {outputs}"
+            )
+        self.has_quality_head = "quality" in outputs
+        self._outputs = ["embedding", "quality"] if self.has_quality_head else ["embedding"]
+        shape = inputs[0].shape
+        self.input_size = int(shape[-1]) if isinstance(shape[-1], int) else None
+        self.num_features = None
+
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        result = self.session.run(self._outputs, {"image": np.ascontiguousarray(batch, np.float32)})
+        quality = result[1][:, 0] if self.has_quality_head else None
+        return result[0], quality
+
+
+__all__ = ["OnnxRunner", "TorchRunner", "dtype_name"]

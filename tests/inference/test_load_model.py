@@ -1,0 +1,169 @@
+"""load_model: every supported weight file loads and scores like the network's own forward; bad
+files are refused with CheckpointError, and a malicious pickle never runs."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from inference_helpers import FEATURES, SIZE, SPEC, random_images, reference_forward, tiny_model
+from PIL import Image
+
+import igfiqa
+from igfiqa.errors import CheckpointError, DataError
+from igfiqa.inference.loading import infer_model_spec
+from igfiqa.models import create_model
+
+
+def test_crfiqa_backbone_scores_equal_own_forward(model, backbone_path):
+    images = random_images(7)
+    loaded = igfiqa.load_model(backbone_path)
+    assert loaded.input_size == SIZE and loaded.num_features == FEATURES
+    assert loaded.card["model_spec"]["name"] == "iresnet18"
+    scores, embeddings = loaded.score_and_embed(images, batch_size=3)
+    want_embedding, want_quality = reference_forward(model, images)
+    np.testing.assert_allclose(scores, want_quality, atol=1e-5)
+    np.testing.assert_allclose(embeddings, want_embedding, atol=1e-4)
+    np.testing.assert_allclose(loaded.score(list(images), batch_size=64), want_quality, atol=1e-5)
+
+
+def test_input_kinds_single_list_pil_paths(model, backbone_path, tmp_path):
+    images = random_images(3, seed=4)
+    _, want = reference_forward(model, images)
+    loaded = igfiqa.load_model(backbone_path)
+    paths = []
+    for i, image in enumerate(images):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(image).save(paths[-1])
+    assert loaded.score(images[0]).shape == (1,)
+    np.testing.assert_allclose(loaded.score(images[1]), want[1:2], atol=1e-5)
+    np.testing.assert_allclose(loaded.score(Image.fromarray(images[2])), want[2:3], atol=1e-5)
+    np.testing.assert_allclose(loaded.score([str(p) for p in paths]), want, atol=1e-5)
+    np.testing.assert_allclose(loaded.score(paths, workers=0), want, atol=1e-5)
+    assert loaded.embed(paths[0]).shape == (1, FEATURES)
+
+
+def test_wrong_size_refused_unless_resize(backbone_path):
+    loaded = igfiqa.load_model(backbone_path)
+    big = random_images(1, size=SIZE * 2)[0]
+    with pytest.raises(DataError, match=r"64x64.*32x32"):
+        loaded.score(big)
+    assert np.isfinite(loaded.score(big, resize=True)).all()
+
+
+def test_training_checkpoint(model, checkpoint_path):
+    images = random_images(4, seed=1)
+    loaded = igfiqa.load_model(checkpoint_path)
+    np.testing.assert_allclose(loaded.score(images), reference_forward(model, images)[1], atol=1e-5)
+    assert loaded.card["source"]["epoch"] == 2
+    assert loaded.card["training"]["num_classes"] == 3
+    assert loaded.card["training"]["data"] == {"train": "synthetic:identities=3,samples=4"}
+
+
+def test_checkpoint_with_wrong_format_refused(tmp_path, model):
+    path = tmp_path / "other.pt"
+    torch.save({"format": "someone.else", "model_spec": SPEC, "model": model.state_dict()}, path)
+    with pytest.raises(CheckpointError, match=r"other\.pt.*igfiqa\.checkpoint"):
+        igfiqa.load_model(path)
+    torch.save({"format": "igfiqa.checkpoint", "format_version": 99, "model_spec": SPEC}, path)
+    with pytest.raises(CheckpointError, match="format_version 99"):
+        igfiqa.load_model(path)
+
+
+def test_embedding_only_arcface_backbone(tmp_path):
+    arcface = tiny_model(seed=3, quality_head=False)
+    path = tmp_path / "arcface_r18.pth"
+    torch.save({f"module.{k}": v for k, v in arcface.state_dict().items()}, path)
+    loaded = igfiqa.load_model(path)
+    assert not loaded.has_quality_head
+    images = random_images(2)
+    x = (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5
+    with torch.no_grad():
+        want = arcface(x).numpy()
+    np.testing.assert_allclose(loaded.embed(images), want, atol=1e-4)
+    with pytest.raises(CheckpointError, match="embedding-only"):
+        loaded.score(images)
+
+
+@pytest.mark.parametrize(
+    ("name", "layers", "width", "size"),
+    [("iresnet34", (3, 4, 6, 3), 0.0625, 112), ("iresnet50", (3, 4, 14, 3), 0.0625, 48)],
+)
+def test_architecture_inferred_from_keys(name, layers, width, size):
+    network = create_model(name, width=width, input_size=size, num_features=24)
+    spec = infer_model_spec(network.state_dict(), where="x")
+    assert spec == {
+        "name": name,
+        "num_features": 24,
+        "dropout": 0.0,
+        "width": width,
+        "input_size": size,
+        "quality_head": True,
+    }
+
+
+class _RunsCode:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pickle_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    zipped = tmp_path / "evil_backbone.pth"
+    torch.save({"conv1.weight": _RunsCode(marker)}, zipped)
+    legacy = tmp_path / "evil_legacy.pth"
+    with legacy.open("wb") as handle:
+        pickle.dump(_RunsCode(marker), handle)
+    for path in (zipped, legacy):
+        with pytest.raises(CheckpointError, match=rf"refused to load .*{path.name}|{path.name}"):
+            igfiqa.load_model(path)
+    assert not marker.exists()
+
+
+def test_corrupt_and_wrong_files(tmp_path, backbone_path):
+    text = tmp_path / "notes.pth"
+    text.write_text("this is not a checkpoint\n")
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(backbone_path.read_bytes()[:500])
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    listing = tmp_path / "list.pth"
+    torch.save([torch.zeros(2)], listing)
+    foreign = tmp_path / "foreign.pth"
+    torch.save({"weight": torch.zeros(3)}, foreign)
+    for path in (text, truncated, empty, listing, foreign, tmp_path / "missing.pth"):
+        with pytest.raises(CheckpointError, match=path.name):
+            igfiqa.load_model(path)
+
+
+def test_weights_that_do_not_fit_the_spec(tmp_path, model):
+    path = tmp_path / "mismatch.pt"
+    spec = dict(SPEC, num_features=FEATURES * 2)
+    torch.save(
+        {
+            "format": "igfiqa.checkpoint",
+            "format_version": 1,
+            "model_spec": spec,
+            "model": model.state_dict(),
+        },
+        path,
+    )
+    with pytest.raises(CheckpointError, match="do not fit"):
+        igfiqa.load_model(path)
+
+
+def test_bfloat16_close_to_float32(backbone_path):
+    images = random_images(4, seed=2)
+    full = igfiqa.load_model(backbone_path).score(images)
+    half = igfiqa.load_model(backbone_path, dtype="bf16")
+    assert half.dtype == "bfloat16"
+    scores = half.score(images)
+    assert scores.dtype == np.float32
+    np.testing.assert_allclose(scores, full, atol=0.05 * (np.abs(full).max() + 1))
