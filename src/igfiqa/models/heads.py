@@ -27,7 +27,7 @@ from igfiqa.errors import ConfigError
 from igfiqa.method.pseudo_labels import ccs_nnccs as _ccs_nnccs
 
 MARGIN_KINDS = ("arcface", "cosface")
-_ACOS_CLAMP = 1e-7
+_SIN2_FLOOR = 1e-12
 
 
 class MarginHead(nn.Module):
@@ -85,16 +85,21 @@ class MarginHead(nn.Module):
         """The margin-penalised cosine of the true class (before scaling by ``s``)."""
         if self.kind == "cosface":
             return cos_target - self.m
-        cos_m = math.cos(self.m)
-        clamped = cos_target.clamp(-1.0 + _ACOS_CLAMP, 1.0 - _ACOS_CLAMP)
-        with_margin = torch.cos(torch.acos(clamped) + self.m)
+        cos_m, sin_m = math.cos(self.m), math.sin(self.m)
+        # cos(theta + m) = cos(theta) cos(m) - sin(theta) sin(m); the floor under sin^2 keeps the
+        # gradient finite at cos(theta) = +-1 (value error <= 1e-6 * sin m).
+        sin_target = (1.0 - cos_target * cos_target).clamp(min=_SIN2_FLOOR).sqrt()
+        with_margin = cos_target * cos_m - sin_target * sin_m
         continuation = cos_target - (1.0 - cos_m)
         return torch.where(cos_target >= -cos_m, with_margin, continuation)
 
     def logits_from_cosine(self, cosine: Tensor, labels: Tensor) -> Tensor:
         """``s`` times the cosine matrix with the true class's entry replaced by its margin logit."""
         index = labels.long().unsqueeze(1)
-        target = self.target_logit(cosine.gather(1, index))
+        cos_target = cosine.gather(1, index)
+        # At least float32 (AMP gives float16 cosines; the sin^2 floor would underflow there).
+        work = torch.promote_types(cos_target.dtype, torch.float32)
+        target = self.target_logit(cos_target.to(work)).to(cosine.dtype)
         return self.s * cosine.scatter(1, index, target)
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
