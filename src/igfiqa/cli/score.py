@@ -1,0 +1,141 @@
+"""``igfiqa score``: quality scores for image files, folders and list files, written as they come."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from igfiqa.cli import app
+from igfiqa.errors import ConfigError, IgfiqaError
+
+
+class OutputFormat(str, Enum):
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+class Backend(str, Enum):
+    torch = "torch"
+    onnx = "onnx"
+
+
+EPILOG = (
+    "Exit codes: 0 = every image scored; 1 = some images failed (each has a row with its error, "
+    "the others were scored); 2 = usage error (bad option, missing input, unreadable model, "
+    "output exists without --resume/--overwrite), nothing scored."
+)
+
+
+@app.command("score", epilog=EPILOG)
+def score(
+    model: Path = typer.Argument(
+        ...,
+        help="Model: training checkpoint, `igfiqa export` directory or .safetensors, CR-FIQA "
+        "*backbone.pth; with --backend onnx an export directory holding model.onnx.",
+    ),
+    inputs: list[str] = typer.Argument(
+        ...,
+        metavar="INPUT...",
+        help="Image files, folders (searched recursively for image files, in sorted order) or "
+        "list files (.txt/.lst, one path per line, relative to the list file).",
+    ),
+    output: str = typer.Option(
+        "-", "--output", "-o", help="Output file (CSV or JSON Lines); '-' = standard output."
+    ),
+    fmt: OutputFormat = typer.Option(OutputFormat.csv, "--format", help="Output format."),
+    calibrated: bool = typer.Option(
+        False,
+        "--calibrated",
+        help="Add the calibrated 0-100 score (needs a model card calibration).",
+    ),
+    landmarks: Path | None = typer.Option(
+        None,
+        "--landmarks",
+        help="Five-point landmarks of loose crops (`name x1 y1 ... x5 y5 [score]` per line, IJB "
+        "style); each image is aligned to the ArcFace template before scoring.",
+    ),
+    resize: bool = typer.Option(
+        False,
+        "--resize",
+        help="Resize images that are not the model's input size instead of refusing them.",
+    ),
+    batch_size: int = typer.Option(
+        64, "--batch-size", "-b", min=1, help="Images per forward pass."
+    ),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    dtype: str = typer.Option("float32", "--dtype", help="float32 or bfloat16 (torch backend)."),
+    backend: Backend = typer.Option(
+        Backend.torch, "--backend", help="torch or onnx (onnxruntime, no torch)."
+    ),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        min=0,
+        help="Decode threads (default: CPU cores, at most 8; 0 = no threads).",
+    ),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="Threads of the network (default: all cores)."
+    ),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue an interrupted run: keep the output, skip paths already in it.",
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on standard error."),
+) -> None:
+    """Score the quality of aligned face images (one row per input, written as it is scored).
+
+    Images must be aligned crops of the model's input size (112x112 for published models) unless
+    --landmarks aligns them or --resize resizes them; others get an error row. A file that cannot be
+    read or decoded gets a row with its error and the run continues. An interrupted run keeps its
+    rows; run it again with --resume to finish it without duplicating any.
+    """
+    from igfiqa.inference.model import load_model
+    from igfiqa.inference.scorer import (
+        ResultWriter,
+        collect_inputs,
+        read_landmarks,
+        score_inputs,
+    )
+
+    try:
+        if resume and overwrite:
+            raise ConfigError("--resume and --overwrite contradict each other; pick one")
+        items = collect_inputs(inputs)
+        table = read_landmarks(landmarks) if landmarks is not None else None
+        loaded = load_model(
+            model,
+            device=device,
+            dtype=dtype,
+            backend=backend.value,
+            threads=threads,
+        )
+        loaded._require_quality()
+        with ResultWriter(
+            output, fmt=fmt.value, calibrated=calibrated, resume=resume, overwrite=overwrite
+        ) as writer:
+            summary = score_inputs(
+                loaded,
+                items,
+                writer,
+                batch_size=batch_size,
+                resize=resize,
+                landmarks=table,
+                landmark_source=str(landmarks),
+                workers=workers,
+            )
+    except IgfiqaError as error:
+        typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2) from None
+    if not quiet:
+        print(
+            f"scored {summary.scored} images, {summary.failed} failed, {summary.skipped} skipped "
+            f"(already in the output) in {summary.seconds:.1f} s "
+            f"({summary.images_per_second:.1f} images/s)",
+            file=sys.stderr,
+        )
+    raise typer.Exit(1 if summary.failed else 0)

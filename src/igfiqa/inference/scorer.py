@@ -1,0 +1,375 @@
+"""Batch scoring of image files: input discovery, landmarks, resumable CSV / JSON Lines output.
+
+:func:`score_inputs` decodes (and, with landmarks, aligns) images in a thread pool while the model
+runs, writes one row per input as results arrive and flushes after every batch, so an interrupted run
+keeps every row it wrote; :class:`ResultWriter` with ``resume=True`` skips the paths already present.
+A file that fails gets a row with its error and the run goes on. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from igfiqa.errors import ConfigError, DataError, IgfiqaError
+from igfiqa.inference.pipeline import batched, ordered_map
+from igfiqa.inference.preprocess import find_images, fit_to_size, normalise_into, to_rgb_array
+
+LIST_SUFFIXES = (".txt", ".lst")
+
+
+@dataclass(frozen=True)
+class ScoreItem:
+    """One input image: ``path`` is the text written to the output, ``relative`` its name below the
+    folder or list file it came from (used to find its landmarks)."""
+
+    path: str
+    relative: str
+
+
+@dataclass
+class ScoreSummary:
+    """What one run did: rows written, failures among them, inputs skipped by ``--resume``, time."""
+
+    scored: int = 0
+    failed: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return (self.scored + self.failed) / self.seconds if self.seconds > 0 else 0.0
+
+
+# ----------------------------------------------------------------------------------- inputs
+def read_list_file(path: Path) -> list[ScoreItem]:
+    """A list file: one image path per line (relative to the list file's folder); blank lines and
+    lines starting with ``#`` are skipped; a trailing label (``path label``) is ignored."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read list file {path}: {error}") from error
+    base = path.parent
+    items = []
+    for line in lines:
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        name = text
+        if not (base / text).exists() and len(text.split()) > 1:
+            name = text.rsplit(maxsplit=1)[0] if text.split()[-1].lstrip("-").isdigit() else text
+        full = name if os.path.isabs(name) else os.path.normpath(os.path.join(str(base), name))
+        items.append(ScoreItem(full, name))
+    return items
+
+
+def collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[ScoreItem]:
+    """Expand INPUT arguments into image items: files as given, folders recursively (image
+    extensions, sorted), ``.txt``/``.lst`` list files line by line. Duplicates are kept once, first
+    occurrence first. A missing INPUT raises ConfigError (a usage error)."""
+    items: list[ScoreItem] = []
+    for raw in inputs:
+        path = Path(raw)
+        if path.is_dir():
+            for image in find_images(path):
+                items.append(
+                    ScoreItem(
+                        os.path.join(str(raw), image.relative_to(path).as_posix()),
+                        image.relative_to(path).as_posix(),
+                    )
+                )
+        elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
+            items.extend(read_list_file(path))
+        elif path.exists():
+            items.append(ScoreItem(str(raw), path.name))
+        else:
+            raise ConfigError(
+                f"input {raw} does not exist (expected an image, a folder or a list file)"
+            )
+    seen: set[str] = set()
+    unique = []
+    for item in items:
+        if item.path not in seen:
+            seen.add(item.path)
+            unique.append(item)
+    return unique
+
+
+def read_landmarks(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """IJB-style landmarks: ``name x1 y1 x2 y2 x3 y3 x4 y4 x5 y5 [score]`` per line -> name -> (5, 2).
+
+    Points are left eye, right eye, nose tip, left and right mouth corner, in pixels.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read landmark file {path}: {error}") from error
+    table: dict[str, np.ndarray] = {}
+    for number, line in enumerate(lines, start=1):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        if len(fields) not in (11, 12):
+            raise ConfigError(
+                f"{path}:{number}: expected 'name x1 y1 ... x5 y5 [score]' (11 or 12 fields), "
+                f"got {len(fields)}"
+            )
+        try:
+            points = np.array([float(v) for v in fields[1:11]], dtype=np.float64).reshape(5, 2)
+        except ValueError as error:
+            raise ConfigError(
+                f"{path}:{number}: landmark coordinates must be numbers ({error})"
+            ) from error
+        if not np.all(np.isfinite(points)):
+            raise ConfigError(f"{path}:{number}: landmark coordinates must be finite")
+        table[fields[0]] = points
+    if not table:
+        raise ConfigError(f"landmark file {path} holds no landmarks")
+    return table
+
+
+def find_landmarks(table: Mapping[str, np.ndarray], item: ScoreItem) -> np.ndarray | None:
+    """The landmarks of ``item``: looked up by output path, by name below its folder, then by base name."""
+    for key in (item.path, item.relative, os.path.basename(item.path)):
+        if key in table:
+            return table[key]
+    return None
+
+
+# ----------------------------------------------------------------------------------- output
+def _format_quality(value: float) -> str:
+    return format(float(value), ".8g") if math.isfinite(value) else "nan"
+
+
+class ResultWriter:
+    """Appends result rows to a CSV (``path,quality[,calibrated],error``) or JSON Lines file.
+
+    With ``resume`` an existing file is kept: a truncated last line (an interrupted write) is cut
+    off, and :attr:`done` holds the paths already present, which the run skips. Without it an
+    existing non-empty file is refused unless ``overwrite``. ``path=None`` writes to stdout.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None,
+        *,
+        fmt: str = "csv",
+        calibrated: bool = False,
+        resume: bool = False,
+        overwrite: bool = False,
+    ) -> None:
+        if fmt not in ("csv", "jsonl"):
+            raise ConfigError(f"unknown output format {fmt!r}: use csv or jsonl")
+        self.format = fmt
+        self.calibrated = calibrated
+        self.columns = ["path", "quality", *(["calibrated"] if calibrated else []), "error"]
+        self.done: set[str] = set()
+        self.path = None if path is None or str(path) == "-" else Path(path)
+        if self.path is None:
+            if resume:
+                raise ConfigError("--resume needs an output file (-o FILE), not stdout")
+            self._handle: IO[str] = sys.stdout
+            self._owned = False
+            self._write_header()
+            return
+        exists = self.path.is_file() and self.path.stat().st_size > 0
+        if exists and not resume and not overwrite:
+            raise ConfigError(
+                f"output {self.path} already exists: pass --resume to continue it (skipping the "
+                "paths it holds) or --overwrite to replace it"
+            )
+        if self.path.is_dir():
+            raise ConfigError(f"output {self.path} is a directory; give a file name")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if exists and resume:
+            self._read_existing()
+            self._handle = self.path.open("a", encoding="utf-8", newline="")
+        else:
+            self._handle = self.path.open("w", encoding="utf-8", newline="")
+        self._owned = True
+        if self.path.stat().st_size == 0:
+            self._write_header()
+
+    def _write_header(self) -> None:
+        if self.format == "csv":
+            csv.writer(self._handle, lineterminator="\n").writerow(self.columns)
+            self._handle.flush()
+
+    def _read_existing(self) -> None:
+        assert self.path is not None
+        data = self.path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):  # the last row was cut off mid-write: drop it (it is scored again)
+            with self.path.open("r+b") as handle:
+                handle.truncate(end)
+            data = data[:end]
+        text = data.decode("utf-8", errors="replace")
+        if self.format == "csv":
+            rows = list(csv.reader(io.StringIO(text)))
+            if rows and rows[0] != self.columns:
+                raise ConfigError(
+                    f"cannot resume {self.path}: its columns {rows[0]} differ from {self.columns} "
+                    "(use the same --format and --calibrated as the first run)"
+                )
+            self.done = {row[0] for row in rows[1:] if row}
+        else:
+            for number, line in enumerate(text.splitlines(), start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                    self.done.add(record["path"])
+                except (json.JSONDecodeError, KeyError, TypeError) as error:
+                    raise ConfigError(
+                        f"cannot resume {self.path}: line {number} is not a result record ({error}); "
+                        "is it a JSON Lines output of `igfiqa score`?"
+                    ) from error
+                if self.calibrated != ("calibrated" in record):
+                    raise ConfigError(
+                        f"cannot resume {self.path}: use the same --calibrated setting as the first run"
+                    )
+
+    def write(self, rows: Iterable[tuple[str, float | None, int | None, str | None]]) -> None:
+        """Write ``(path, quality, calibrated, error)`` rows and flush them to the file."""
+        if self.format == "csv":
+            writer = csv.writer(self._handle, lineterminator="\n")
+            for path, quality, calibrated, error in rows:
+                row = [path, "" if quality is None else _format_quality(quality)]
+                if self.calibrated:
+                    row.append("" if calibrated is None else str(int(calibrated)))
+                row.append(error or "")
+                writer.writerow(row)
+        else:
+            for path, quality, calibrated, error in rows:
+                record: dict[str, Any] = {
+                    "path": path,
+                    "quality": None
+                    if quality is None or not math.isfinite(quality)
+                    else float(quality),
+                }
+                if self.calibrated:
+                    record["calibrated"] = None if calibrated is None else int(calibrated)
+                record["error"] = error
+                self._handle.write(json.dumps(record) + "\n")
+        self._handle.flush()
+
+    def close(self) -> None:
+        if self._owned and not self._handle.closed:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+
+    def __enter__(self) -> ResultWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ----------------------------------------------------------------------------------- scoring
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def score_inputs(
+    model: Any,
+    items: Sequence[ScoreItem],
+    writer: ResultWriter,
+    *,
+    batch_size: int = 64,
+    resize: bool = False,
+    landmarks: Mapping[str, np.ndarray] | None = None,
+    landmark_source: str = "the landmark file",
+    workers: int | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> ScoreSummary:
+    """Score ``items`` with ``model`` (a :class:`~igfiqa.inference.model.QualityModel`), writing rows.
+
+    Items whose path is in ``writer.done`` are skipped. ``on_batch(rows_written_so_far)`` is called
+    after each flushed batch (progress display; tests use it to interrupt a run).
+    """
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    if writer.calibrated and model.calibration is None:
+        raise ConfigError(
+            f"{model.source} has no score calibration in its model card: drop --calibrated, or "
+            "export the model with `igfiqa export` (which learns one)"
+        )
+    model._require_quality()
+    size = model.input_size
+    todo = [item for item in items if item.path not in writer.done]
+    summary = ScoreSummary(skipped=len(items) - len(todo))
+
+    def prepare(item: ScoreItem) -> np.ndarray:
+        try:
+            image = to_rgb_array(item.path, name=item.path)
+            if landmarks is not None:
+                points = find_landmarks(landmarks, item)
+                if points is None:
+                    raise DataError(f"{item.path}: no landmarks for it in {landmark_source}")
+                from igfiqa.data.align import align_face
+
+                image = align_face(image, points, size=size)
+            image = fit_to_size(image, size, resize=resize, name=item.path)
+            return normalise_into(image, np.empty((3, size, size), dtype=np.float32))
+        except IgfiqaError:
+            raise
+        except (OSError, ValueError, RuntimeError) as error:  # OpenCV / Pillow internals
+            raise DataError(f"{item.path}: {type(error).__name__}: {_one_line(error)}") from error
+
+    buffer = np.empty((batch_size, 3, size, size), dtype=np.float32)
+    start = time.perf_counter()
+    outcomes = ordered_map(prepare, todo, workers=workers, window=3 * batch_size)
+    for group in batched(outcomes, batch_size):
+        good = [outcome for outcome in group if outcome.error is None]
+        qualities: dict[int, float] = {}
+        calibrated: dict[int, int] = {}
+        if good:
+            batch = buffer[: len(good)]
+            for slot, outcome in enumerate(good):
+                batch[slot] = outcome.value
+            _, quality = model.forward_batch(batch)
+            levels = model.calibration(quality) if writer.calibrated else None
+            for slot, outcome in enumerate(good):
+                qualities[id(outcome)] = float(quality[slot])
+                if levels is not None:
+                    calibrated[id(outcome)] = int(levels[slot])
+        rows = []
+        for outcome in group:
+            if outcome.error is None:
+                key = id(outcome)
+                rows.append((outcome.item.path, qualities[key], calibrated.get(key), None))
+            else:
+                rows.append((outcome.item.path, None, None, _one_line(outcome.error)))
+                summary.failed += 1
+        summary.scored += len(good)
+        writer.write(rows)
+        summary.seconds = time.perf_counter() - start
+        if on_batch is not None:
+            on_batch(summary.scored + summary.failed)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+__all__ = [
+    "ResultWriter",
+    "ScoreItem",
+    "ScoreSummary",
+    "collect_inputs",
+    "find_landmarks",
+    "read_landmarks",
+    "read_list_file",
+    "score_inputs",
+]
