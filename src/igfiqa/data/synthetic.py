@@ -143,12 +143,12 @@ def _identity_parameters(seed: int, identity: int, share: float) -> IdentityPara
 
 
 def _draw_degradation(rng: np.random.Generator) -> tuple[tuple[str, float], ...]:
-    """One or two (kind, severity) pairs; severities skewed towards mild."""
+    """One or two (kind, severity) pairs; severities skewed towards mild (s = u^2)."""
     first = DEGRADATIONS[int(rng.integers(len(DEGRADATIONS)))]
-    chosen = [(first, float(rng.random() ** 1.4))]
+    chosen = [(first, float(rng.random() ** 2))]
     if rng.random() < 0.25:
         others = [kind for kind in DEGRADATIONS if kind != first]
-        chosen.append((others[int(rng.integers(len(others)))], float(rng.random() ** 1.4)))
+        chosen.append((others[int(rng.integers(len(others)))], float(rng.random() ** 2)))
     return tuple(chosen)
 
 
