@@ -215,9 +215,9 @@ class QualityAugmentation:
         erase_box = torch.stack([top, left, box_h, box_w], dim=1).long()
         return AugmentParams(
             jitter=jitter,
-            brightness=brightness.float(),
-            contrast=contrast.float(),
-            saturation=saturation.float(),
+            brightness=brightness,
+            contrast=contrast,
+            saturation=saturation,
             greyscale=greyscale,
             downscale=downscale & (scale < 1.0),
             scale=scale,
@@ -241,7 +241,8 @@ class QualityAugmentation:
     def apply(self, images: Tensor, params: AugmentParams) -> Tensor:
         """Apply the drawn parameters (deterministic)."""
         dtype = images.dtype
-        x = (images.float() + 1.0) * 0.5
+        work = torch.promote_types(dtype, torch.float32)  # float16/bfloat16 run in float32
+        x = (images.to(work) + 1.0) * 0.5
         params = params.to(images.device)
         x = _colour_jitter(x, params)
         x = torch.where(params.greyscale.view(-1, 1, 1, 1), _grey(x).expand_as(x), x)
@@ -279,11 +280,14 @@ def _grey(x: Tensor) -> Tensor:
 def _colour_jitter(x: Tensor, p: AugmentParams) -> Tensor:
     """Brightness (scale), contrast (blend with the mean luma), saturation (blend with the luma)."""
     view = (-1, 1, 1, 1)
-    out = (x * p.brightness.view(view)).clamp(0.0, 1.0)
+    brightness, contrast, saturation = (
+        t.to(x.dtype).view(view) for t in (p.brightness, p.contrast, p.saturation)
+    )
+    out = (x * brightness).clamp(0.0, 1.0)
     mean = _grey(out).mean(dim=(2, 3), keepdim=True)
-    out = ((out - mean) * p.contrast.view(view) + mean).clamp(0.0, 1.0)
+    out = ((out - mean) * contrast + mean).clamp(0.0, 1.0)
     grey = _grey(out)
-    out = ((out - grey) * p.saturation.view(view) + grey).clamp(0.0, 1.0)
+    out = ((out - grey) * saturation + grey).clamp(0.0, 1.0)
     return torch.where(p.jitter.view(view), out, x)
 
 
