@@ -46,7 +46,7 @@ def poly_factor(step: int, total_steps: int, power: float = 2.0, warmup_steps: i
 
 
 class LRSchedule:
-    """Sets every parameter group's ``lr`` to ``base_lr * factor(step)`` before each optimizer step.
+    """Sets every parameter group's ``lr`` to ``base_lr * factor(step)`` (one or several optimizers).
 
     Stateless apart from the step counter, so a checkpoint holds just ``{"step": n}`` plus the
     arguments (kept for checking on resume).
@@ -54,7 +54,7 @@ class LRSchedule:
 
     def __init__(
         self,
-        optimizer: Optimizer,
+        optimizer: Optimizer | Sequence[Optimizer],
         *,
         kind: str,
         steps_per_epoch: int,
@@ -66,7 +66,7 @@ class LRSchedule:
     ) -> None:
         if kind not in ("multistep", "poly"):
             raise ValueError(f"unknown schedule {kind!r}: use 'multistep' or 'poly'")
-        self.optimizer = optimizer
+        self.optimizers = [optimizer] if isinstance(optimizer, Optimizer) else list(optimizer)
         self.kind = kind
         self.steps_per_epoch = int(steps_per_epoch)
         self.total_steps = int(total_steps)
@@ -74,9 +74,12 @@ class LRSchedule:
         self.gamma = float(gamma)
         self.power = float(power)
         self.warmup_steps = int(warmup_steps)
-        self.base_lrs = [float(group["lr"]) for group in optimizer.param_groups]
+        self.base_lrs = [float(group["lr"]) for group in self._groups()]
         self.step_count = 0
         self.apply()
+
+    def _groups(self) -> list[dict[str, Any]]:
+        return [group for optimizer in self.optimizers for group in optimizer.param_groups]
 
     def factor(self, step: int | None = None) -> float:
         """The multiplier of the base rate at optimizer step ``step`` (default: the current one)."""
@@ -90,7 +93,7 @@ class LRSchedule:
     def apply(self) -> None:
         """Write the current rates into the optimizer."""
         factor = self.factor()
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+        for group, base in zip(self._groups(), self.base_lrs, strict=True):
             group["lr"] = base * factor
 
     def step(self) -> None:
@@ -99,7 +102,7 @@ class LRSchedule:
         self.apply()
 
     def get_last_lr(self) -> list[float]:
-        return [float(group["lr"]) for group in self.optimizer.param_groups]
+        return [float(group["lr"]) for group in self._groups()]
 
     def state_dict(self) -> dict[str, Any]:
         return {

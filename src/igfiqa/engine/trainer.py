@@ -1,0 +1,768 @@
+"""The training loop: one process on a CPU or GPU, or one process per GPU under ``torchrun``.
+
+``train(config, out_dir=...)`` builds the data, backbone, margin head (replicated or sharded),
+guidance and augmentation from an :class:`igfiqa.config.IgfiqaConfig`, then runs SGD steps of
+:func:`igfiqa.method.objective.compute_objective` with the recipe's schedule, gradient clipping and
+AMP. It logs JSON Lines (``metrics.jsonl``), shows a progress bar, writes atomic checkpoints on a
+cadence and when SIGTERM/SIGINT arrives (after finishing the current step), runs the periodic
+verification and returns a :class:`TrainResult`. ``resume=True`` continues the newest checkpoint of
+``out_dir`` exactly (weights, optimizer, schedule, scaler, guidance, augmentation RNG, sampler
+position, RNG states).
+
+Distributed: with ``WORLD_SIZE > 1`` the process group is initialised from the environment
+(``env://``), the backbone is wrapped in DistributedDataParallel, every rank reads its slice of each
+global batch, the guidance state is updated with the gathered (label, CCS) pairs of all ranks
+(identical everywhere), and only rank 0 writes files and logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader
+
+from igfiqa import __version__
+from igfiqa.config import IgfiqaConfig, config_from_dict
+from igfiqa.engine import distributed as D
+from igfiqa.engine.checkpoint import (
+    FORMAT,
+    FORMAT_VERSION,
+    atomic_write_text,
+    capture_rng_state,
+    latest_checkpoint,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from igfiqa.engine.sampler import FlippedDataset, ResumableDistributedSampler
+from igfiqa.engine.schedules import LRSchedule
+from igfiqa.errors import CheckpointError, ConfigError, IgfiqaError
+from igfiqa.models import create_model
+from igfiqa.models.heads import MarginHead
+from igfiqa.models.sharded import ShardedMarginHead
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINT_DIR = "checkpoints"
+
+
+class NonFiniteLossError(IgfiqaError):
+    """Too many optimizer steps in a row had a non-finite loss or gradient."""
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) run produced."""
+
+    run_dir: Path
+    checkpoint: Path | None
+    step: int
+    epoch: int
+    stopped: str  # "completed", "max_steps" or "signal"
+    metrics: dict[str, float] = field(default_factory=dict)
+    verification: dict[str, dict[str, float]] = field(default_factory=dict)
+    nonfinite_steps: int = 0
+    images_per_second: float = 0.0
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module inside DDP / torch.compile wrappers."""
+    inner = getattr(model, "module", model)
+    return getattr(inner, "_orig_mod", inner)
+
+
+class _StopFlag:
+    """Set by SIGTERM/SIGINT; the loop finishes the current step, saves and exits."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._previous[signum] = signal.getsignal(signum)
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # second Ctrl-C: stop now
+        self.signum = signum
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+
+class _MetricsLog:
+    """JSON Lines file (+ optional TensorBoard) written by rank 0 only."""
+
+    def __init__(self, run_dir: Path | None, tensorboard: bool) -> None:
+        self.handle = None
+        self.writer = None
+        if run_dir is None:
+            return
+        self.handle = open(run_dir / METRICS_FILE, "a", encoding="utf-8")  # noqa: SIM115
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as error:
+                raise ConfigError(
+                    "logging.tensorboard is on but TensorBoard is not installed: "
+                    "pip install 'igfiqa[tensorboard]' or --set logging.tensorboard=false"
+                ) from error
+            self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.handle is None:
+            return
+        self.handle.write(json.dumps(record, sort_keys=True) + "\n")
+        self.handle.flush()
+        if self.writer is not None:
+            step = int(record.get("step", 0))
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key not in ("step", "epoch"):
+                    self.writer.add_scalar(f"{record.get('kind', 'train')}/{key}", value, step)
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+class _Progress:
+    """A rich progress bar with images/s and ETA (rank 0, only when asked for)."""
+
+    def __init__(self, enabled: bool, total: int, done: int) -> None:
+        self.progress = None
+        if not enabled:
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("[bold]train[/] epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[speed]:>8.1f} img/s"),
+            TextColumn("loss {task.fields[loss]:.3f}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+        )
+        self.progress.start()
+        self.task = self.progress.add_task(
+            "train", total=total, completed=done, epoch=0, speed=0.0, loss=float("nan")
+        )
+
+    def update(self, step: int, **fields: Any) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=step, **fields)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    if amp == "none":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _gather_objects(obj: Any) -> list[Any]:
+    """Every rank's ``obj`` (our own processes' state: RNG and augmentation generators)."""
+    if not D.is_initialized() or D.get_world_size() == 1:
+        return [obj]
+    out: list[Any] = [None] * D.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def _any_rank(flag: bool, device: torch.device) -> bool:
+    """True when ``flag`` is true on any rank."""
+    if not D.is_initialized() or D.get_world_size() == 1:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)
+
+
+def open_dataset(config: IgfiqaConfig) -> Any:
+    """The training dataset of ``config.data`` (flips are applied by the sampler, not here)."""
+    from igfiqa.data.datasets import open_training_dataset
+
+    size = config.data.image_size or config.model.input_size
+    return open_training_dataset(config.data.source, image_size=size, hflip=False)
+
+
+# --------------------------------------------------------------------------------------- the trainer
+class Trainer:
+    """All state of one training run; :func:`train` is the public entry point."""
+
+    def __init__(
+        self,
+        config: IgfiqaConfig,
+        out_dir: str | os.PathLike[str],
+        *,
+        resume: bool = False,
+        max_steps: int | None = None,
+        progress: bool = True,
+        dataset: Any = None,
+    ) -> None:
+        self.config = config
+        self.run_dir = Path(out_dir)
+        self.resume = resume
+        self.max_steps = max_steps if max_steps is not None else config.train.max_steps
+        self.show_progress = progress and config.logging.progress
+        self.dataset = dataset
+        self.info = D.setup(config.train.device)
+        self.device = self.info.device
+
+    # -------------------------------------------------------------------------------- building
+    def build(self) -> None:
+        cfg = self.config
+        info = self.info
+        if cfg.train.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=False)
+            torch.backends.cudnn.benchmark = False
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        elif self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        torch.manual_seed(cfg.train.seed)
+
+        if self.dataset is None:
+            cfg.check_paths()
+            self.dataset = open_dataset(cfg)
+        self.num_classes = int(self.dataset.num_classes)
+        self.class_names = [str(name) for name in getattr(self.dataset, "class_names", [])]
+
+        self.sampler = ResumableDistributedSampler(
+            len(self.dataset),
+            cfg.data.batch_size,
+            rank=info.rank,
+            world_size=info.world_size,
+            seed=cfg.train.seed,
+            hflip=cfg.data.hflip,
+        )
+        self.steps_per_epoch = self.sampler.steps_per_epoch
+        self.total_steps = self.steps_per_epoch * cfg.train.epochs
+
+        # Same seed on every rank: identical initial weights (DDP also broadcasts rank 0's).
+        self.model = create_model(**cfg.model.spec()).to(self.device)
+        sharded = cfg.head.sharded and info.world_size > 1
+        head_args = dict(kind=cfg.head.kind, s=cfg.head.s, m=cfg.head.m)
+        if cfg.head.sharded:
+            self.head: nn.Module = ShardedMarginHead(
+                cfg.model.num_features,
+                self.num_classes,
+                embedding_grad_scale=float(info.world_size),
+                **head_args,
+            )
+        else:
+            self.head = MarginHead(cfg.model.num_features, self.num_classes, **head_args)
+        self.head.to(self.device)
+        self.sharded = sharded
+        if cfg.train.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+        global_batch = cfg.data.batch_size * info.world_size
+        lr = cfg.optim.lr * (global_batch / cfg.optim.base_batch if cfg.optim.scale_lr else 1.0)
+        self.lr = lr
+        sgd = dict(lr=lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay)
+        self.backbone_params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt_backbone = torch.optim.SGD(self.backbone_params, **sgd)
+        self.opt_head = torch.optim.SGD(self.head.parameters(), **sgd)
+        self.schedule = LRSchedule(
+            [self.opt_backbone, self.opt_head],
+            kind=cfg.optim.schedule,
+            steps_per_epoch=self.steps_per_epoch,
+            total_steps=self.total_steps,
+            milestones=cfg.optim.milestones,
+            gamma=cfg.optim.gamma,
+            power=cfg.optim.poly_power,
+            warmup_steps=round(cfg.optim.warmup_epochs * self.steps_per_epoch),
+        )
+        scaler_device = "cuda" if self.device.type == "cuda" else "cpu"
+        self.scaler = torch.amp.GradScaler(scaler_device, enabled=cfg.train.amp == "fp16")
+
+        self.guidance = cfg.method.guidance.build(self.num_classes)
+        if self.guidance is not None:
+            self.guidance.to(self.device)
+        use_augment = cfg.method.augment.enabled and cfg.method.objective.fiqa_batch != "same"
+        self.augment = None
+        if use_augment:
+            from igfiqa.method.augment import QualityAugmentation
+
+            # Every rank degrades its own images differently.
+            self.augment = QualityAugmentation(
+                cfg.method.augment, seed=cfg.train.seed * 1000 + 1 + info.rank
+            )
+
+        self.step = 0
+        self.epoch = 0
+        self.nonfinite_total = 0
+        self.nonfinite_in_a_row = 0
+        self.last_metrics: dict[str, float] = {}
+        # Ranks draw different dropout masks from here on.
+        torch.manual_seed(cfg.train.seed * 1000 + 7 + info.rank)
+
+        if self.resume:
+            self._load_latest()
+
+        self.train_model: nn.Module = self.model
+        if info.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(self.model, device_ids=device_ids)
+            if not sharded:
+                D.broadcast_module(self.head)
+        if cfg.train.compile:
+            self.train_model = torch.compile(self.train_model)
+
+    def _loader(self) -> DataLoader:
+        workers = self.config.data.num_workers
+        return DataLoader(
+            FlippedDataset(self.dataset),
+            batch_sampler=self.sampler,
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+            prefetch_factor=4 if workers > 0 else None,
+        )
+
+    # -------------------------------------------------------------------------------- checkpoints
+    def checkpoint_payload(self) -> dict[str, Any]:
+        """The checkpoint dict (FORMATS.md s.7); collective: every rank must call it."""
+        head_state = self.head.state_dict()
+        head_opt = self.opt_head.state_dict()
+        if isinstance(self.head, ShardedMarginHead):
+            head_state = {"weight": self.head.full_weight().cpu()}
+            for entry in head_opt["state"].values():
+                if "momentum_buffer" in entry and entry["momentum_buffer"] is not None:
+                    entry["momentum_buffer"] = self.head.gather_shards(entry["momentum_buffer"])
+        rng = _gather_objects(capture_rng_state())
+        augment = _gather_objects(self.augment.state_dict() if self.augment else None)
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "model_spec": self.config.model.spec(),
+            "model": {k: v.detach().cpu() for k, v in unwrap(self.model).state_dict().items()},
+            "head": {k: v.detach().cpu() for k, v in head_state.items()},
+            "head_meta": {
+                "kind": self.config.head.kind,
+                "s": self.config.head.s,
+                "m": self.config.head.m,
+                "num_classes": self.num_classes,
+                "sharded": bool(self.config.head.sharded),
+            },
+            "optimizer": {"backbone": self.opt_backbone.state_dict(), "head": head_opt},
+            "scheduler": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "guidance": self.guidance.state_dict() if self.guidance is not None else None,
+            "augment": {"ranks": augment} if self.augment is not None else None,
+            "sampler": self.sampler.state_dict(),
+            "rng": {"ranks": rng},
+            "world_size": self.info.world_size,
+            "nonfinite": {"total": self.nonfinite_total, "in_a_row": self.nonfinite_in_a_row},
+            "metrics": dict(self.last_metrics),
+            "config": self.config.to_dict(),
+            "class_names": self.class_names,
+            "igfiqa_version": __version__,
+        }
+
+    def save(self) -> Path | None:
+        payload = self.checkpoint_payload()
+        path = None
+        if self.info.is_main:
+            path = save_checkpoint(
+                payload, self.run_dir / CHECKPOINT_DIR, keep=self.config.checkpoint.keep
+            )
+        D.barrier()
+        self.last_checkpoint = path
+        return path
+
+    def _load_latest(self) -> None:
+        path = latest_checkpoint(self.run_dir / CHECKPOINT_DIR)
+        if path is None:
+            raise CheckpointError(
+                f"nothing to resume in {self.run_dir}: no checkpoints/step_*.pt there"
+            )
+        state = load_checkpoint(path, map_location="cpu")
+        self.load_state(state, path)
+
+    def load_state(self, state: dict[str, Any], path: Path) -> None:
+        """Restore everything from a checkpoint dict (see :meth:`checkpoint_payload`)."""
+        info = self.info
+        try:
+            saved_spec = dict(state["model_spec"])
+            if saved_spec != self.config.model.spec():
+                raise CheckpointError(
+                    f"{path}: the checkpoint's model {saved_spec} differs from the config's "
+                    f"{self.config.model.spec()}; resume with the run's own config.yaml"
+                )
+            unwrap(self.model).load_state_dict(state["model"])
+            full_head = state["head"]["weight"]
+            if full_head.shape[0] != self.num_classes:
+                raise CheckpointError(
+                    f"{path}: the checkpoint has {full_head.shape[0]} classes, the data "
+                    f"{self.num_classes}; resume with the same data.source"
+                )
+            head_opt = state["optimizer"]["head"]
+            if isinstance(self.head, ShardedMarginHead):
+                self.head.load_full_weight(full_head)
+                for entry in head_opt["state"].values():
+                    if entry.get("momentum_buffer") is not None:
+                        entry["momentum_buffer"] = self.head.shard_of(entry["momentum_buffer"])
+            else:
+                self.head.load_state_dict({"weight": full_head})
+            self.opt_backbone.load_state_dict(state["optimizer"]["backbone"])
+            self.opt_head.load_state_dict(head_opt)
+            self.schedule.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            if self.guidance is not None:
+                if state["guidance"] is None:
+                    raise CheckpointError(
+                        f"{path} was trained without guidance but this config enables it"
+                    )
+                self.guidance.load_state_dict(state["guidance"])
+                self.guidance.to(self.device)
+            self.sampler.load_state_dict(state["sampler"])
+            self.epoch = int(state["epoch"])
+            self.step = int(state["step"])
+            nonfinite = state.get("nonfinite") or {}
+            self.nonfinite_total = int(nonfinite.get("total", 0))
+            self.nonfinite_in_a_row = int(nonfinite.get("in_a_row", 0))
+            saved_world = int(state.get("world_size", 1))
+            same_world = saved_world == info.world_size
+            if same_world:
+                restore_rng_state(state["rng"]["ranks"][info.rank])
+                if self.augment is not None and state["augment"] is not None:
+                    self.augment.load_state_dict(state["augment"]["ranks"][info.rank])
+            elif info.is_main:
+                print(
+                    f"note: {path} was written by {saved_world} processes, this run has "
+                    f"{info.world_size}: weights, optimizer, guidance and the sampler position "
+                    "are restored (the head is re-split); per-process RNG streams start afresh, "
+                    "so the continuation is not bitwise identical"
+                )
+        except CheckpointError:
+            raise
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as error:
+            raise CheckpointError(
+                f"{path} does not fit this run: {type(error).__name__}: {error}"
+            ) from error
+
+    # -------------------------------------------------------------------------------- one step
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float] | None:
+        """One optimizer step; returns its metrics, or None when skipped for a non-finite loss."""
+        from igfiqa.method.objective import compute_objective
+
+        cfg = self.config
+        backup = None
+        if self.guidance is not None:
+            backup = (self.guidance.values.clone(), self.guidance.seen.clone())
+        with _autocast(self.device, cfg.train.amp):
+            out = compute_objective(
+                self.train_model,
+                self.head,
+                images,
+                labels,
+                cfg.method.objective,
+                guidance=self.guidance,
+                augment=self.augment,
+            )
+        loss = out.loss
+        bad = _any_rank(not bool(torch.isfinite(loss.detach()).item()), self.device)
+        grad_norm = float("nan")
+        if not bad:
+            self.opt_backbone.zero_grad(set_to_none=True)
+            self.opt_head.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if self.info.distributed and not self.sharded:
+                D.all_reduce_gradients(list(self.head.parameters()))
+            self.scaler.unscale_(self.opt_backbone)
+            self.scaler.unscale_(self.opt_head)
+            if cfg.optim.grad_clip is not None:
+                norm = torch.nn.utils.clip_grad_norm_(self.backbone_params, cfg.optim.grad_clip)
+            else:
+                norm = torch.linalg.vector_norm(
+                    torch.stack(
+                        [p.grad.detach().norm() for p in self.backbone_params if p.grad is not None]
+                    )
+                )
+            grad_norm = float(norm)
+            # With fp16 the scaler itself skips steps with inf/NaN gradients and lowers its scale.
+            if not math.isfinite(grad_norm) and not self.scaler.is_enabled():
+                bad = True
+        if bad:
+            self.opt_backbone.zero_grad(set_to_none=True)
+            self.opt_head.zero_grad(set_to_none=True)
+            if backup is not None:
+                state = self.guidance.state_dict()
+                state["values"], state["seen"] = backup
+                self.guidance.load_state_dict(state)
+                self.guidance.to(self.device)
+            self.nonfinite_total += 1
+            self.nonfinite_in_a_row += 1
+            limit = cfg.train.max_nonfinite_in_a_row
+            if self.nonfinite_in_a_row >= limit:
+                raise NonFiniteLossError(
+                    f"{self.nonfinite_in_a_row} steps in a row had a non-finite loss or gradient "
+                    f"(last at step {self.step}, loss {float(loss.detach())}): the run diverged. "
+                    "Lower optim.lr, use train.amp=bf16 instead of fp16, check the data, or raise "
+                    f"train.max_nonfinite_in_a_row (now {limit}); resume from the last checkpoint "
+                    f"in {self.run_dir / CHECKPOINT_DIR}"
+                )
+            return None
+        self.scaler.step(self.opt_backbone)
+        self.scaler.step(self.opt_head)
+        self.scaler.update()
+        self.nonfinite_in_a_row = 0
+        metrics = {
+            "loss": float(loss.detach()),
+            "grad_norm": grad_norm,
+            **{k: float(v) for k, v in out.diagnostics.items()},
+        }
+        return metrics
+
+    # -------------------------------------------------------------------------------- the loop
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for images, labels in self._loader():
+            images = images.to(self.device, non_blocking=True)
+            if self.config.train.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            yield images, labels.to(self.device, non_blocking=True).long()
+
+    def run(self) -> TrainResult:
+        cfg = self.config
+        info = self.info
+        self.last_checkpoint: Path | None = None
+        if info.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(cfg.to_yaml(), self.run_dir / CONFIG_FILE)
+        log = _MetricsLog(self.run_dir if info.is_main else None, cfg.logging.tensorboard)
+        limit = (
+            self.total_steps if self.max_steps is None else min(self.max_steps, self.total_steps)
+        )
+        bar = _Progress(self.show_progress and info.is_main, limit, self.step)
+        stop = _StopFlag()
+        stop.install()
+        stopped = "completed"
+        verification: dict[str, dict[str, float]] = {}
+        window_images, window_start = 0, time.perf_counter()
+        speed = 0.0
+        run_images, run_start = 0, time.perf_counter()
+        every = cfg.checkpoint.every_steps
+        try:
+            if info.is_main and self.step == 0:
+                log.write(
+                    {
+                        "kind": "start",
+                        "step": 0,
+                        "world_size": info.world_size,
+                        "num_classes": self.num_classes,
+                        "num_images": len(self.dataset),
+                        "steps_per_epoch": self.steps_per_epoch,
+                        "lr": self.lr,
+                        "device": str(self.device),
+                    }
+                )
+            while self.step < limit:
+                self.epoch = self.step // self.steps_per_epoch
+                if self.epoch >= cfg.train.epochs:
+                    break
+                position = (self.step % self.steps_per_epoch) * self.sampler.global_batch
+                if self.sampler.epoch != self.epoch or self.sampler.position != position:
+                    self.sampler.set_epoch(self.epoch, position)
+                if self.guidance is not None:
+                    self.guidance.set_epoch(self.epoch, cfg.train.epochs)
+                self._set_train_mode(True)
+                for images, labels in self._batches():
+                    lr = self.schedule.get_last_lr()[0]
+                    metrics = self.train_step(images, labels)
+                    self.sampler.advance()
+                    self.schedule.step()
+                    self.step += 1
+                    batch = images.shape[0] * info.world_size
+                    window_images += batch
+                    run_images += batch
+                    if metrics is not None:
+                        self.last_metrics = metrics
+                    elif info.is_main:
+                        log.write(
+                            {
+                                "kind": "nonfinite",
+                                "step": self.step,
+                                "epoch": self.epoch,
+                                "in_a_row": self.nonfinite_in_a_row,
+                                "total": self.nonfinite_total,
+                            }
+                        )
+                    if self.step % cfg.logging.every_steps == 0 or self.step == limit:
+                        now = time.perf_counter()
+                        speed = window_images / max(now - window_start, 1e-9)
+                        window_images, window_start = 0, now
+                        record = {
+                            "kind": "train",
+                            "step": self.step,
+                            "epoch": self.epoch,
+                            "lr": lr,
+                            "images_per_s": speed,
+                            "nonfinite_total": self.nonfinite_total,
+                            **self.last_metrics,
+                        }
+                        if self.guidance is not None:
+                            record["guidance_momentum"] = float(self.guidance.momentum)
+                        if info.is_main:
+                            log.write(record)
+                    bar.update(
+                        self.step,
+                        epoch=self.epoch,
+                        speed=speed,
+                        loss=self.last_metrics.get("loss", float("nan")),
+                    )
+                    signalled = _any_rank(stop.signum is not None, self.device)
+                    if signalled:
+                        stopped = "signal"
+                        break
+                    if every and self.step % every == 0:
+                        self.save()
+                    if (
+                        cfg.verification.every_steps
+                        and cfg.verification.sets
+                        and self.step % cfg.verification.every_steps == 0
+                    ):
+                        verification = self.verify(log)
+                    if self.step >= limit:
+                        break
+                if stopped == "signal":
+                    break
+                epoch_done = self.step % self.steps_per_epoch == 0
+                if (
+                    epoch_done
+                    and cfg.checkpoint.at_epoch_end
+                    and self.step < limit
+                    and not (every and self.step % every == 0)
+                ):
+                    self.save()
+            if stopped != "signal":
+                stopped = "completed" if self.step >= self.total_steps else "max_steps"
+            self.epoch = self.step // self.steps_per_epoch
+            if self.last_checkpoint is None or not self.last_checkpoint.name.endswith(
+                f"{self.step:08d}.pt"
+            ):
+                self.save()
+            if stopped != "signal" and cfg.verification.at_end and cfg.verification.sets:
+                verification = self.verify(log)
+            elapsed = time.perf_counter() - run_start
+            result = TrainResult(
+                run_dir=self.run_dir,
+                checkpoint=self.last_checkpoint,
+                step=self.step,
+                epoch=self.epoch,
+                stopped=stopped,
+                metrics=dict(self.last_metrics),
+                verification=verification,
+                nonfinite_steps=self.nonfinite_total,
+                images_per_second=run_images / max(elapsed, 1e-9),
+            )
+            if info.is_main:
+                log.write(
+                    {
+                        "kind": "end",
+                        "step": self.step,
+                        "epoch": self.epoch,
+                        "stopped": stopped,
+                        "checkpoint": str(self.last_checkpoint),
+                        "images_per_s": result.images_per_second,
+                    }
+                )
+            return result
+        finally:
+            stop.restore()
+            bar.close()
+            log.close()
+
+    def _set_train_mode(self, training: bool) -> None:
+        self.model.train(training)
+        self.head.train(training)
+
+    def verify(self, log: _MetricsLog) -> dict[str, dict[str, float]]:
+        """Periodic verification on ``config.verification.sets`` (rank 0 computes, all wait)."""
+        from igfiqa.engine.validation import run_verification
+
+        results: dict[str, dict[str, float]] = {}
+        if self.info.is_main:
+            self._set_train_mode(False)
+            try:
+                results = run_verification(unwrap(self.model), self.config, device=self.device)
+            finally:
+                self._set_train_mode(True)
+            for name, values in results.items():
+                log.write({"kind": "verification", "set": name, "step": self.step, **values})
+        D.barrier()
+        return results
+
+
+def train(
+    config: IgfiqaConfig | dict[str, Any],
+    *,
+    out_dir: str | os.PathLike[str],
+    resume: bool = False,
+    max_steps: int | None = None,
+    progress: bool = True,
+    dataset: Any = None,
+) -> TrainResult:
+    """Train (or, with ``resume=True``, continue) a FIQA model; returns a :class:`TrainResult`.
+
+    Args:
+        config: the resolved config (or a plain dict, validated here).
+        out_dir: the run folder (``config.yaml``, ``metrics.jsonl``, ``checkpoints/``).
+        resume: continue from the newest checkpoint in ``out_dir``.
+        max_steps: stop after this many optimizer steps in total (overrides ``train.max_steps``).
+        progress: show a progress bar (rank 0).
+        dataset: an already opened training dataset (else ``config.data.source`` is opened).
+
+    Under ``torchrun`` every process calls this; only rank 0 writes files.
+    """
+    if not isinstance(config, IgfiqaConfig):
+        config = config_from_dict(config)
+    trainer = Trainer(
+        config, out_dir, resume=resume, max_steps=max_steps, progress=progress, dataset=dataset
+    )
+    try:
+        trainer.build()
+        return trainer.run()
+    finally:
+        D.teardown(trainer.info)
+
+
+__all__ = ["NonFiniteLossError", "TrainResult", "Trainer", "train"]
