@@ -492,6 +492,76 @@ def _erc_threshold_crfiqa(
     return float(mated_sorted[first_mated]) if mated_in_gap else float(x[best])
 
 
+class SortedComparisons:
+    """Similarities split into non-mated and mated, each sorted ascending, with their pair indices.
+
+    Built once per (benchmark, FR model) and shared by the ERCs of all quality methods.
+    """
+
+    def __init__(self, similarity: np.ndarray, mated: np.ndarray) -> None:
+        similarity = _as_1d("similarity", similarity)
+        mated = _as_1d("mated", mated, bool)
+        self.num_pairs = _check_same_length(similarity=similarity, mated=mated)
+        if self.num_pairs == 0:
+            raise DataError("no comparisons")
+        sides = []
+        for side in (~mated, mated):
+            index = np.flatnonzero(side)
+            order = np.argsort(similarity[index], kind="stable")
+            sides.append((similarity[index][order], index[order]))
+        (self.nonmated_sorted, self.nonmated_index), (self.mated_sorted, self.mated_index) = sides
+
+
+def erc_curves(
+    similarity: np.ndarray,
+    mated: np.ndarray,
+    pair_quality: np.ndarray,
+    fmrs: list[float] | tuple[float, ...] | np.ndarray,
+    ratios: np.ndarray = DEFAULT_ERC_RATIOS,
+    *,
+    rule: ErcRule = "crfiqa",
+    prepared: SortedComparisons | None = None,
+) -> np.ndarray:
+    """ERCs at several target FMRs at once: array (len(fmrs), len(ratios)); see :func:`erc`.
+
+    ``prepared`` (a :class:`SortedComparisons` of the same similarity/mated) skips the sorting.
+    """
+    if prepared is None:
+        prepared = SortedComparisons(similarity, mated)
+    n = prepared.num_pairs
+    quality = _as_1d("pair_quality", pair_quality)
+    if len(quality) != n:
+        raise DataError(f"pair_quality has {len(quality)} values for {n} comparisons")
+    ratios = _as_1d("ratios", ratios)
+    if rule not in ("crfiqa", "iso"):
+        raise ConfigError(f"erc rule must be 'crfiqa' or 'iso', got {rule!r}")
+    fmrs = [_check_rate("fmr", f) for f in fmrs]
+    if ratios.size and (ratios.min() < 0 or ratios.max() > 1):
+        raise ConfigError("erc ratios must lie in [0, 1]")
+    # position of every comparison in the quality order; a step keeps positions >= floor(u N)
+    quality_rank = np.empty(n, dtype=np.int64)
+    quality_rank[np.argsort(quality, kind="stable")] = np.arange(n)
+    x_all, x_rank = prepared.nonmated_sorted, quality_rank[prepared.nonmated_index]
+    g_all, g_rank = prepared.mated_sorted, quality_rank[prepared.mated_index]
+    del quality_rank
+    drops = np.floor(ratios * n).astype(np.int64)
+    fnmr = np.full((len(fmrs), len(ratios)), np.nan)
+    for step, drop in enumerate(drops):
+        x = x_all[x_rank >= drop]
+        g = g_all[g_rank >= drop]
+        if len(x) == 0 or len(g) == 0:
+            continue
+        for row, fmr in enumerate(fmrs):
+            if rule == "crfiqa":
+                t = _erc_threshold_crfiqa(x, g, fmr)
+                fnmr[row, step] = np.searchsorted(g, t, "right") / len(g)
+            else:
+                k = allowed_false_matches(len(x), fmr)
+                t = -math.inf if k >= len(x) else float(np.nextafter(x[len(x) - 1 - k], math.inf))
+                fnmr[row, step] = np.searchsorted(g, t, "left") / len(g)
+    return fnmr
+
+
 def erc(
     similarity: np.ndarray,
     mated: np.ndarray,
@@ -500,6 +570,7 @@ def erc(
     ratios: np.ndarray = DEFAULT_ERC_RATIOS,
     *,
     rule: ErcRule = "crfiqa",
+    prepared: SortedComparisons | None = None,
 ) -> np.ndarray:
     """FNMR per discard ratio under the CR-FIQA ERC protocol (threshold recomputed per step).
 
@@ -516,42 +587,9 @@ def erc(
 
     This protocol moves the threshold; it is not the ISO EDC (:func:`edc`).
     """
-    similarity = _as_1d("similarity", similarity)
-    mated = _as_1d("mated", mated, bool)
-    quality = _as_1d("pair_quality", pair_quality)
-    n = _check_same_length(similarity=similarity, mated=mated, pair_quality=quality)
-    ratios = _as_1d("ratios", ratios)
-    if rule not in ("crfiqa", "iso"):
-        raise ConfigError(f"erc rule must be 'crfiqa' or 'iso', got {rule!r}")
-    fmr = _check_rate("fmr", fmr)
-    if ratios.size and (ratios.min() < 0 or ratios.max() > 1):
-        raise ConfigError("erc ratios must lie in [0, 1]")
-    if n == 0:
-        raise DataError("no comparisons")
-    # position of every comparison in the quality order; a step keeps positions >= floor(u N)
-    quality_rank = np.empty(n, dtype=np.int64)
-    quality_rank[np.argsort(quality, kind="stable")] = np.arange(n)
-    sides = []
-    for side in (~mated, mated):
-        index = np.flatnonzero(side)
-        order = np.argsort(similarity[index], kind="stable")
-        sides.append((similarity[index][order], quality_rank[index][order]))
-    (x_all, x_rank), (g_all, g_rank) = sides
-    drops = np.floor(ratios * n).astype(np.int64)
-    fnmr = np.full(len(ratios), np.nan)
-    for step, drop in enumerate(drops):
-        x = x_all[x_rank >= drop]
-        g = g_all[g_rank >= drop]
-        if len(x) == 0 or len(g) == 0:
-            continue
-        if rule == "crfiqa":
-            t = _erc_threshold_crfiqa(x, g, fmr)
-            fnmr[step] = np.searchsorted(g, t, "right") / len(g)
-        else:
-            k = allowed_false_matches(len(x), fmr)
-            t = -math.inf if k >= len(x) else float(np.nextafter(x[len(x) - 1 - k], math.inf))
-            fnmr[step] = np.searchsorted(g, t, "left") / len(g)
-    return fnmr
+    return erc_curves(similarity, mated, pair_quality, [fmr], ratios, rule=rule, prepared=prepared)[
+        0
+    ]
 
 
 def erc_auc(ratios: np.ndarray, fnmr: np.ndarray) -> float:
