@@ -192,7 +192,8 @@ def compute_objective(
 
     with torch.no_grad():
         ccs, nnccs = head.ccs_nnccs(q_cosine.detach(), q_labels)
-        cr = certainty_ratio(ccs, nnccs, config.cr_formula, config.cr_eps).float()
+        work = torch.promote_types(q_quality.dtype, torch.float32)  # float32 under AMP
+        cr = certainty_ratio(ccs, nnccs, config.cr_formula, config.cr_eps).to(work)
         if guidance is not None:
             if config.ema_source == "clean" and mode != "same":
                 clean_ccs, _ = head.ccs_nnccs(clean_cosine.detach(), fr_labels)
@@ -207,7 +208,7 @@ def compute_objective(
 
     if not config.fiqa_backbone_grad:
         q_quality = _quality_head(model)(q_embedding.detach())
-    prediction = q_quality.reshape(-1).float()
+    prediction = q_quality.reshape(-1).to(work)
     per_sample = smooth_l1(prediction, cr, config.smooth_l1_beta)
     quality_loss = (weights * per_sample).mean()
     loss = fr_loss + config.quality_weight * quality_loss
