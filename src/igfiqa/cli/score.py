@@ -115,6 +115,11 @@ def score(
             threads=threads,
         )
         loaded._require_quality()
+        if calibrated and loaded.calibration is None:
+            raise ConfigError(
+                f"{model} has no score calibration in its model card: drop --calibrated, or "
+                "export the model with `igfiqa export` (which learns one)"
+            )
         with ResultWriter(
             output, fmt=fmt.value, calibrated=calibrated, resume=resume, overwrite=overwrite
         ) as writer:

@@ -1,0 +1,172 @@
+"""Interrupted runs keep their rows; `--resume` finishes them without losing or duplicating any."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from inference_helpers import random_images
+from PIL import Image
+from typer.testing import CliRunner
+
+import igfiqa
+from igfiqa.cli import app
+from igfiqa.inference.scorer import ResultWriter, collect_inputs, score_inputs
+
+runner = CliRunner()
+NUM_IMAGES = 13
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("many")
+    for index, image in enumerate(random_images(NUM_IMAGES, seed=5)):
+        Image.fromarray(image).save(root / f"img_{index:02d}.png")
+    (root / "img_99_bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    return root
+
+
+@pytest.fixture(scope="module")
+def complete(folder, backbone_path, tmp_path_factory) -> list[list[str]]:
+    """The rows of an uninterrupted run (header included)."""
+    out = tmp_path_factory.mktemp("complete") / "all.csv"
+    result = runner.invoke(app, ["score", str(backbone_path), str(folder), "-o", str(out)])
+    assert result.exit_code == 1, result.output
+    return read_csv(out)
+
+
+def read_csv(path: Path) -> list[list[str]]:
+    with path.open(newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def resume(backbone_path: Path, folder: Path, out: Path, *extra: str):
+    args = ["score", str(backbone_path), str(folder), "-o", str(out), "--resume", *extra]
+    return runner.invoke(app, args)
+
+
+def assert_same_rows(got: list[list[str]], want: list[list[str]]) -> None:
+    assert got[0] == want[0]
+    paths = [row[0] for row in got[1:]]
+    assert len(paths) == len(set(paths)), "duplicated rows"
+    by_path = {row[0]: row for row in got[1:]}
+    assert set(by_path) == {row[0] for row in want[1:]}, "lost rows"
+    for row in want[1:]:
+        assert by_path[row[0]][2] == row[2]
+        if row[1]:
+            assert float(by_path[row[0]][1]) == pytest.approx(float(row[1]), rel=1e-5, abs=1e-5)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_interrupt_after_k_rows_then_resume(folder, backbone_path, complete, tmp_path):
+    out = tmp_path / "partial.csv"
+    model = igfiqa.load_model(backbone_path)
+
+    def stop_after_two_batches(rows_so_far: int) -> None:
+        if rows_so_far >= 8:
+            raise Interrupted
+
+    with pytest.raises(Interrupted), ResultWriter(out) as writer:
+        score_inputs(
+            model, collect_inputs([folder]), writer, batch_size=4, on_batch=stop_after_two_batches
+        )
+    partial = read_csv(out)
+    assert len(partial) == 1 + 8  # everything scored before the interruption is on disk
+    result = resume(backbone_path, folder, out, "--batch-size", "5")
+    assert result.exit_code == 1  # the broken PNG fails again (it was not reached before)
+    assert "8 skipped" in result.output
+    assert_same_rows(read_csv(out), complete)
+    again = resume(backbone_path, folder, out)  # nothing left: no new rows, exit 0
+    assert again.exit_code == 0 and "0 failed, 14 skipped" in again.output
+    assert_same_rows(read_csv(out), complete)
+
+
+def test_truncated_last_line_is_rescored(folder, backbone_path, complete, tmp_path):
+    out = tmp_path / "cut.csv"
+    text = "\n".join(",".join(row) for row in complete[:6]) + "\n"
+    cut = ",".join(complete[6])[:-4]  # a row cut off mid-write
+    out.write_text(text + cut)
+    result = resume(backbone_path, folder, out)
+    assert result.exit_code == 1
+    assert_same_rows(read_csv(out), complete)
+
+
+def test_resume_refuses_other_columns(folder, backbone_path, tmp_path):
+    out = tmp_path / "other.csv"
+    out.write_text("path,quality,calibrated,error\n")
+    result = resume(backbone_path, folder, out)
+    assert result.exit_code == 2 and "columns" in result.output
+
+
+def test_jsonl_resume(folder, backbone_path, tmp_path):
+    out = tmp_path / "scores.jsonl"
+    first = [str(folder / "img_00.png"), str(folder / "img_01.png")]
+    assert (
+        runner.invoke(
+            app, ["score", str(backbone_path), *first, "--format", "jsonl", "-o", str(out)]
+        ).exit_code
+        == 0
+    )
+    with out.open("a") as handle:
+        handle.write('{"path": "half-writ')
+    result = resume(backbone_path, folder, out, "--format", "jsonl")
+    assert result.exit_code == 1
+    import json
+
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    paths = [r["path"] for r in records]
+    assert len(paths) == len(set(paths)) == NUM_IMAGES + 1
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes (POSIX)")
+def test_killed_process_keeps_rows_and_resume_completes(folder, backbone_path, complete, tmp_path):
+    """A real SIGKILL mid-run: a named pipe stands in for a file on a hung network share, so the run
+    is stuck at a known item when it is killed."""
+    work = tmp_path / "images"
+    work.mkdir()
+    for path in sorted(folder.iterdir()):
+        (work / path.name).write_bytes(path.read_bytes())
+    stuck = work / "img_06.png"
+    content = stuck.read_bytes()
+    stuck.unlink()
+    os.mkfifo(stuck)
+    listing = tmp_path / "images.txt"  # a folder scan skips pipes; a list file names them
+    listing.write_text("".join(f"images/{path.name}\n" for path in sorted(folder.iterdir())))
+    out = tmp_path / "killed.csv"
+    command = [sys.executable, "-c", "from igfiqa.cli import main; main()", "score"]
+    process = subprocess.Popen(
+        [*command, str(backbone_path), str(listing), "-o", str(out), "-b", "2", "--workers", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if out.exists() and out.read_text().count("\n") >= 7:
+                break
+            time.sleep(0.05)
+        time.sleep(0.2)
+        assert process.poll() is None, "the run should be stuck at the named pipe"
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    kept = read_csv(out)
+    assert [row[0] for row in kept[1:]] == [str(work / f"img_{i:02d}.png") for i in range(6)]
+    stuck.unlink()
+    stuck.write_bytes(content)
+    result = resume(backbone_path, listing, out)
+    assert result.exit_code == 1
+    renamed = [[row[0].replace(str(folder), str(work)), *row[1:]] for row in complete]
+    renamed = [[r[0], r[1], r[2].replace(str(folder), str(work))] for r in renamed]
+    assert_same_rows(read_csv(out), renamed)
+    assert np.isfinite(float(read_csv(out)[7][1]))
