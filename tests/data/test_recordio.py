@@ -125,7 +125,7 @@ def _insightface(tmp_path: Path, labels: list[int], size: int = 16) -> Path:
     images = [
         encode_image(rng.integers(0, 256, (size, size, 3), dtype=np.uint8), "png") for _ in labels
     ]
-    return write_insightface_recordio(tmp_path, images, labels, image_size=size)
+    return write_insightface_recordio(tmp_path, zip(images, labels, strict=True), image_size=size)[0]
 
 
 def test_insightface_layout_written_and_read(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from igfiqa.errors import ConfigError, DataError
+from igfiqa.errors import ConfigError, DataError, ImageDecodeError
 
 ProgressFn = Callable[[int, int], None]
 
@@ -33,9 +33,29 @@ def encode_image(image: np.ndarray, image_format: str = "jpg", quality: int = 95
     return data.tobytes()
 
 
-def _ordered_indices(labels: np.ndarray) -> np.ndarray:
-    """Sample indices grouped by class (stable), as the insightface layout needs."""
-    return np.argsort(labels, kind="stable")
+class ConversionReport:
+    """What a conversion wrote and which samples it skipped (undecodable images)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.written = 0
+        self.failures: list[tuple[int, str]] = []
+
+    def as_dict(self) -> dict:
+        return {
+            "path": str(self.path),
+            "written": self.written,
+            "failed": len(self.failures),
+            "failures": [{"index": i, "error": e} for i, e in self.failures[:100]],
+        }
+
+
+def _load(dataset, index: int, report: ConversionReport) -> np.ndarray | None:
+    try:
+        return dataset.load_image(index)
+    except ImageDecodeError as error:
+        report.failures.append((index, str(error)))
+        return None
 
 
 def write_recordio(
@@ -45,21 +65,28 @@ def write_recordio(
     image_format: str = "jpg",
     quality: int = 95,
     progress: ProgressFn | None = None,
-) -> Path:
-    """Write ``dataset`` as ``root/train.rec``, ``train.idx``, ``property`` (insightface layout)."""
+) -> ConversionReport:
+    """Write ``dataset`` as ``root/train.rec``, ``train.idx``, ``property`` (insightface layout).
+
+    Undecodable source images are skipped and listed in the returned report.
+    """
     from igfiqa.data.recordio import write_insightface_recordio
 
-    order = _ordered_indices(dataset.labels)
+    order = np.argsort(dataset.labels, kind="stable")  # grouped by class
+    report = ConversionReport(Path(root))
 
-    def images():
+    def items():
         for done, index in enumerate(order, start=1):
-            yield encode_image(dataset.load_image(int(index)), image_format, quality)
+            image = _load(dataset, int(index), report)
+            if image is not None:
+                yield encode_image(image, image_format, quality), int(dataset.labels[index])
             if progress is not None:
                 progress(done, len(order))
 
-    return write_insightface_recordio(
-        root, images(), dataset.labels[order], image_size=dataset.image_size
+    report.path, report.written = write_insightface_recordio(
+        root, items(), image_size=dataset.image_size, num_classes=dataset.num_classes
     )
+    return report
 
 
 def write_identity_folder(
@@ -69,21 +96,24 @@ def write_identity_folder(
     image_format: str = "png",
     quality: int = 95,
     progress: ProgressFn | None = None,
-) -> Path:
-    """Write ``dataset`` as ``root/<class name>/<index>.<ext>``; the class order is preserved when
-    class names sort in id order (names of numeric classes are zero-padded to guarantee it)."""
+) -> ConversionReport:
+    """Write ``dataset`` as ``root/<class>/<index>.<ext>``, folder names sorting in class order
+    (numeric names are zero-padded; others get a zero-padded id prefix when needed)."""
     root = Path(root)
     names = _folder_names(list(dataset.class_names))
     ext = "jpg" if image_format in ("jpg", "jpeg") else image_format
     root.mkdir(parents=True, exist_ok=True)
-    for done, index in enumerate(range(len(dataset)), start=1):
-        folder = root / names[int(dataset.labels[index])]
-        folder.mkdir(exist_ok=True)
-        data = encode_image(dataset.load_image(index), image_format, quality)
-        (folder / f"{index:07d}.{ext}").write_bytes(data)
+    report = ConversionReport(root)
+    for index in range(len(dataset)):
+        image = _load(dataset, index, report)
+        if image is not None:
+            folder = root / names[int(dataset.labels[index])]
+            folder.mkdir(exist_ok=True)
+            (folder / f"{index:07d}.{ext}").write_bytes(encode_image(image, image_format, quality))
+            report.written += 1
         if progress is not None:
-            progress(done, len(dataset))
-    return root
+            progress(index + 1, len(dataset))
+    return report
 
 
 def _folder_names(names: list[str]) -> list[str]:
@@ -141,14 +171,12 @@ def write_verification_bin(
     """Write an insightface ``.bin``: a pickle of ``(bins, issame_list)`` with pair i = images 2i, 2i+1."""
     pairs, mated = verification_pairs(dataset.labels, num_pairs, seed)
     cache: dict[int, bytes] = {}
-    bins: list[bytes] = []
-    for done, index in enumerate(pairs.ravel(), start=1):
-        index = int(index)
-        if index not in cache:
-            cache[index] = encode_image(dataset.load_image(index), image_format, quality)
-        bins.append(cache[index])
+    for index in np.unique(pairs):
+        image = dataset.load_image(int(index))  # a .bin cannot skip images: errors propagate
+        cache[int(index)] = encode_image(image, image_format, quality)
         if progress is not None:
-            progress(done, pairs.size)
+            progress(len(cache), len(np.unique(pairs)))
+    bins = [cache[int(index)] for index in pairs.ravel()]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as handle:
@@ -157,6 +185,7 @@ def write_verification_bin(
 
 
 __all__ = [
+    "ConversionReport",
     "encode_image",
     "verification_pairs",
     "write_identity_folder",

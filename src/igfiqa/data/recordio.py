@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -395,47 +395,51 @@ def write_property(root: str | os.PathLike[str], num_classes: int, size: int) ->
 
 def write_insightface_recordio(
     root: str | os.PathLike[str],
-    images: Sequence[bytes] | Iterator[bytes],
-    labels: Sequence[int] | np.ndarray,
+    items: Iterable[tuple[bytes, int]],
     *,
     image_size: int,
+    num_classes: int | None = None,
     prefix: str = "train",
-) -> Path:
-    """Write ``root/{prefix}.rec/.idx/property`` in the insightface layout.
+) -> tuple[Path, int]:
+    """Write ``root/{prefix}.rec/.idx/property`` in the insightface layout; returns (.rec path, images).
 
-    ``images`` are encoded image bytes, ``labels`` their class ids, grouped by class (images of class
-    c contiguous, classes in increasing order, as insightface writes them). Returns the ``.rec`` path.
+    ``items`` yields (encoded image bytes, class id) grouped by class in non-decreasing class order
+    (as insightface writes them). Classes without images get an empty identity range. Record 0 is
+    written first as a placeholder and rewritten in place at the end (same size: 24 + 8 bytes).
     """
-    labels = np.asarray(labels, dtype=np.int64)
-    if labels.size and (np.diff(labels) < 0).any():
-        raise DataError(
-            "write_insightface_recordio: images must be grouped by class in increasing order"
-        )
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     rec_path = root / f"{prefix}.rec"
-    n = len(labels)
-    classes = np.unique(labels)
-    num_classes = int(labels.max()) + 1 if n else 0
-    if n and not np.array_equal(classes, np.arange(num_classes)):
-        raise DataError("write_insightface_recordio: class ids must be 0..C-1 with no gaps")
-    a = n + 1
-    b = a + num_classes
-    starts = np.searchsorted(labels, np.arange(num_classes), side="left") + 1
-    ends = np.searchsorted(labels, np.arange(num_classes), side="right") + 1
+    starts: list[int] = []  # first image key of each class
+    key = 0
+    last = -1
     with RecordIOWriter(rec_path) as writer:
-        writer.write(0, pack(IRHeader(2, np.array([a, b], np.float32)), b""))
-        count = 0
-        for key, (image, label) in enumerate(zip(images, labels, strict=False), start=1):
+        placeholder = pack(IRHeader(2, np.array([0.0, 0.0], np.float32)), b"")
+        writer.write(0, placeholder)
+        for image, label in items:
+            label = int(label)
+            if label < last or label < 0:
+                raise DataError(
+                    "write_insightface_recordio: images must be grouped by class in increasing order"
+                )
+            key += 1
+            while len(starts) <= label:
+                starts.append(key)
+            last = label
             writer.write(key, pack(IRHeader(0, float(label), key, 0), image))
-            count += 1
-        if count != n:
-            raise DataError(f"write_insightface_recordio: {count} images for {n} labels")
-        for cls in range(num_classes):
+        classes = max(len(starts), num_classes or 0)
+        a = key + 1
+        starts += [a] * (classes - len(starts))
+        ends = [*starts[1:], a]
+        for cls in range(classes):
             header = IRHeader(2, np.array([starts[cls], ends[cls]], np.float32), a + cls, 0)
             writer.write(a + cls, pack(header, b""))
-    write_property(root, num_classes, image_size)
-    return rec_path
+        writer._rec.seek(0)
+        header0 = pack(IRHeader(2, np.array([a, a + classes], np.float32)), b"")
+        writer._rec.write(encode_record(header0))
+        writer._rec.seek(0, os.SEEK_END)
+    write_property(root, classes, image_size)
+    return rec_path, key
 
 
 __all__ = [

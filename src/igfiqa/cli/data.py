@@ -1,0 +1,145 @@
+"""``igfiqa data``: inspect a data set and convert between formats."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from igfiqa.cli import app
+
+data_app = typer.Typer(
+    name="data",
+    help="Inspect face data sets and convert them (RecordIO, folders, .bin, synthetic).",
+    no_args_is_help=True,
+)
+app.add_typer(data_app, name="data")
+
+_BENCHMARK_ONLY = ("bin", "xqlfw", "ijbb", "ijbc")
+
+
+def _sheet_name(source: str) -> str:
+    name = "synthetic" if source.lower().startswith("synthetic") else Path(source).name or "data"
+    return f"{Path(name).stem or 'data'}_contact_sheet.png"
+
+
+@data_app.command("inspect")
+def inspect(
+    path: str = typer.Argument(
+        ...,
+        help="Data set: RecordIO folder, identity folder, list file, "
+        ".bin, XQLFW/IJB folder, or a 'synthetic:...' spec.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
+    sheet: Path | None = typer.Option(
+        None,
+        "--sheet",
+        help="Where to write the PNG contact sheet (default: ./<name>_contact_sheet.png).",
+    ),
+    no_sheet: bool = typer.Option(False, "--no-sheet", help="Do not write a contact sheet."),
+    classes: int = typer.Option(8, help="Classes shown on the contact sheet (one row each)."),
+    per_class: int = typer.Option(8, help="Images per class on the contact sheet."),
+) -> None:
+    """Detect the format and report images, classes and images per class; write a contact sheet."""
+    import numpy as np
+
+    from igfiqa.data.benchmarks import _detect_kind, open_benchmark
+    from igfiqa.data.datasets import detect_format, open_training_dataset
+    from igfiqa.data.preview import contact_sheet, write_png
+    from igfiqa.errors import ImageDecodeError
+
+    kind = _detect_kind(path) if not path.lower().startswith("synthetic") else "synthetic"
+    failures: list[str] = []
+
+    def safe(load, index):
+        try:
+            return load(index)
+        except ImageDecodeError as error:
+            failures.append(str(error))
+            return None
+
+    if kind in _BENCHMARK_ONLY:
+        bench = open_benchmark(kind, path)
+        summary = {"format": kind, **bench.describe()}
+        summary.pop("detector_score", None)
+        shown = list(range(min(bench.num_samples, classes * per_class)))
+        tiles = [safe(bench.load_sample, i) for i in shown]
+    else:
+        detect_format(path)  # clear error for a missing path before anything else
+        dataset = open_training_dataset(path, hflip=False)
+        summary = dataset.describe()
+        order = np.argsort(dataset.labels, kind="stable")
+        starts = np.searchsorted(dataset.labels[order], np.arange(dataset.num_classes))
+        counts = dataset.images_per_class()
+        shown_classes = np.flatnonzero(counts)[:classes]
+        tiles = []
+        for cls in shown_classes:
+            members = order[starts[cls] : starts[cls] + min(counts[cls], per_class)]
+            row = [safe(dataset.load_image, int(i)) for i in members]
+            tiles.extend(row + [np.full((8, 8, 3), 255, np.uint8)] * (per_class - len(row)))
+    summary["unreadable_in_sheet"] = failures
+    if not no_sheet and tiles:
+        target = sheet if sheet is not None else Path(_sheet_name(path))
+        write_png(target, contact_sheet(tiles, columns=per_class))
+        summary["contact_sheet"] = str(target)
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    for key, value in summary.items():
+        if key == "unreadable_in_sheet":
+            typer.echo(f"unreadable images (of those shown): {len(value)}")
+            for message in value[:10]:
+                typer.echo(f"  {message}")
+        elif isinstance(value, dict):
+            typer.echo(f"{key}: " + ", ".join(f"{k} {v:g}" for k, v in value.items()))
+        else:
+            typer.echo(f"{key}: {value}")
+
+
+@data_app.command("convert")
+def convert(
+    src: str = typer.Argument(
+        ..., help="Source: identity folder, list file, RecordIO, or 'synthetic:...'."
+    ),
+    dst: Path = typer.Argument(..., help="Destination folder (rec, folder) or file (bin)."),
+    to: str = typer.Option("rec", "--format", "-f", help="Output format: rec, folder or bin."),
+    image_format: str = typer.Option("jpg", help="How images are stored: jpg or png (lossless)."),
+    quality: int = typer.Option(95, min=1, max=100, help="JPEG quality."),
+    image_size: int | None = typer.Option(
+        None, help="Resize images to this size (default: as stored)."
+    ),
+    pairs: int = typer.Option(6000, help="bin only: number of pairs (half mated)."),
+    seed: int = typer.Option(0, help="bin only: seed of the pair sampling."),
+    overwrite: bool = typer.Option(False, help="Write into a non-empty destination."),
+) -> None:
+    """Convert a data set to insightface RecordIO, an identity folder, or a verification .bin."""
+    from igfiqa.data.convert import write_identity_folder, write_recordio, write_verification_bin
+    from igfiqa.data.datasets import open_training_dataset
+    from igfiqa.errors import ConfigError
+
+    to = to.lower()
+    if to not in ("rec", "folder", "bin"):
+        raise ConfigError(f"--format must be rec, folder or bin, got {to!r}")
+    if image_format not in ("jpg", "png"):
+        raise ConfigError(f"--image-format must be jpg or png, got {image_format!r}")
+    if dst.exists() and not overwrite and (dst.is_file() or any(dst.iterdir())):
+        raise ConfigError(
+            f"{dst}: already exists and is not empty; pass --overwrite or choose another path"
+        )
+    dataset = open_training_dataset(src, image_size=image_size, hflip=False)
+    if to == "bin":
+        path = write_verification_bin(
+            dataset, dst, num_pairs=pairs, seed=seed, image_format=image_format, quality=quality
+        )
+        result = {"path": str(path), "written": 2 * pairs, "failed": 0}
+    else:
+        writer = write_recordio if to == "rec" else write_identity_folder
+        report = writer(dataset, dst, image_format=image_format, quality=quality)
+        result = report.as_dict()
+    for failure in result.get("failures", []):
+        typer.echo(f"skipped: {failure['error']}", err=True)
+    typer.echo(
+        f"wrote {result['written']} images to {result['path']} ({to}); "
+        f"{result['failed']} unreadable image(s) skipped"
+    )
