@@ -73,6 +73,7 @@ def inspect(
         starts = np.searchsorted(dataset.labels[order], np.arange(dataset.num_classes))
         counts = dataset.images_per_class()
         shown_classes = np.flatnonzero(counts)[:classes]
+        per_class = int(min(per_class, counts.max())) if counts.size else per_class
         tiles = []
         for cls in shown_classes:
             members = order[starts[cls] : starts[cls] + min(counts[cls], per_class)]
