@@ -7,6 +7,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
@@ -25,6 +26,7 @@ def _entry(rank: int, world: int, port: int, fn: Callable[..., Any], args: tuple
         LOCAL_RANK=str(rank),
         WORLD_SIZE=str(world),
     )
+    torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         fn(rank, world, *args)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from igfiqa.method.pseudo_labels import certainty_ratio
 from igfiqa.models.heads import MarginHead
 from igfiqa.models.sharded import ShardedMarginHead, class_ranges
+
 from ._dist import run_gloo
 
 NUM_CLASSES, FEATURES = 7, 8
@@ -110,7 +113,7 @@ def test_class_ranges_cover_all_classes_evenly() -> None:
                 continue
             ranges = class_ranges(classes, world)
             assert ranges[0][0] == 0 and ranges[-1][1] == classes
-            assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+            assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
             sizes = [end - start for start, end in ranges]
             assert max(sizes) - min(sizes) <= 1
 

@@ -334,6 +334,9 @@ class Trainer:
         if self.resume:
             self._load_latest()
 
+        self._float_buffers = [
+            b for b in [*self.model.buffers(), *self.head.buffers()] if b.is_floating_point()
+        ]
         self.train_model: nn.Module = self.model
         if info.distributed:
             from torch.nn.parallel import DistributedDataParallel
@@ -354,6 +357,9 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
             prefetch_factor=4 if workers > 0 else None,
+            # Its own generator: creating an iterator must not draw from the global RNG, or a
+            # resumed run (one more iterator) would diverge from an uninterrupted one.
+            generator=torch.Generator().manual_seed(self.config.train.seed * 100003 + self.epoch),
         )
 
     # -------------------------------------------------------------------------------- checkpoints
@@ -486,9 +492,13 @@ class Trainer:
         from igfiqa.method.objective import compute_objective
 
         cfg = self.config
+        # A skipped step must leave no trace: keep the guidance state and BN statistics
+        # (which the forward pass updates) to restore them.
         backup = None
         if self.guidance is not None:
             backup = (self.guidance.values.clone(), self.guidance.seen.clone())
+        buffers = self._float_buffers
+        buffer_backup = torch._foreach_mul(buffers, 1.0) if buffers else []
         with _autocast(self.device, cfg.train.amp):
             out = compute_objective(
                 self.train_model,
@@ -525,6 +535,8 @@ class Trainer:
         if bad:
             self.opt_backbone.zero_grad(set_to_none=True)
             self.opt_head.zero_grad(set_to_none=True)
+            if buffers:
+                torch._foreach_copy_(buffers, buffer_backup)
             if backup is not None:
                 state = self.guidance.state_dict()
                 state["values"], state["seen"] = backup

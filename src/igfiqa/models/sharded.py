@@ -238,9 +238,7 @@ class ShardedMarginHead(nn.Module):
         cosine = cosine.detach()
         index = local.clamp(min=0).unsqueeze(1)
         ccs = torch.where(owned, cosine.gather(1, index).squeeze(1), torch.zeros_like(cosine[:, 0]))
-        masked = torch.where(
-            owned.unsqueeze(1), cosine.scatter(1, index, float("-inf")), cosine
-        )
+        masked = torch.where(owned.unsqueeze(1), cosine.scatter(1, index, float("-inf")), cosine)
         nnccs = masked.amax(dim=1) if masked.shape[1] else torch.full_like(ccs, float("-inf"))
         if _dist_active(self.group):
             dist.all_reduce(ccs, group=self.group)

@@ -1,0 +1,166 @@
+"""Training loop: exact resume, checkpoints, non-finite steps, signals, logging."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+from igfiqa.engine.checkpoint import REQUIRED_KEYS, list_checkpoints, load_checkpoint
+from igfiqa.engine.trainer import NonFiniteLossError, train
+from igfiqa.errors import CheckpointError
+
+from ._tiny import PoisonedFaces, TensorFaces, tiny_config
+
+
+def _final_state(run_dir):
+    path = list_checkpoints(run_dir / "checkpoints")[-1][1]
+    return load_checkpoint(path)
+
+
+def _assert_bitwise_equal(a: dict, b: dict) -> None:
+    assert a["step"] == b["step"]
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert torch.equal(a["head"]["weight"], b["head"]["weight"])
+    if a["guidance"] is not None:
+        assert torch.equal(a["guidance"]["values"], b["guidance"]["values"])
+        assert torch.equal(a["guidance"]["seen"], b["guidance"]["seen"])
+        assert a["guidance"]["momentum"] == b["guidance"]["momentum"]
+    sa, sb = a["optimizer"]["backbone"]["state"], b["optimizer"]["backbone"]["state"]
+    for key in sa:
+        assert torch.equal(sa[key]["momentum_buffer"], sb[key]["momentum_buffer"])
+    assert a["sampler"] == b["sampler"]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_is_bitwise_identical_to_uninterrupted_run(tmp_path, workers) -> None:
+    """N steps + resume + N steps == 2N steps (weights, guidance, optimizer, sampler), mid-epoch."""
+    config = tiny_config(f"data.num_workers={workers}", "method.objective.fiqa_batch=duplicate")
+    n = 4  # 5 steps per epoch: the first run stops mid-epoch, the second crosses an epoch end
+    full = train(config, out_dir=tmp_path / "full", max_steps=2 * n, progress=False)
+    first = train(config, out_dir=tmp_path / "resumed", max_steps=n, progress=False)
+    assert first.stopped == "max_steps" and first.step == n
+    second = train(
+        config, out_dir=tmp_path / "resumed", resume=True, max_steps=2 * n, progress=False
+    )
+    assert second.step == full.step == 2 * n
+    _assert_bitwise_equal(_final_state(tmp_path / "full"), _final_state(tmp_path / "resumed"))
+    # The guidance really moved and the augmentation ran (duplicate mode).
+    state = _final_state(tmp_path / "full")
+    assert state["guidance"]["seen"].any() and state["augment"] is not None
+
+
+def test_checkpoint_contents_and_weights_only_loading(tmp_path) -> None:
+    config = tiny_config("checkpoint.every_steps=2", "checkpoint.keep=2")
+    result = train(config, out_dir=tmp_path, max_steps=6, progress=False)
+    steps = [step for step, _ in list_checkpoints(tmp_path / "checkpoints")]
+    assert steps == [5, 6]  # every 2 steps + the epoch end (5); keep=2 removed steps 2 and 4
+    assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.suffix == ".tmp"]
+    payload = torch.load(result.checkpoint, weights_only=True)
+    assert set(REQUIRED_KEYS) <= set(payload)
+    assert payload["format"] == "igfiqa.checkpoint" and payload["format_version"] == 1
+    assert payload["model_spec"] == config.model.spec()
+    assert "qs.weight" in payload["model"]
+    assert payload["config"]["method"]["guidance"]["statistic"] == "distance"
+    assert payload["step"] == 6 and payload["epoch"] == 1
+    assert payload["sampler"]["position"] == 8  # one global batch into epoch 1
+    assert len(payload["class_names"]) == 10
+    # The saved config and the metrics log are in the run folder.
+    assert (tmp_path / "config.yaml").is_file()
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    kinds = [r["kind"] for r in records]
+    assert kinds[0] == "start" and kinds[-1] == "end"
+    train_records = [r for r in records if r["kind"] == "train"]
+    assert [r["step"] for r in train_records] == [1, 2, 3, 4, 5, 6]
+    assert all(r["images_per_s"] > 0 and "fr_loss" in r and "lr" in r for r in train_records)
+
+
+def test_wrong_or_corrupt_checkpoint_raises_checkpoint_error_naming_the_file(tmp_path) -> None:
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    corrupt = folder / "step_00000009.pt"
+    corrupt.write_bytes(b"\x80\x02 this is not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"step_00000009\.pt"):
+        load_checkpoint(corrupt)
+    other = tmp_path / "weights.pt"
+    torch.save({"conv1.weight": torch.zeros(2)}, other)
+    with pytest.raises(CheckpointError, match=r"weights\.pt.*not an igfiqa training checkpoint"):
+        load_checkpoint(other)
+    with pytest.raises(CheckpointError, match=r"step_00000009\.pt"):
+        train(tiny_config(), out_dir=tmp_path / "run", resume=True, progress=False)
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        train(tiny_config(), out_dir=tmp_path / "empty", resume=True, progress=False)
+
+
+def test_non_finite_loss_skips_the_step_and_is_logged(tmp_path) -> None:
+    batch = 8
+    data = PoisonedFaces(range(2 * batch, 3 * batch))  # the third step sees NaN images
+    config = tiny_config("method.objective.fiqa_batch=same", "method.augment.enabled=false")
+    result = train(config, out_dir=tmp_path, max_steps=4, progress=False, dataset=data)
+    assert result.nonfinite_steps == 1 and result.step == 4
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    skipped = [r for r in records if r["kind"] == "nonfinite"]
+    assert [(r["step"], r["in_a_row"], r["total"]) for r in skipped] == [(3, 1, 1)]
+    state = load_checkpoint(result.checkpoint)
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert torch.isfinite(state["guidance"]["values"]).all()
+
+
+def test_too_many_non_finite_steps_in_a_row_abort_with_a_clear_message(tmp_path) -> None:
+    data = PoisonedFaces(range(8, 10_000))  # every step from the second one on
+    config = tiny_config("train.max_nonfinite_in_a_row=3")
+    with pytest.raises(NonFiniteLossError, match="3 steps in a row had a non-finite loss"):
+        train(config, out_dir=tmp_path, max_steps=10, progress=False, dataset=data)
+
+
+class _SignalFaces(TensorFaces):
+    """Sends SIGTERM to this process while the third batch is loaded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def __getitem__(self, index: int):
+        self.calls += 1
+        if self.calls == 2 * 8 + 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return super().__getitem__(index)
+
+
+def test_sigterm_finishes_the_step_saves_and_returns(tmp_path) -> None:
+    previous = signal.getsignal(signal.SIGTERM)
+    result = train(
+        tiny_config(), out_dir=tmp_path, max_steps=20, progress=False, dataset=_SignalFaces()
+    )
+    assert result.stopped == "signal"
+    assert result.step == 3  # the step whose batch was loading when the signal came
+    assert load_checkpoint(result.checkpoint)["step"] == 3
+    assert signal.getsignal(signal.SIGTERM) is previous  # handlers restored
+    # and the run continues from there
+    again = train(
+        tiny_config(),
+        out_dir=tmp_path,
+        resume=True,
+        max_steps=5,
+        progress=False,
+        dataset=TensorFaces(),
+    )
+    assert again.step == 5 and again.stopped == "max_steps"
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_amp_and_channels_last_train_on_cpu(tmp_path, amp) -> None:
+    config = tiny_config(
+        f"train.amp={amp}", "train.channels_last=true", "train.deterministic=false"
+    )
+    result = train(config, out_dir=tmp_path, max_steps=2, progress=False, dataset=TensorFaces())
+    assert result.step == 2
+    assert all(
+        torch.isfinite(v).all()
+        for v in load_checkpoint(result.checkpoint)["model"].values()
+        if v.is_floating_point()
+    )
