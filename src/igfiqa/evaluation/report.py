@@ -93,7 +93,7 @@ def plot_edc(result: BenchmarkResult, fr: FmrResult, path_stem: Path) -> list[Pa
         ax.legend(fontsize=8, loc="upper right")
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        paths = [path_stem.with_suffix(".png"), path_stem.with_suffix(".svg")]
+        paths = [path_stem.parent / f"{path_stem.name}.{ext}" for ext in ("png", "svg")]
         for path in paths:
             fig.savefig(path, dpi=120)
     finally:
@@ -131,7 +131,7 @@ def plot_erc(result: BenchmarkResult, fr: FmrResult, path_stem: Path) -> list[Pa
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        paths = [path_stem.with_suffix(".png"), path_stem.with_suffix(".svg")]
+        paths = [path_stem.parent / f"{path_stem.name}.{ext}" for ext in ("png", "svg")]
         for path in paths:
             fig.savefig(path, dpi=120)
     finally:

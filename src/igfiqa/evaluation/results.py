@@ -187,7 +187,9 @@ def evaluate_scores(
     the comparison-level oracle, and (when ``pairs`` are given and ``sample_oracle``) the greedy
     sample-level oracle. FMRs below the benchmark's resolution produce warnings.
     """
-    similarity = E._as_1d("similarity", similarity)
+    similarity = np.asarray(similarity, dtype=np.float64)  # NaN allowed: excluded below
+    if similarity.ndim != 1:
+        raise DataError(f"similarity must be 1-d, got shape {similarity.shape}")
     mated = E._as_1d("mated", mated, bool)
     E._check_same_length(similarity=similarity, mated=mated)
     if not qualities:

@@ -1,0 +1,164 @@
+"""``igfiqa evaluate``: EDC/pAUC (fixed threshold) and CR-FIQA ERC of quality methods on benchmarks."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from igfiqa.cli import app
+from igfiqa.errors import ConfigError
+
+BENCHMARK_KINDS = ("bin", "xqlfw", "ijbb", "ijbc", "folder", "synthetic")
+
+
+class FlipChoice(str, Enum):
+    auto = "auto"
+    none = "none"
+    concat = "concat"
+    sum = "sum"
+
+
+class PairReduceChoice(str, Enum):
+    min = "min"
+    mean = "mean"
+    product = "product"
+
+
+class ErcRuleChoice(str, Enum):
+    crfiqa = "crfiqa"
+    iso = "iso"
+
+
+def parse_benchmark(text: str) -> tuple[str, str, str]:
+    """``NAME:PATH`` -> (name, kind, path).
+
+    NAME is a reader kind (bin, xqlfw, ijbb, ijbc, folder, synthetic) or a label; a label's kind is
+    inferred: ``.bin`` files -> bin, ``synthetic`` specs -> synthetic, a directory holding
+    ``xqlfw_pairs.txt`` -> xqlfw, one with ``meta/ijbc_*``/``meta/ijbb_*`` -> ijbc/ijbb, any other
+    directory -> folder. ``KIND:PATH`` with a label first is also accepted: ``NAME=KIND:PATH``.
+    """
+    label = None
+    if "=" in text.split(":", 1)[0]:
+        label, text = text.split("=", 1)
+    name, sep, path = text.partition(":")
+    if not sep or not path:
+        raise ConfigError(f"--benchmark {text!r}: expected NAME:PATH (e.g. lfw:/data/lfw.bin)")
+    if name in BENCHMARK_KINDS:
+        return label or (Path(path).stem if name != "synthetic" else "synthetic"), name, path
+    if name.startswith("synthetic") or path.startswith(("identities=", "synthetic")):
+        return label or name, "synthetic", path
+    p = Path(path).expanduser()
+    if p.suffix.lower() == ".bin":
+        return label or name, "bin", path
+    if p.is_dir():
+        if (p / "xqlfw_pairs.txt").exists():
+            return label or name, "xqlfw", path
+        meta = p / "meta"
+        for kind in ("ijbc", "ijbb"):
+            if meta.is_dir() and any(meta.glob(f"{kind}_*")):
+                return label or name, kind, path
+        return label or name, "folder", path
+    raise ConfigError(
+        f"--benchmark {text!r}: cannot tell the kind of {path}; write KIND:PATH with KIND one of "
+        f"{', '.join(BENCHMARK_KINDS)} (or NAME=KIND:PATH)"
+    )
+
+
+@app.command("evaluate")
+def evaluate(
+    benchmarks: list[str] = typer.Option(
+        ...,
+        "--benchmark",
+        "-b",
+        help="NAME:PATH, repeatable: lfw:/data/lfw.bin, xqlfw:/data/xqlfw, ijbc:/data/IJBC, "
+        "folder:/data/faces, synthetic:identities=50,samples=8,seed=1 (NAME=KIND:PATH to label).",
+    ),
+    fr_models: list[str] = typer.Option(
+        ...,
+        "--fr-model",
+        "-f",
+        help="FR model producing comparison scores, repeatable: an igfiqa checkpoint/export, "
+        "CR-FIQA or ArcFace *.pth, a TorchScript file (torchscript:PATH), an ONNX file.",
+    ),
+    qualities: list[str] = typer.Option(
+        ...,
+        "--quality",
+        "-q",
+        help="Quality method, repeatable: a model path (model:PATH), csv:PATH (path,quality rows), "
+        "random[:SEED], oracle (synthetic ground truth), embedding-norm, "
+        "serfiq[:m=10,p=0.5,seed=0,model=PATH]. NAME=SPEC names it.",
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder for plots and tables."),
+    fmrs: list[float] = typer.Option(
+        [1e-3, 1e-4], "--fmr", help="Target FMRs of the fixed EDC threshold and the ERC."
+    ),
+    limits: list[float] = typer.Option([0.2, 0.3], "--limit", help="pAUC discard limits L."),
+    flip: FlipChoice = typer.Option(
+        FlipChoice.auto,
+        "--flip",
+        help="Flip-augmented features: none, concat (CR-FIQA), sum; auto = sum for IJB templates.",
+    ),
+    pair_quality: PairReduceChoice = typer.Option(
+        PairReduceChoice.min, "--pair-quality", help="Pair quality from the two samples'."
+    ),
+    erc_rule: ErcRuleChoice = typer.Option(
+        ErcRuleChoice.crfiqa,
+        "--erc-rule",
+        help="ERC threshold rule: crfiqa (closest FMR, as CR-FIQA's code) or iso.",
+    ),
+    device: str = typer.Option("cpu", "--device", help="Torch device for the models."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    workers: int | None = typer.Option(None, "--workers", help="Image decode threads."),
+    cache_dir: Path | None = typer.Option(
+        None, "--cache-dir", help="Cache of embeddings and scores (default OUT/cache)."
+    ),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write caches."),
+    no_plots: bool = typer.Option(False, "--no-plots", help="Tables only."),
+) -> None:
+    """Evaluate quality methods on benchmarks: EDC (fixed threshold) pAUC and the CR-FIQA ERC."""
+    from igfiqa.data.benchmarks import open_benchmark
+    from igfiqa.evaluation.report import write_report
+    from igfiqa.evaluation.runner import BenchmarkRunner, parse_quality_spec
+
+    methods = [parse_quality_spec(q) for q in qualities]
+    names = [m.name for m in methods]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"quality method names repeat ({names}); name them NAME=SPEC")
+    cache = None if no_cache else (cache_dir or out / "cache")
+    results = []
+    for text in benchmarks:
+        label, kind, path = parse_benchmark(text)
+        pairset = open_benchmark(kind, path)
+        runner = BenchmarkRunner(
+            pairset,
+            name=label,
+            source=path if kind != "synthetic" else None,
+            cache_dir=cache,
+            batch_size=batch_size,
+            workers=workers,
+            device=device,
+            log=lambda message: typer.echo(message, err=True),
+        )
+        for fr in fr_models:
+            output = runner.run(
+                fr,
+                methods,
+                flip=flip.value,
+                fmrs=fmrs,
+                limits=limits,
+                erc_rule=erc_rule.value,
+                pair_reduce=pair_quality.value,
+            )
+            results.append(output.result)
+    written = write_report(
+        results,
+        out,
+        plots=not no_plots,
+        log=lambda message: typer.secho(message, err=True, fg=typer.colors.YELLOW),
+    )
+    typer.echo((out / "results.md").read_text(encoding="utf-8"))
+    typer.echo(
+        f"wrote {len(written['plots'])} plots, {len(written['tables'])} tables to {out}", err=True
+    )

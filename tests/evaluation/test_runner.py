@@ -1,0 +1,302 @@
+"""The benchmark runner: FR model kinds, quality methods, caches, flip recipes, templates, failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from igfiqa.data.synthetic import SyntheticFaces
+from igfiqa.errors import ConfigError, DataError, ImageDecodeError
+from igfiqa.evaluation import runner as R
+from igfiqa.evaluation.report import write_report
+from igfiqa.models import create_model
+
+SIZE = 32
+
+
+class ToyPairs:
+    """A PairSet (duck-typed as igfiqa.data.benchmarks.PairSet) over synthetic faces."""
+
+    def __init__(self, identities=6, samples=4, *, broken=(), templates=False):
+        self.faces = SyntheticFaces(identities, samples, seed=3, image_size=SIZE)
+        self.name = "toy"
+        self.num_samples = len(self.faces)
+        self.sample_names = [
+            f"id{i:02d}/img{j}.png" for i in range(identities) for j in range(samples)
+        ]
+        self.broken = set(broken)
+        labels = self.faces.labels
+        rendered = [self.faces.render(*self.faces.locate(i)) for i in range(self.num_samples)]
+        self.images = [image for image, _ in rendered]
+        self.ground_truth_quality = np.array([quality for _, quality in rendered])
+        if templates:  # two templates per identity (samples split in halves), two media each
+            self.sample_template = np.arange(self.num_samples) // (samples // 2)
+            self.sample_media = np.arange(self.num_samples) // 1 % 2 + 2 * self.sample_template
+            units = np.arange(self.sample_template.max() + 1)
+            unit_label = units // 2
+        else:
+            self.sample_template = None
+            self.sample_media = None
+            units = np.arange(self.num_samples)
+            unit_label = labels
+        i, j = np.triu_indices(len(units), 1)
+        self.pairs = np.stack([units[i], units[j]], 1).astype(np.int64)
+        self.mated = unit_label[i] == unit_label[j]
+
+    def load_sample(self, index):
+        if index in self.broken:
+            raise ImageDecodeError(f"{self.sample_names[index]}: truncated file")
+        return self.images[index]
+
+
+def pixel_embed(images: np.ndarray) -> np.ndarray:
+    """A deterministic toy FR model: mean-pooled 4x4 colour patches."""
+    x = images.astype(np.float32).reshape(len(images), 8, SIZE // 8, 8, SIZE // 8, 3)
+    return x.mean(axis=(2, 4)).reshape(len(images), -1) - 100.0
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny networks run fastest single-threaded on a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_path(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = create_model("r18", width=0.125, input_size=SIZE, num_features=16)
+    model.eval()
+    path = tmp_path_factory.mktemp("models") / "tiny_backbone.pth"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def test_pair_similarity_is_cosine():
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(10, 5)).astype(np.float32)
+    pairs = rng.integers(0, 10, (50, 2))
+    sim = R.pair_similarity(f, pairs, chunk=7)
+    for (a, b), s in zip(pairs, sim, strict=True):
+        want = f[a] @ f[b] / np.linalg.norm(f[a]) / np.linalg.norm(f[b])
+        assert s == pytest.approx(want, abs=1e-5)
+
+
+def test_flip_recipes():
+    e = np.array([[3.0, 4.0]], np.float32)
+    ef = np.array([[0.0, 2.0]], np.float32)
+    assert np.allclose(R.image_features(e, ef, "sum"), [[3, 6]])
+    assert np.allclose(R.image_features(e, ef, "concat"), [[0.6, 0.8, 0.0, 1.0]])
+    # concat: cosine = mean of the two cosines
+    a, af = np.array([[1.0, 0.0]]), np.array([[1.0, 1.0]])
+    b, bf = np.array([[0.0, 1.0]]), np.array([[1.0, 1.0]])
+    fa, fb = R.image_features(a, af, "concat"), R.image_features(b, bf, "concat")
+    sim = R.pair_similarity(np.concatenate([fa, fb]), np.array([[0, 1]]))
+    assert sim[0] == pytest.approx((0.0 + 1.0) / 2)
+    with pytest.raises(ConfigError):
+        R.image_features(e, None, "concat")
+
+
+def test_template_features_ijb_recipe():
+    f = np.array([[1, 0], [3, 0], [0, 4], [5, 5], [np.nan, np.nan]], np.float32)
+    template = np.array([0, 0, 0, 1, 1])
+    media = np.array([7, 7, 8, 9, 9])
+    t = R.template_features(f, template, media)
+    # template 0: media 7 mean (2, 0) + media 8 mean (0, 4); template 1: the failed image is ignored
+    assert np.allclose(t, [[2, 4], [5, 5]])
+
+
+def test_quality_csv_matching(tmp_path):
+    names = ["a/x.jpg", "b/y.jpg"]
+    path = tmp_path / "q.csv"
+    path.write_text("path,quality,error\n/data/set/a/x.jpg,0.5,\nb/y.jpg,0.25,\n")
+    assert np.allclose(R.read_quality_csv(path, names), [0.5, 0.25])
+    path.write_text("path,quality,error\n/data/set/a/x.jpg,0.5,\nb/y.jpg,,decode failed\n")
+    with pytest.raises(DataError, match=r"1 of 2 samples.*b/y.jpg"):
+        R.read_quality_csv(path, names)
+    path.write_text("p/a/x.jpg,1\nq/a/x.jpg,2\nb/y.jpg,3\n")
+    with pytest.raises(DataError, match="several rows"):
+        R.read_quality_csv(path, names)
+
+
+def test_parse_quality_specs(tmp_path):
+    assert R.parse_quality_spec("random:7").options == {"seed": "7"}
+    assert R.parse_quality_spec("mine=random").name == "mine"
+    s = R.parse_quality_spec("serfiq:m=5,p=0.3")
+    assert s.kind == "serfiq" and s.options == {"m": "5", "p": "0.3"}
+    with pytest.raises(ConfigError):
+        R.parse_quality_spec("serfiq:k=1")
+    with pytest.raises(ConfigError, match="neither a built-in"):
+        R.parse_quality_spec(str(tmp_path / "nothing.pth"))
+
+
+def test_serfiq_stable_embeddings_give_quality_one_and_noise_lowers_it(tiny_model_path):
+    from igfiqa.inference import load_model
+
+    network = load_model(tiny_model_path).runner.network
+    batch = np.random.default_rng(0).uniform(-1, 1, (3, 3, SIZE, SIZE)).astype(np.float32)
+    q = R.serfiq_quality(network, batch, m=6, p=0.5)
+    assert q.shape == (3,) and np.all((q > 0) & (q < 1))
+    # with fc weights zero the dropout cannot change the embedding: 2 * sigmoid(0) = 1
+    saved = network.fc.weight.detach().clone()
+    with torch.no_grad():
+        network.fc.weight.zero_()
+    try:
+        assert np.allclose(R.serfiq_quality(network, batch, m=4, p=0.5), 1.0)
+    finally:
+        with torch.no_grad():
+            network.fc.weight.copy_(saved)
+
+
+def test_serfiq_matches_formula_on_explicit_embeddings(tiny_model_path):
+    from igfiqa.inference import load_model
+
+    network = load_model(tiny_model_path).runner.network
+    batch = np.random.default_rng(1).uniform(-1, 1, (2, 3, SIZE, SIZE)).astype(np.float32)
+    m, p = 5, 0.4
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        x = torch.from_numpy(batch)
+        h = network.prelu(network.bn1(network.conv1(x)))
+        h = network.layer4(network.layer3(network.layer2(network.layer1(h))))
+        h = torch.flatten(network.bn2(h), 1)
+        embs = []
+        for _ in range(m):
+            mask = (torch.rand(h.shape, generator=gen) >= p).float() / (1 - p)
+            e = network.features(network.fc(h * mask))
+            embs.append((e / e.norm(dim=1, keepdim=True)).numpy())
+    for b in range(2):
+        total = sum(
+            np.linalg.norm(embs[i][b] - embs[j][b]) for i in range(m) for j in range(i + 1, m)
+        )
+        want = 2 / (1 + np.exp(2 * total / m**2))
+        got = R.serfiq_quality(network, batch, m=m, p=p, seed=3)[b]
+        assert got == pytest.approx(want, rel=1e-4)
+
+
+def test_runner_caches_and_adds_methods_cheaply(tmp_path):
+    pairset = ToyPairs()
+    calls = {"fr": 0}
+
+    def fr(images):
+        calls["fr"] += len(images)
+        return pixel_embed(images)
+
+    runner = R.BenchmarkRunner(pairset, cache_dir=tmp_path / "cache", batch_size=8, workers=0)
+    model = R.load_fr_model(fr, name="pixels")
+    out = runner.run(model, ["random:1", "oracle"], fmrs=(0.01,))
+    first = calls["fr"]
+    assert first == pairset.num_samples + 1  # every image once, plus one probe of the width
+    expected = R.pair_similarity(
+        pixel_embed(np.stack([pairset.load_sample(i) for i in range(24)])), pairset.pairs
+    )
+    assert np.allclose(out.similarity, expected, atol=1e-6)
+    assert out.result.fr_model == "pixels" and out.result.methods == [
+        "random (seed 1)",
+        "oracle (ground truth)",
+    ]
+    # a fresh runner with one more method: the FR model is not run again
+    again = R.BenchmarkRunner(pairset, cache_dir=tmp_path / "cache", batch_size=8, workers=0)
+    out2 = again.run(model, ["random:1", "oracle", "embedding-norm"], fmrs=(0.01,))
+    assert calls["fr"] == first
+    assert np.array_equal(out2.similarity, out.similarity)
+    norms = np.linalg.norm(
+        pixel_embed(np.stack([pairset.load_sample(i) for i in range(24)])), axis=1
+    )
+    assert np.allclose(out2.qualities["embedding norm"], norms, rtol=1e-5)
+
+
+def test_runner_with_igfiqa_model_torchscript_and_failures(tmp_path, tiny_model_path):
+    pairset = ToyPairs(broken={5})
+    runner = R.BenchmarkRunner(pairset, cache_dir=tmp_path / "cache", batch_size=8, workers=2)
+    out = runner.run(
+        str(tiny_model_path),
+        [f"model:{tiny_model_path}", "serfiq:m=3", "embedding-norm"],
+        fmrs=(0.01, 1e-4),
+    )
+    result = out.result
+    assert set(out.failed_samples) == {5}
+    touching = np.any(pairset.pairs == 5, axis=1).sum()
+    assert result.excluded_pairs == touching
+    assert any("failed to load" in w for w in result.warnings)
+    assert any("below this benchmark's resolution" in w for w in result.warnings)
+    assert result.fr_model == "tiny_backbone.pth"
+    # the igfiqa model's quality equals its score() on the same images
+    from igfiqa.inference import load_model
+
+    model = load_model(tiny_model_path)
+    direct = model.score(np.stack([pairset.load_sample(i) for i in (0, 1, 2)]))
+    assert np.allclose(out.qualities["tiny_backbone.pth"][:3], direct, atol=1e-5)
+    # TorchScript export of the same network gives the same comparison scores
+    network = model.runner.network
+
+    class Embed(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net.embed(x)
+
+    traced = torch.jit.trace(Embed(network).eval(), torch.zeros(1, 3, SIZE, SIZE))
+    ts_path = tmp_path / "fr.pt"
+    traced.save(str(ts_path))
+    fr = R.load_fr_model(str(ts_path), input_size=SIZE)
+    ts_out = R.BenchmarkRunner(pairset, batch_size=8, workers=0).run(fr, ["random"], fmrs=(0.01,))
+    valid = np.isfinite(out.similarity)
+    assert np.allclose(ts_out.similarity[valid], out.similarity[valid], atol=1e-4)
+    written = write_report([result, ts_out.result], tmp_path / "report")
+    assert (tmp_path / "report" / "results.md").exists() and len(written["plots"]) == 12
+    summary = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert summary[0]["fr_model"] == "tiny_backbone.pth"
+
+
+def test_template_benchmark_uses_template_min_quality(tmp_path):
+    pairset = ToyPairs(identities=4, samples=4, templates=True)
+    runner = R.BenchmarkRunner(pairset, batch_size=16, workers=0)
+    out = runner.run(R.load_fr_model(pixel_embed, name="pixels"), ["oracle"], fmrs=(0.1,))
+    feats = pixel_embed(np.stack([pairset.load_sample(i) for i in range(16)]))
+    flipped = pixel_embed(np.stack([pairset.load_sample(i)[:, ::-1] for i in range(16)]))
+    tf = R.template_features(feats + flipped, pairset.sample_template, pairset.sample_media)
+    assert np.allclose(out.similarity, R.pair_similarity(tf, pairset.pairs), atol=1e-6)
+    assert "flip sum" in out.result.fr_model
+    units = runner.unit_qualities({"q": pairset.ground_truth_quality})["q"]
+    assert units[0] == pairset.ground_truth_quality[:2].min()
+
+
+def test_onnx_fr_model(tmp_path, tiny_model_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from igfiqa.inference import load_model
+
+    network = load_model(tiny_model_path).runner.network
+
+    class Embed(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net.embed(x)
+
+    path = tmp_path / "fr.onnx"
+    torch.onnx.export(
+        Embed(network).eval(),
+        (torch.zeros(1, 3, SIZE, SIZE),),
+        str(path),
+        input_names=["input"],
+        output_names=["embedding"],
+        dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
+        dynamo=False,
+    )
+    fr = R.load_fr_model(str(path))
+    images = np.stack([ToyPairs().load_sample(i) for i in range(3)])
+    want = network.embed(torch.from_numpy(R._prepare_batch(images, SIZE))).detach().numpy()
+    assert fr.input_size == SIZE
+    assert np.allclose(fr.embed(images), want, atol=1e-4)
