@@ -15,6 +15,11 @@ __version__ = "0.1.0"
 _LAZY = {
     "create_model": "igfiqa.models",
     "IgfiqaError": "igfiqa.errors",
+    "decode_image": "igfiqa.data.decode",
+    "align_face": "igfiqa.data.align",
+    "open_training_dataset": "igfiqa.data.datasets",
+    "open_benchmark": "igfiqa.data.benchmarks",
+    "SyntheticFaces": "igfiqa.data.synthetic",
     "load_model": "igfiqa.inference.model",
     "QualityModel": "igfiqa.inference.model",
 }
