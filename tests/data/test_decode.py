@@ -83,6 +83,10 @@ def test_jpeg_header_only_is_refused() -> None:
     header_end = data.find(b"\xff\xda")
     with pytest.raises(ImageDecodeError, match="no start-of-scan"):
         decode_image(data[:header_end], name="headless.jpg")
+    # Cut inside the header, before the frame size: refused, not decoded without a size check.
+    sof = data.find(b"\xff\xc0")
+    with pytest.raises(ImageDecodeError, match=r"cut\.jpg: corrupt JPEG header"):
+        decode_image(data[: sof + 4], name="cut.jpg")
 
 
 def test_text_named_jpg_is_refused(tmp_path: Path) -> None:

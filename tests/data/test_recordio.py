@@ -125,7 +125,9 @@ def _insightface(tmp_path: Path, labels: list[int], size: int = 16) -> Path:
     images = [
         encode_image(rng.integers(0, 256, (size, size, 3), dtype=np.uint8), "png") for _ in labels
     ]
-    return write_insightface_recordio(tmp_path, zip(images, labels, strict=True), image_size=size)[0]
+    return write_insightface_recordio(tmp_path, zip(images, labels, strict=True), image_size=size)[
+        0
+    ]
 
 
 def test_insightface_layout_written_and_read(tmp_path: Path) -> None:
@@ -230,3 +232,19 @@ def test_reader_pickles_and_reopens(tmp_path: Path) -> None:
     assert reader.read(1) == b"world" + M and reader._handle is not old
     old.close()
     reader.close()
+
+
+def test_writer_handles_empty_classes_and_rejects_unsorted(tmp_path: Path) -> None:
+    png = encode_image(np.zeros((4, 4, 3), np.uint8), "png")
+    rec, count = write_insightface_recordio(
+        tmp_path / "a", [(png, 0), (png, 2), (png, 2)], image_size=4, num_classes=4
+    )
+    assert count == 3
+    reader = RecordIOReader(rec)
+    assert list(reader.read_header(0).label) == [4.0, 8.0]
+    ranges = [list(reader.read_header(k).label) for k in range(4, 8)]
+    assert ranges == [[1, 2], [2, 2], [2, 4], [4, 4]]  # classes 1 and 3 have no images
+    assert read_layout(reader).labels.tolist() == [0, 2, 2]
+    assert read_property(tmp_path / "a") == (4, 4, 4)
+    with pytest.raises(DataError, match="grouped by class"):
+        write_insightface_recordio(tmp_path / "b", [(png, 1), (png, 0)], image_size=4)

@@ -144,6 +144,8 @@ def _decode_bytes(data: bytes, label: str, max_pixels: int) -> np.ndarray:
     is_jpeg = data.startswith(_JPEG_SOI)
     if size is None:
         size = _size_with_pillow(data)
+    if size is None and is_jpeg:
+        raise ImageDecodeError(f"{label}: corrupt JPEG header (no readable frame size)")
     if size is not None:
         _check_pixels(size, label, max_pixels)
     buffer = np.frombuffer(data, dtype=np.uint8)
