@@ -34,36 +34,23 @@ class ErcRuleChoice(str, Enum):
 def parse_benchmark(text: str) -> tuple[str, str, str]:
     """``NAME:PATH`` -> (name, kind, path).
 
-    NAME is a reader kind (bin, xqlfw, ijbb, ijbc, folder, synthetic) or a label; a label's kind is
-    inferred: ``.bin`` files -> bin, ``synthetic`` specs -> synthetic, a directory holding
-    ``xqlfw_pairs.txt`` -> xqlfw, one with ``meta/ijbc_*``/``meta/ijbb_*`` -> ijbc/ijbb, any other
-    directory -> folder. ``KIND:PATH`` with a label first is also accepted: ``NAME=KIND:PATH``.
+    NAME is a reader kind (bin, xqlfw, ijbb, ijbc, folder) or a free label, in which case the kind
+    is detected from PATH (``.bin`` file, folder with ``xqlfw_pairs.txt``, IJB folder with
+    ``meta/``, else a labelled folder). ``synthetic:key=value,...`` is a synthetic benchmark spec.
+    ``LABEL=NAME:PATH`` sets the name shown in the results.
     """
     label = None
-    if "=" in text.split(":", 1)[0]:
+    head = text.split(":", 1)[0]
+    if "=" in head:
         label, text = text.split("=", 1)
+    if text.lower().startswith("synthetic"):
+        return label or "synthetic", "synthetic", text
     name, sep, path = text.partition(":")
-    if not sep or not path:
+    if not sep or not path or not name:
         raise ConfigError(f"--benchmark {text!r}: expected NAME:PATH (e.g. lfw:/data/lfw.bin)")
     if name in BENCHMARK_KINDS:
-        return label or (Path(path).stem if name != "synthetic" else "synthetic"), name, path
-    if name.startswith("synthetic") or path.startswith(("identities=", "synthetic")):
-        return label or name, "synthetic", path
-    p = Path(path).expanduser()
-    if p.suffix.lower() == ".bin":
-        return label or name, "bin", path
-    if p.is_dir():
-        if (p / "xqlfw_pairs.txt").exists():
-            return label or name, "xqlfw", path
-        meta = p / "meta"
-        for kind in ("ijbc", "ijbb"):
-            if meta.is_dir() and any(meta.glob(f"{kind}_*")):
-                return label or name, kind, path
-        return label or name, "folder", path
-    raise ConfigError(
-        f"--benchmark {text!r}: cannot tell the kind of {path}; write KIND:PATH with KIND one of "
-        f"{', '.join(BENCHMARK_KINDS)} (or NAME=KIND:PATH)"
-    )
+        return label or Path(path).stem or name, name, path
+    return label or name, "auto", path
 
 
 @app.command("evaluate")
@@ -134,7 +121,7 @@ def evaluate(
         runner = BenchmarkRunner(
             pairset,
             name=label,
-            source=path if kind != "synthetic" else None,
+            source=path,
             cache_dir=cache,
             batch_size=batch_size,
             workers=workers,
