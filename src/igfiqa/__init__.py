@@ -22,6 +22,8 @@ _LAZY = {
     "SyntheticFaces": "igfiqa.data.synthetic",
     "load_model": "igfiqa.inference.model",
     "QualityModel": "igfiqa.inference.model",
+    "evaluate_scores": "igfiqa.evaluation.results",
+    "write_report": "igfiqa.evaluation.report",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]
