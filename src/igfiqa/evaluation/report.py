@@ -195,6 +195,20 @@ def markdown(results: list[BenchmarkResult]) -> str:
             + f"; pair quality = {result.pair_reduce} of the two samples."
         )
         lines.append("")
+        verification = result.verification
+        parts = [
+            f"TAR {row['tar']:.4f} at FMR {row['target_fmr']:g}"
+            + (" (below resolution)" if row["below_resolution"] else "")
+            for row in verification.get("tar_at_fmr", [])
+        ]
+        if "ten_fold_accuracy" in verification:
+            acc = verification["ten_fold_accuracy"]
+            parts.append(
+                f"10-fold accuracy {acc['accuracy_mean']:.4f} +- {acc['accuracy_std']:.4f}"
+            )
+        if parts:
+            lines.append(f"FR model {result.fr_model}: " + "; ".join(parts) + ".")
+            lines.append("")
         for fr in result.per_fmr:
             info = fr.threshold
             title = (

@@ -17,9 +17,11 @@ import numpy as np
 
 from igfiqa.errors import ConfigError, DataError
 from igfiqa.evaluation import edc as E
+from igfiqa.evaluation.verification import tar_at_fmr, ten_fold_accuracy
 
 DEFAULT_FMRS = (1e-3, 1e-4)
 DEFAULT_LIMITS = (0.2, 0.3)
+TEN_FOLD_MAX_PAIRS = 1_000_000  # the .bin-style 10-fold accuracy is reported up to this size
 
 RANDOM = "random (expected)"
 THEORETICAL_BEST = "theoretical best"
@@ -95,6 +97,7 @@ class BenchmarkResult:
     methods: list[str]
     per_fmr: list[FmrResult]
     warnings: list[str] = field(default_factory=list)
+    verification: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready summary (no curves)."""
@@ -112,6 +115,7 @@ class BenchmarkResult:
             "erc_ratios": [float(r) for r in self.erc_ratios],
             "methods": list(self.methods),
             "warnings": list(self.warnings),
+            "verification": self.verification,
             "fmrs": [
                 {
                     **fr.threshold.to_dict(),
@@ -185,7 +189,8 @@ def evaluate_scores(
     normalised pAUC at each limit, the pAUC relative to the comparison-level oracle, and its CR-FIQA
     ERC and ERC AUC at the same target FMR. Reference curves: random discarding, theoretical best,
     the comparison-level oracle, and (when ``pairs`` are given and ``sample_oracle``) the greedy
-    sample-level oracle. FMRs below the benchmark's resolution produce warnings.
+    sample-level oracle. FMRs below the benchmark's resolution produce warnings. The FR model's
+    TAR at each FMR (and, up to 1M pairs, the insightface 10-fold accuracy) go in ``verification``.
     """
     similarity = np.asarray(similarity, dtype=np.float64)  # NaN allowed: excluded below
     if similarity.ndim != 1:
@@ -293,6 +298,9 @@ def evaluate_scores(
             )
             curves.append(_curve(SAMPLE_ORACLE, "reference", sd, sf, e0, limits, oracle))
         per_fmr.append(FmrResult(info, e0, num_errors, curves))
+    verification: dict[str, Any] = {"tar_at_fmr": tar_at_fmr(similarity, mated, list(fmrs))}
+    if len(similarity) <= TEN_FOLD_MAX_PAIRS and len(similarity) >= 10:
+        verification["ten_fold_accuracy"] = ten_fold_accuracy(similarity, mated).to_dict()
     return BenchmarkResult(
         benchmark=benchmark,
         fr_model=fr_model,
@@ -307,4 +315,5 @@ def evaluate_scores(
         methods=list(pair_q),
         per_fmr=per_fmr,
         warnings=warnings,
+        verification=verification,
     )
