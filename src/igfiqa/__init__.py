@@ -20,6 +20,8 @@ _LAZY = {
     "open_training_dataset": "igfiqa.data.datasets",
     "open_benchmark": "igfiqa.data.benchmarks",
     "SyntheticFaces": "igfiqa.data.synthetic",
+    "train": "igfiqa.engine.trainer",
+    "load_config": "igfiqa.config",
     "load_model": "igfiqa.inference.model",
     "QualityModel": "igfiqa.inference.model",
     "evaluate_scores": "igfiqa.evaluation.results",

@@ -333,6 +333,11 @@ class Trainer:
 
         if self.resume:
             self._load_latest()
+        elif latest_checkpoint(self.run_dir / CHECKPOINT_DIR) is not None:
+            raise ConfigError(
+                f"{self.run_dir} already holds checkpoints of a run: continue it with "
+                f"--resume {self.run_dir} (resume=True) or choose another --out folder"
+            )
 
         self._float_buffers = [
             b for b in [*self.model.buffers(), *self.head.buffers()] if b.is_floating_point()
@@ -369,9 +374,14 @@ class Trainer:
         head_opt = self.opt_head.state_dict()
         if isinstance(self.head, ShardedMarginHead):
             head_state = {"weight": self.head.full_weight().cpu()}
-            for entry in head_opt["state"].values():
-                if "momentum_buffer" in entry and entry["momentum_buffer"] is not None:
+            # state_dict() shares the per-parameter dicts with the live optimizer: copy them.
+            states = {}
+            for key, entry in head_opt["state"].items():
+                entry = dict(entry)
+                if entry.get("momentum_buffer") is not None:
                     entry["momentum_buffer"] = self.head.gather_shards(entry["momentum_buffer"])
+                states[key] = entry
+            head_opt = {**head_opt, "state": states}
         rng = _gather_objects(capture_rng_state())
         augment = _gather_objects(self.augment.state_dict() if self.augment else None)
         return {
@@ -472,13 +482,23 @@ class Trainer:
                 restore_rng_state(state["rng"]["ranks"][info.rank])
                 if self.augment is not None and state["augment"] is not None:
                     self.augment.load_state_dict(state["augment"]["ranks"][info.rank])
-            elif info.is_main:
-                print(
-                    f"note: {path} was written by {saved_world} processes, this run has "
-                    f"{info.world_size}: weights, optimizer, guidance and the sampler position "
-                    "are restored (the head is re-split); per-process RNG streams start afresh, "
-                    "so the continuation is not bitwise identical"
+            else:
+                # Count steps in this run's global batches from the sampler's sample position.
+                self.step = (
+                    self.sampler.epoch * self.steps_per_epoch
+                    + self.sampler.position // self.sampler.global_batch
                 )
+                self.schedule.step_count = self.step
+                self.schedule.apply()
+                if info.is_main:
+                    print(
+                        f"note: {path} was written by {saved_world} processes, this run has "
+                        f"{info.world_size}: weights, optimizer, guidance and the sample position "
+                        f"are restored (the sharded head is re-split; steps are now counted in "
+                        f"global batches of {self.sampler.global_batch}, so this is step "
+                        f"{self.step}); per-process RNG streams start afresh, so the continuation "
+                        "is not bitwise identical to an uninterrupted run"
+                    )
         except CheckpointError:
             raise
         except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as error:

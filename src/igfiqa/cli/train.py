@@ -1,0 +1,97 @@
+"""``igfiqa train``: train a FIQA model from a preset or config file (also under ``torchrun``)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import typer
+
+from igfiqa.cli import app
+
+
+@app.command("train")
+def train_command(
+    preset: str | None = typer.Option(
+        None, "--preset", "-p", help="Packaged preset name (see --list-presets) or a YAML file."
+    ),
+    config_file: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML file merged on top of the preset (or used alone)."
+    ),
+    data: str | None = typer.Option(
+        None,
+        "--data",
+        help="Training data: RecordIO folder, identity folder, list file or synthetic:...",
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Run folder (default runs/<config name>)."
+    ),
+    overrides: list[str] = typer.Option(
+        [], "--set", "-s", help="Override a value: --set train.amp=bf16 (repeatable; YAML values)."
+    ),
+    max_steps: int | None = typer.Option(
+        None, "--max-steps", min=1, help="Stop after this many optimizer steps in total."
+    ),
+    resume: Path | None = typer.Option(
+        None, "--resume", help="Continue the newest checkpoint of this run folder exactly."
+    ),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+    list_presets_: bool = typer.Option(False, "--list-presets", help="List presets and exit."),
+    print_config: bool = typer.Option(
+        False, "--print-config", help="Print the resolved config as YAML and exit."
+    ),
+) -> None:
+    """Train IG-FIQA / CR-FIQA. Single process on a CPU or GPU; run the same command under
+    `torchrun --nproc_per_node N` for data-parallel training on N GPUs (several nodes too)."""
+    from igfiqa.config import list_presets, load_config, preset_text
+    from igfiqa.errors import ConfigError
+
+    if list_presets_:
+        for name in list_presets():
+            text = preset_text(name)
+            line = next((x for x in text.splitlines() if x.startswith("description:")), "")
+            typer.echo(f"{name:24s} {line.removeprefix('description:').strip()}")
+        raise typer.Exit()
+
+    if resume is not None:
+        run_dir = Path(resume)
+        if out is not None and Path(out).resolve() != run_dir.resolve():
+            raise ConfigError(
+                "--resume RUN_DIR continues in RUN_DIR: drop --out or make them equal"
+            )
+        saved = run_dir / "config.yaml"
+        if preset is None and config_file is None:
+            if not saved.is_file():
+                raise ConfigError(
+                    f"cannot resume {run_dir}: it has no config.yaml (is it a run folder?)"
+                )
+            preset = str(saved)
+    config = load_config(preset, config_file=config_file, data=data, overrides=overrides)
+    if print_config:
+        typer.echo(config.to_yaml(), nl=False)
+        raise typer.Exit()
+    run_dir = Path(resume) if resume is not None else (out or Path("runs") / config.name)
+
+    from igfiqa.engine.trainer import train
+
+    result = train(
+        config,
+        out_dir=run_dir,
+        resume=resume is not None,
+        max_steps=max_steps,
+        progress=not no_progress,
+    )
+    if int(os.environ.get("RANK", "0")) == 0:
+        summary = {
+            "run_dir": str(result.run_dir),
+            "checkpoint": str(result.checkpoint) if result.checkpoint else None,
+            "step": result.step,
+            "epoch": result.epoch,
+            "stopped": result.stopped,
+            "nonfinite_steps": result.nonfinite_steps,
+            "images_per_second": round(result.images_per_second, 2),
+            "metrics": result.metrics,
+            "verification": result.verification,
+        }
+        typer.echo(json.dumps(summary, indent=2, default=float))
