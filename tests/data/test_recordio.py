@@ -248,3 +248,16 @@ def test_writer_handles_empty_classes_and_rejects_unsorted(tmp_path: Path) -> No
     assert read_property(tmp_path / "a") == (4, 4, 4)
     with pytest.raises(DataError, match="grouped by class"):
         write_insightface_recordio(tmp_path / "b", [(png, 1), (png, 0)], image_size=4)
+
+
+def test_reader_is_safe_to_share_between_threads(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(7)
+    records = {k: rng.bytes(int(rng.integers(1, 400))) + M * (k % 2) for k in range(200)}
+    _write(tmp_path / "t.rec", records)
+    reader = RecordIOReader(tmp_path / "t.rec")
+    keys = [int(k) for k in rng.integers(0, 200, 2000)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(reader.read, keys))
+    assert all(result == records[key] for key, result in zip(keys, results, strict=True))

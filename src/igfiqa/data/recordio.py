@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ _MAGIC_BYTES = struct.pack("<I", MAGIC)
 _LENGTH_MASK = (1 << 29) - 1
 _IR_FORMAT = "<IfQQ"
 _IR_SIZE = struct.calcsize(_IR_FORMAT)  # 24
+_HAS_PREAD = hasattr(os, "pread")
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,7 @@ class RecordIOReader:
     """Random access to the records of a ``.rec`` file through its ``.idx``.
 
     The file handle is opened lazily and re-opened in each process (pid check), so a reader can be
-    pickled into DataLoader workers.
+    pickled into DataLoader workers; reads are positional (``os.pread``), so threads may share it.
     """
 
     def __init__(
@@ -190,6 +192,7 @@ class RecordIOReader:
         self.file_size = self.rec_path.stat().st_size
         self._handle = None
         self._pid: int | None = None
+        self._lock = threading.Lock()
 
     @property
     def keys(self) -> list[int]:
@@ -203,13 +206,27 @@ class RecordIOReader:
         state = self.__dict__.copy()
         state["_handle"] = None
         state["_pid"] = None
+        del state["_lock"]
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def _file(self):
         if self._handle is None or self._pid != os.getpid():
-            self._handle = open(self.rec_path, "rb")  # noqa: SIM115 - kept open for random access
+            self._handle = open(self.rec_path, "rb", buffering=0)  # noqa: SIM115 - random access
             self._pid = os.getpid()
         return self._handle
+
+    def _pread(self, offset: int, size: int) -> bytes:
+        """``size`` bytes at ``offset`` (fewer at the end of the file); safe to call from threads."""
+        handle = self._file()
+        if _HAS_PREAD:
+            return os.pread(handle.fileno(), size, offset)
+        with self._lock:
+            handle.seek(offset)
+            return handle.read(size)
 
     def close(self) -> None:
         """Close the file handle (it reopens on the next read)."""
@@ -235,12 +252,10 @@ class RecordIOReader:
                 f"{where}: offset past the end of the file ({self.file_size} bytes); the .idx does "
                 "not belong to this .rec or the .rec is truncated"
             )
-        handle = self._file()
-        handle.seek(offset)
         parts: list[bytes] = []
         first = True
         while True:
-            head = handle.read(8)
+            head = self._pread(offset, 8)
             if len(head) < 8:
                 raise DataError(f"{where}: truncated chunk header (file ends)")
             magic, lrec = struct.unpack("<II", head)
@@ -253,12 +268,13 @@ class RecordIOReader:
             if (first and cflag not in (0, 1)) or (not first and cflag not in (2, 3)):
                 raise DataError(f"{where}: unexpected chunk flag {cflag}; the file is corrupt")
             padded = length + (-length % 4)
-            body = handle.read(padded)
-            if len(body) < padded:
+            body = self._pread(offset + 8, length)
+            if len(body) < length:
                 raise DataError(
                     f"{where}: truncated chunk (needs {padded} bytes, {len(body)} left)"
                 )
-            parts.append(body[:length])
+            parts.append(body)
+            offset += 8 + padded
             if cflag in (0, 3):
                 return _MAGIC_BYTES.join(parts)
             first = False
@@ -339,7 +355,6 @@ def _scan_labels(reader: RecordIOReader, keys: Sequence[int] | np.ndarray) -> np
     (a bad magic, a header split across chunks, an offset past the end) goes through the checked
     :meth:`RecordIOReader.read_header`, which raises a clear error.
     """
-    handle = reader._file()
     labels = np.empty(len(keys), dtype=np.int64)
     need = 8 + _IR_SIZE + 4
     for i, key in enumerate(keys):
@@ -347,8 +362,7 @@ def _scan_labels(reader: RecordIOReader, keys: Sequence[int] | np.ndarray) -> np
         offset = reader.index.get(key)
         if offset is None:
             raise DataError(f"{reader.rec_path}: key {key} is missing from {reader.idx_path}")
-        handle.seek(offset)
-        head = handle.read(need)
+        head = reader._pread(offset, need)
         label = None
         if len(head) == need:
             magic, lrec = struct.unpack_from("<II", head)
