@@ -173,3 +173,14 @@ def test_spec_parsing_and_errors() -> None:
         synthetic_from_spec("synthetic:image_size=4")
     with pytest.raises(ConfigError, match="low_variance_share"):
         SyntheticFaces(3, 3, low_variance_share=1.5)
+
+
+def test_generator_pickles_without_its_cache() -> None:
+    import pickle
+
+    faces = SyntheticFaces(40, 2, seed=0, image_size=112)
+    for identity in range(40):
+        faces.render(identity, 0)
+    clone = pickle.loads(pickle.dumps(faces))
+    assert len(pickle.dumps(faces)) < 10_000 and clone._skin_cache == {}
+    assert np.array_equal(clone.render(7, 1)[0], faces.render(7, 1)[0])

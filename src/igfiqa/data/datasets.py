@@ -119,6 +119,9 @@ class FaceDataset(Dataset):
         return self.hflip and flip_decision(self.seed, self.epoch, index)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self)} images")
+        index = int(index) % len(self)
         image = self.load_image(index)
         if self.is_flipped(index):
             image = image[:, ::-1]

@@ -227,6 +227,11 @@ class SyntheticFaces:
         self._ramp = np.linspace(0.0, 1.0, self.image_size, dtype=np.float32)
         self._skin_cache: dict[IdentityParameters, np.ndarray] = {}
 
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_skin_cache"] = {}  # a cache (up to ~77 MB at 112 px): rebuilt in each process
+        return state
+
     # -- indexing ---------------------------------------------------------------------------------
 
     def __len__(self) -> int:
