@@ -261,3 +261,27 @@ def test_reader_is_safe_to_share_between_threads(tmp_path: Path) -> None:
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(reader.read, keys))
     assert all(result == records[key] for key, result in zip(keys, results, strict=True))
+
+
+def test_header_without_identity_records_and_label_mismatch(tmp_path: Path) -> None:
+    from igfiqa.data.datasets import RecordIODataset
+
+    png = encode_image(np.zeros((8, 8, 3), np.uint8), "png")
+    rec = tmp_path / "train.rec"
+    with RecordIOWriter(rec) as writer:
+        writer.write(0, pack(IRHeader(0, [3.0, 3.0], 0, 0), b""))  # images 1..2, no identities
+        writer.write(1, pack(IRHeader(0, 1.0, 1, 0), png))
+        writer.write(2, pack(IRHeader(0, [0.0, 9.0], 2, 0), png))
+    layout = read_layout(RecordIOReader(rec))
+    assert layout.image_keys.tolist() == [1, 2] and layout.labels.tolist() == [1, 0]
+    assert layout.identity_ranges is None
+    # Identity ranges that contradict the image headers are reported on read.
+    with RecordIOWriter(rec) as writer:
+        writer.write(0, pack(IRHeader(0, [3.0, 4.0], 0, 0), b""))
+        writer.write(1, pack(IRHeader(0, 0.0, 1, 0), png))
+        writer.write(2, pack(IRHeader(0, 5.0, 2, 0), png))
+        writer.write(3, pack(IRHeader(0, [1.0, 3.0], 3, 0), b""))
+    dataset = RecordIODataset(rec)
+    assert dataset.labels.tolist() == [0, 0]
+    with pytest.raises(DataError, match=r"key 2: the image header says class 5"):
+        dataset.load_image(1)

@@ -180,6 +180,7 @@ class RecordIODataset(FaceDataset):
                     f"{num_classes - 1}"
                 )
             num_classes = prop[0]
+        self.labels = layout.labels
         stored = prop[1] if prop is not None else None
         if stored is None and len(layout.image_keys):
             stored = self._decode(0).shape[0]
@@ -197,7 +198,13 @@ class RecordIODataset(FaceDataset):
 
         key = int(self.image_keys[index])
         name = f"{self.reader.rec_path} key {key}"
-        _, payload = unpack(self.reader.read(key), name=name)
+        header, payload = unpack(self.reader.read(key), name=name)
+        stored = header.label if header.flag == 0 else float(header.label[0])
+        if stored != self.labels[index]:
+            raise DataError(
+                f"{name}: the image header says class {stored:g} but the identity records put it in "
+                f"class {self.labels[index]}; the file is inconsistent"
+            )
         return decode_image(payload, name=name)
 
     def read_image(self, index: int) -> np.ndarray:
