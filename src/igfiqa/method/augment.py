@@ -10,7 +10,7 @@ from torch import Tensor
 
 from igfiqa.errors import CheckpointError, ConfigError
 
-JPEG_BACKENDS = ("kornia", "cv2")
+JPEG_BACKENDS = ("auto", "kornia", "cv2")
 
 
 @dataclass
@@ -33,8 +33,10 @@ class AugmentConfig:
             [1 - x, 1 + x].
         greyscale_p: convert to greyscale (kept as 3 channels).
         jpeg_p, jpeg_quality_min, jpeg_quality_max: JPEG re-encoding with quality in [min, max].
-        jpeg_backend: ``kornia`` (differentiable JPEG, batched, on any device) or ``cv2``
-            (real libjpeg, one image at a time on the CPU).
+        jpeg_backend: ``cv2`` (real libjpeg through OpenCV, one image at a time, on the CPU:
+            images on another device make a round trip), ``kornia`` (kornia's differentiable
+            JPEG approximation, batched, on any device) or ``auto`` (``cv2`` for CPU images,
+            ``kornia`` otherwise). ``jpeg_p=0`` switches JPEG off.
     """
 
     enabled: bool = True
@@ -58,7 +60,7 @@ class AugmentConfig:
     jpeg_p: float = 0.2
     jpeg_quality_min: int = 10
     jpeg_quality_max: int = 60
-    jpeg_backend: str = "kornia"
+    jpeg_backend: str = "auto"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -239,30 +241,48 @@ class QualityAugmentation:
         return self.apply(images, params)
 
     def apply(self, images: Tensor, params: AugmentParams) -> Tensor:
-        """Apply the drawn parameters (deterministic)."""
-        dtype = images.dtype
+        """Apply the drawn parameters (deterministic).
+
+        Each operation runs only on the images that drew it (index_select / index_copy); the
+        choice is made on the CPU-side parameters, so no device synchronisation is needed.
+        """
+        dtype, device = images.dtype, images.device
         work = torch.promote_types(dtype, torch.float32)  # float16/bfloat16 run in float32
         x = (images.to(work) + 1.0) * 0.5
-        params = params.to(images.device)
-        x = _colour_jitter(x, params)
-        x = torch.where(params.greyscale.view(-1, 1, 1, 1), _grey(x).expand_as(x), x)
-        x = _resample_and_blur(x, params)
-        if bool(params.jpeg.any()):
-            x = self._jpeg(x, params)
-        x = _erase(x, params, float(self.config.erase_value))
+        params = params.to(torch.device("cpu"))
+
+        def chosen(mask: Tensor) -> Tensor | None:
+            index = mask.nonzero().squeeze(1)
+            return index if index.numel() else None
+
+        if (index := chosen(params.jitter)) is not None:
+            factors = torch.stack([params.brightness, params.contrast, params.saturation], dim=1)
+            factors = factors.index_select(0, index).to(device, work)
+            index = index.to(device)
+            x = x.index_copy(0, index, _colour_jitter(x.index_select(0, index), factors))
+        if (index := chosen(params.greyscale)) is not None:
+            index = index.to(device)
+            x = x.index_copy(0, index, _grey(x.index_select(0, index)).expand(-1, 3, -1, -1))
+        if (index := chosen(params.downscale | params.blur)) is not None:
+            x = _resample_and_blur(x, params, index)
+        if (index := chosen(params.jpeg)) is not None:
+            quality = params.quality.index_select(0, index)
+            index = index.to(device)
+            coded = self._jpeg(x.index_select(0, index).clamp(0.0, 1.0), quality)
+            x = x.index_copy(0, index, coded.to(work))
+        if (index := chosen(params.erase)) is not None:
+            x = _erase(x, params.erase_box, index, float(self.config.erase_value))
         return (x * 2.0 - 1.0).to(dtype)
 
-    def _jpeg(self, x: Tensor, params: AugmentParams) -> Tensor:
-        index = params.jpeg.nonzero().squeeze(1)
-        chosen = x.index_select(0, index).clamp(0.0, 1.0)
-        quality = params.quality.index_select(0, index)
-        if self.config.jpeg_backend == "kornia":
+    def _jpeg(self, x: Tensor, quality: Tensor) -> Tensor:
+        backend = self.config.jpeg_backend
+        if backend == "auto":
+            backend = "cv2" if x.device.type == "cpu" else "kornia"
+        if backend == "kornia":
             from kornia.enhance import jpeg_codec_differentiable
 
-            coded = jpeg_codec_differentiable(chosen, quality.to(chosen.dtype))
-        else:
-            coded = _cv2_jpeg(chosen, quality)
-        return x.index_copy(0, index, coded.to(x.dtype))
+            return jpeg_codec_differentiable(x, quality.to(x.device, x.dtype))
+        return _cv2_jpeg(x, quality)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -277,18 +297,15 @@ def _grey(x: Tensor) -> Tensor:
     return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(1)
 
 
-def _colour_jitter(x: Tensor, p: AugmentParams) -> Tensor:
-    """Brightness (scale), contrast (blend with the mean luma), saturation (blend with the luma)."""
-    view = (-1, 1, 1, 1)
-    brightness, contrast, saturation = (
-        t.to(x.dtype).view(view) for t in (p.brightness, p.contrast, p.saturation)
-    )
+def _colour_jitter(x: Tensor, factors: Tensor) -> Tensor:
+    """Brightness (scale), contrast (blend with the mean luma), saturation (blend with the luma);
+    ``factors`` (N, 3) holds each image's three factors; clamped to [0, 1] after each step."""
+    brightness, contrast, saturation = (f.view(-1, 1, 1, 1) for f in factors.unbind(1))
     out = (x * brightness).clamp(0.0, 1.0)
     mean = _grey(out).mean(dim=(2, 3), keepdim=True)
     out = ((out - mean) * contrast + mean).clamp(0.0, 1.0)
     grey = _grey(out)
-    out = ((out - grey) * saturation + grey).clamp(0.0, 1.0)
-    return torch.where(p.jitter.view(view), out, x)
+    return ((out - grey) * saturation + grey).clamp(0.0, 1.0)
 
 
 def area_matrix(length: int, sizes: Tensor) -> Tensor:
@@ -354,28 +371,30 @@ def resample_matrix(
     return operator
 
 
-def _resample_and_blur(x: Tensor, p: AugmentParams) -> Tensor:
-    chosen = p.downscale | p.blur
-    if not bool(chosen.any()):
-        return x
-    index = chosen.nonzero().squeeze(1)
+def _resample_and_blur(x: Tensor, p: AugmentParams, index: Tensor) -> Tensor:
+    """Apply each chosen image's (H, H) and (W, W) operators: ``A_h @ X @ A_w^T`` per channel."""
     height, width = x.shape[2], x.shape[3]
     args = [t.index_select(0, index) for t in (p.scale, p.downscale, p.sigma, p.blur)]
-    rows = resample_matrix(height, *args).to(x.dtype)
-    cols = rows if width == height else resample_matrix(width, *args).to(x.dtype)
+    rows = resample_matrix(height, *args).to(x.device, x.dtype)
+    cols = rows if width == height else resample_matrix(width, *args).to(x.device, x.dtype)
+    index = index.to(x.device)
     part = x.index_select(0, index)
     part = torch.matmul(rows.unsqueeze(1), torch.matmul(part, cols.transpose(1, 2).unsqueeze(1)))
     return x.index_copy(0, index, part.clamp(0.0, 1.0))
 
 
-def _erase(x: Tensor, p: AugmentParams, value: float) -> Tensor:
+def _erase(x: Tensor, boxes: Tensor, index: Tensor, value: float) -> Tensor:
+    """Fill each chosen image's box (top, left, height, width) with ``value``."""
     height, width = x.shape[2], x.shape[3]
-    top, left, box_h, box_w = (t.view(-1, 1, 1) for t in p.erase_box.unbind(1))
+    top, left, box_h, box_w = (
+        t.view(-1, 1, 1).to(x.device) for t in boxes.index_select(0, index).unbind(1)
+    )
     rows = torch.arange(height, device=x.device).view(1, -1, 1)
     cols = torch.arange(width, device=x.device).view(1, 1, -1)
     inside = (rows >= top) & (rows < top + box_h) & (cols >= left) & (cols < left + box_w)
-    mask = (inside & p.erase.view(-1, 1, 1)).unsqueeze(1)
-    return x.masked_fill(mask, value)
+    index = index.to(x.device)
+    part = x.index_select(0, index).masked_fill(inside.unsqueeze(1), value)
+    return x.index_copy(0, index, part)
 
 
 def _cv2_jpeg(x: Tensor, quality: Tensor) -> Tensor:
