@@ -14,7 +14,8 @@ Image ``(identity i, sample j)`` is a pure function of ``(seed, i, j)`` and of t
   **ground-truth quality** is ``prod_k (1 - s_k)`` (1 = clean).
 - **Low-variance identities**: a ``low_variance_share`` of identities whose nuisance is scaled down to
   :data:`LOW_VARIANCE_SCALE` of the normal range and whose samples all share the identity's single
-  degradation kind and severity (so they share one ground-truth quality). Membership depends only on
+  degradation (kind, severity and its random details), so they share one ground-truth quality.
+  Membership depends only on
   ``(seed, i)`` and follows a low-discrepancy sequence, so any block of identities has the share to
   within a few identities.
 
@@ -293,7 +294,11 @@ class SyntheticFaces:
         """Image (identity, sample) as (S, S, 3) uint8 RGB and its ground-truth quality in [0, 1]."""
         degradations = self.degradations(identity, sample)
         clean = self.render_clean(identity, sample)
-        rng = np.random.default_rng([self.seed, 3, identity, sample])
+        params = identity_parameters(self.seed, identity, self.low_variance_share)
+        # Low-variance identities also share the degradation's randomness (occluder placement,
+        # exposure direction, noise pattern), so their images really barely vary.
+        key = [self.seed, 3, identity] if params.low_variance else [self.seed, 3, identity, sample]
+        rng = np.random.default_rng(key)
         image = clean
         for kind, severity in degradations:
             image = degrade(image, kind, severity, rng)
