@@ -15,9 +15,8 @@ Image ``(identity i, sample j)`` is a pure function of ``(seed, i, j)`` and of t
 - **Low-variance identities**: a ``low_variance_share`` of identities whose nuisance is scaled down to
   :data:`LOW_VARIANCE_SCALE` of the normal range and whose samples all share the identity's single
   degradation (kind, severity and its random details), so they share one ground-truth quality.
-  Membership depends only on
-  ``(seed, i)`` and follows a low-discrepancy sequence, so any block of identities has the share to
-  within a few identities.
+  Membership depends only on ``(seed, i)`` and follows a low-discrepancy sequence, so any block of
+  identities has the share to within a few identities.
 
 Images are drawn directly at ``image_size`` (coordinates scaled by ``image_size / 112``), so small
 sizes are fast. Rendering uses OpenCV primitives only.
