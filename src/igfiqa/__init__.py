@@ -26,6 +26,10 @@ _LAZY = {
     "QualityModel": "igfiqa.inference.model",
     "evaluate_scores": "igfiqa.evaluation.results",
     "write_report": "igfiqa.evaluation.report",
+    "MarginHead": "igfiqa.models.heads",
+    "IntraClassGuidance": "igfiqa.method.guidance",
+    "QualityAugmentation": "igfiqa.method.augment",
+    "compute_objective": "igfiqa.method.objective",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]
