@@ -88,6 +88,7 @@ class DemoSettings:
     test_samples_per_identity: int = 10
     low_variance_share: float = 0.2
     image_size: int = 48
+    batch_size: int = 64
     budget_minutes: float = DEFAULT_BUDGET_MINUTES
     epochs: int | None = None
     fmrs: tuple[float, ...] = (1e-2, 1e-3)
@@ -102,6 +103,7 @@ class DemoSettings:
             "test_samples_per_identity": self.test_samples_per_identity >= 2,
             "low_variance_share": 0.0 <= self.low_variance_share < 1.0,
             "image_size": 16 <= self.image_size <= 112,
+            "batch_size": 2 <= self.batch_size <= self.train_identities * self.samples_per_identity,
             "budget_minutes": self.budget_minutes > 0,
         }
         for name, ok in checks.items():
@@ -294,6 +296,7 @@ def run_demo(
             f"data.source={spec}",
             f"data.image_size={settings.image_size}",
             f"model.input_size={settings.image_size}",
+            f"data.batch_size={settings.batch_size}",
             f"train.epochs={epochs}",
             f"train.seed={settings.seed}",
             "verification.sets=[]",

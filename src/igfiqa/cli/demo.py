@@ -29,6 +29,10 @@ def demo(
     test_identities: int = typer.Option(
         100, "--test-identities", min=2, help="Held-out identities."
     ),
+    test_samples: int = typer.Option(
+        10, "--test-samples", min=2, help="Images per held-out identity."
+    ),
+    batch_size: int = typer.Option(64, "--batch-size", min=2, help="Training batch size."),
     low_variance_share: float = typer.Option(
         0.2, "--low-variance-share", min=0.0, max=0.95, help="Share of low-variance identities."
     ),
@@ -46,6 +50,8 @@ def demo(
         train_identities=identities,
         samples_per_identity=samples,
         test_identities=test_identities,
+        test_samples_per_identity=test_samples,
+        batch_size=batch_size,
         low_variance_share=low_variance_share,
         budget_minutes=budget_minutes,
         epochs=epochs,

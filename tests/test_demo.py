@@ -1,0 +1,102 @@
+"""The demo end to end at a tiny scale: report, table, reproducibility, CLI."""
+
+import json
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from igfiqa.cli import app
+from igfiqa.demo import VARIANTS, DemoSettings, run_demo
+from igfiqa.errors import ConfigError
+
+TINY = dict(
+    train_identities=12,
+    samples_per_identity=4,
+    test_identities=6,
+    test_samples_per_identity=4,
+    low_variance_share=0.25,
+    image_size=32,
+    batch_size=16,
+    epochs=1,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    return run_demo(out, DemoSettings(**TINY), progress=False, log=lambda _: None)
+
+
+def test_demo_writes_report_with_every_variant(tiny_demo):
+    report = (tiny_demo.out_dir / "report.md").read_text()
+    assert "synthetic" in report.lower() and "not from real face images" in report
+    for variant in VARIANTS:
+        assert variant.label in report
+    plots = [f for f in tiny_demo.files if f.endswith(".png")]
+    assert plots and all((tiny_demo.out_dir / f).is_file() for f in plots)
+    data = json.loads((tiny_demo.out_dir / "demo.json").read_text())
+    assert [v["key"] for v in data["variants"]] == [v.key for v in VARIANTS]
+
+
+def test_demo_measures_what_it_reports(tiny_demo):
+    by_key = {v.key: v for v in tiny_demo.variants}
+    # every variant trained the same number of steps (same data, epochs and batch)
+    assert len({v.steps for v in tiny_demo.variants}) == 1
+    for outcome in tiny_demo.variants:
+        assert -1.0 <= outcome.spearman <= 1.0
+        for key, value in outcome.pauc.items():
+            assert math.isfinite(value), key
+    # CR-FIQA has no guidance; the IG-FIQA runs report weights in [0, 1]
+    assert by_key["crfiqa"].guidance_weight_low_variance is None
+    for key in ("ig_distance", "ig_similarity", "ig_distance_noaug"):
+        assert 0.0 <= by_key[key].guidance_weight_low_variance <= 1.0
+        assert 0.0 <= by_key[key].guidance_weight_ordinary <= 1.0
+    # e0 is an error rate per FMR, and the random-discard reference is exactly 1 when normalised
+    assert all(0.0 <= e <= 1.0 for e in tiny_demo.e0.values())
+    random_row = tiny_demo.reference_pauc["random (expected)"]
+    assert all(v == pytest.approx(1.0) for k, v in random_row.items() if "normalized" in k)
+
+
+@pytest.mark.slow
+def test_demo_rerun_gives_the_same_table(tiny_demo, tmp_path):
+    again = run_demo(tmp_path, DemoSettings(**TINY), progress=False, log=lambda _: None)
+    assert again.table() == tiny_demo.table()
+
+
+def test_budget_sets_a_fixed_number_of_epochs():
+    small = DemoSettings(budget_minutes=1.0).resolved_epochs()
+    large = DemoSettings(budget_minutes=8.0).resolved_epochs()
+    assert 1 <= small < large
+    assert DemoSettings(budget_minutes=8.0).resolved_epochs() == large
+    assert DemoSettings(epochs=3).resolved_epochs() == 3
+
+
+def test_bad_settings_name_the_field():
+    with pytest.raises(ConfigError, match="low_variance_share"):
+        DemoSettings(low_variance_share=1.5)
+    with pytest.raises(ConfigError, match="crfiqa"):
+        DemoSettings(variants=("ig_distance",))
+
+
+def test_cli_demo_prints_the_table(tmp_path):
+    result = CliRunner().invoke(
+        app,
+        [
+            "demo",
+            "--out",
+            str(tmp_path),
+            "--identities",
+            "10",
+            "--samples",
+            "3",
+            "--test-identities",
+            "4",
+            "--epochs",
+            "1",
+            "--no-progress",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "| CR-FIQA (baseline)" in result.output
+    assert (tmp_path / "report.md").is_file()
