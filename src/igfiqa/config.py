@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from igfiqa.errors import ConfigError
 from igfiqa.method.augment import AugmentConfig
@@ -92,13 +92,14 @@ class OptimConfig(_Section):
     poly_power: float = Field(2.0, gt=0.0)
     grad_clip: float | None = Field(5.0, gt=0.0, description="max grad norm of the backbone")
 
-    @model_validator(mode="after")
-    def _milestones_positive(self) -> OptimConfig:
-        if any(m < 1 for m in self.milestones):
-            raise ValueError(f"milestones are 1-based epoch numbers (>= 1), got {self.milestones}")
-        if list(self.milestones) != sorted(self.milestones):
-            raise ValueError(f"milestones must be increasing, got {self.milestones}")
-        return self
+    @field_validator("milestones")
+    @classmethod
+    def _milestones_increasing(cls, value: list[int]) -> list[int]:
+        if any(m < 1 for m in value):
+            raise ValueError("milestones are 1-based epoch numbers (>= 1)")
+        if list(value) != sorted(set(value)):
+            raise ValueError("milestones must be strictly increasing")
+        return value
 
 
 class TrainConfig(_Section):
@@ -112,11 +113,12 @@ class TrainConfig(_Section):
     seed: int = Field(0, ge=0)
     max_nonfinite_in_a_row: int = Field(10, ge=1)
 
-    @model_validator(mode="after")
-    def _known_device(self) -> TrainConfig:
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        return self
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if value not in ("auto", "cpu", "cuda") and not value.startswith("cuda:"):
+            raise ValueError("device must be auto, cpu, cuda or cuda:N")
+        return value
 
 
 class CheckpointConfig(_Section):
@@ -349,7 +351,12 @@ def _format_errors(error: ValidationError, origin: str) -> str:
                 message = match.group(3)
                 lines.append(f"{dotted}: {message}; fix it with --set {dotted}=...")
                 continue
-            lines.append(f"{dotted}: {message} (got {shown!r}); fix it with --set {dotted}=...")
+            got = (
+                ""
+                if isinstance(shown, (dict, list)) and len(str(shown)) > 60
+                else f" (got {shown!r})"
+            )
+            lines.append(f"{dotted}: {message}{got}; fix it with --set {dotted}=...")
     return f"invalid config ({origin}):\n  " + "\n  ".join(lines)
 
 
