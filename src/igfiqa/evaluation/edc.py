@@ -507,8 +507,9 @@ class SortedComparisons:
         sides = []
         for side in (~mated, mated):
             index = np.flatnonzero(side)
-            order = np.argsort(similarity[index], kind="stable")
-            sides.append((similarity[index][order], index[order]))
+            values = similarity[index]
+            order = np.argsort(values)  # order among equal similarities does not matter
+            sides.append((values[order], index[order]))
         (self.nonmated_sorted, self.nonmated_index), (self.mated_sorted, self.mated_index) = sides
 
 
