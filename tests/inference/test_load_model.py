@@ -167,3 +167,16 @@ def test_bfloat16_close_to_float32(backbone_path):
     scores = half.score(images)
     assert scores.dtype == np.float32
     np.testing.assert_allclose(scores, full, atol=0.05 * (np.abs(full).max() + 1))
+
+
+def test_run_folder_loads_latest_checkpoint_of_the_engine_writer(tmp_path, checkpoint_path, model):
+    from igfiqa.engine.checkpoint import save_checkpoint
+
+    payload = torch.load(checkpoint_path, weights_only=True)
+    older = tiny_model(seed=9)
+    save_checkpoint({**payload, "step": 10, "model": older.state_dict()}, tmp_path / "checkpoints")
+    save_checkpoint({**payload, "step": 40}, tmp_path / "checkpoints")
+    images = random_images(3, seed=8)
+    loaded = igfiqa.load_model(tmp_path)
+    assert loaded.card["source"]["file"] == "step_00000040.pt"
+    np.testing.assert_allclose(loaded.score(images), reference_forward(model, images)[1], atol=1e-5)

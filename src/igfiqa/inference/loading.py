@@ -275,6 +275,17 @@ def load_safetensors_export(
     return network, card
 
 
+def latest_training_checkpoint(folder: Path) -> Path | None:
+    """The newest ``step_*.pt`` of a training run folder (or its ``checkpoints/``), if any."""
+    from igfiqa.engine.checkpoint import latest_checkpoint
+
+    for candidate in (folder, folder / "checkpoints"):
+        found = latest_checkpoint(candidate)
+        if found is not None:
+            return found
+    return None
+
+
 def load_network(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Any supported model file or export directory -> (network in eval mode on CPU, model card)."""
     path = Path(path)
@@ -282,10 +293,13 @@ def load_network(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         raise CheckpointError(f"model {path} does not exist; {EXPECTED}")
     if path.is_dir():
         weights = path / WEIGHTS_FILE
+        latest = None if weights.is_file() else latest_training_checkpoint(path)
+        if latest is not None:
+            return load_network(latest)
         if not weights.is_file():
             raise CheckpointError(
-                f"{path} is a directory without {WEIGHTS_FILE}: expected an `igfiqa export` directory "
-                f"({WEIGHTS_FILE} + {CARD_FILE})"
+                f"{path} is a directory without {WEIGHTS_FILE} or step_*.pt checkpoints: expected an "
+                f"`igfiqa export` directory ({WEIGHTS_FILE} + {CARD_FILE}) or a training run folder"
             )
         card_path = path / CARD_FILE
         return load_safetensors_export(weights, card_path if card_path.is_file() else None)

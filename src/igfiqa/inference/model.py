@@ -61,7 +61,10 @@ class QualityModel:
 
     @property
     def network(self) -> Any:
-        """The underlying ``torch.nn.Module`` (torch backend only)."""
+        """The loaded ``torch.nn.Module`` (torch backend only; float32 on the CPU, eval mode).
+
+        Scoring runs a copy of it with folded BatchNorms on ``device`` in ``dtype``.
+        """
         network = getattr(self.runner, "network", None)
         if network is None:
             raise AttributeError("the onnx backend has no torch network")

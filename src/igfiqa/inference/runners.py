@@ -39,11 +39,17 @@ def dtype_name(dtype: Any) -> str:
 
 
 class TorchRunner:
-    """Runs an iResNet on ``device`` in ``dtype`` under ``torch.inference_mode``."""
+    """Runs an iResNet on ``device`` in ``dtype`` under ``torch.inference_mode``.
+
+    With ``fuse`` (default) it runs a copy whose BatchNorms are folded into the neighbouring layers
+    (:func:`igfiqa.inference.fusion.fold_batch_norms`); ``network`` stays the loaded module.
+    """
 
     backend = "torch"
 
-    def __init__(self, network: Any, *, device: Any = "cpu", dtype: Any = None) -> None:
+    def __init__(
+        self, network: Any, *, device: Any = "cpu", dtype: Any = None, fuse: bool = True
+    ) -> None:
         import torch
 
         try:
@@ -54,7 +60,12 @@ class TorchRunner:
             raise ConfigError(f"device {device!r} requested but CUDA is not available here")
         self.dtype = dtype_name(dtype)
         self._torch_dtype = getattr(torch, self.dtype)
-        self.network = network.eval().to(device=self.device, dtype=self._torch_dtype)
+        self.network = network.eval()
+        if fuse:  # BatchNorms folded into the convolutions: same function, fewer memory passes
+            from igfiqa.inference.fusion import fold_batch_norms
+
+            network = fold_batch_norms(network)
+        self._forward_network = network.eval().to(device=self.device, dtype=self._torch_dtype)
         self.has_quality_head = bool(getattr(network, "has_quality_head", False))
         self.num_features = int(network.num_features)
         self.input_size = int(network.input_size)
@@ -65,8 +76,8 @@ class TorchRunner:
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
             x = x.to(device=self.device, dtype=self._torch_dtype, non_blocking=True)
-            embedding = self.network.embed(x)
-            quality = self.network.qs(embedding)[:, 0] if self.has_quality_head else None
+            embedding = self._forward_network.embed(x)
+            quality = self._forward_network.qs(embedding)[:, 0] if self.has_quality_head else None
             embedding_np = embedding.float().cpu().numpy()
             quality_np = None if quality is None else quality.float().cpu().numpy()
         return embedding_np, quality_np

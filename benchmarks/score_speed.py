@@ -1,0 +1,147 @@
+"""Throughput of `igfiqa score` end to end versus the network alone (torch fp32, torch bf16, ORT).
+
+End to end = the scoring pipeline the CLI runs after loading the model (:func:`score_inputs`): list
+the folder, decode the JPEGs in the thread pool, normalise, batch, run the network, write and flush
+CSV rows. Model alone = the same network on already-normalised float32 batches. Both are timed after
+one warm-up batch, on a folder of 112x112 JPEGs rendered from the synthetic faces.
+
+    python benchmarks/score_speed.py --images 512 --batch-size 64 --model r50
+
+Prints one JSON object as the last line. Numbers measured while other jobs use the CPU are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from igfiqa.inference import load_model
+from igfiqa.inference.export import export_model
+from igfiqa.inference.preprocess import normalise_batch, to_rgb_array
+from igfiqa.inference.scorer import ResultWriter, collect_inputs, score_inputs
+from igfiqa.models import create_model
+
+
+def make_folder(folder: Path, count: int, size: int) -> None:
+    from igfiqa.data.synthetic import SyntheticFaces
+
+    faces = SyntheticFaces(max(1, count // 8), 8, seed=7, image_size=size)
+    for index in range(count):
+        image, _ = faces.render(*faces.locate(index % len(faces)))
+        cv2.imwrite(
+            str(folder / f"{index:05d}.jpg"), image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90]
+        )
+
+
+def make_model(name: str, path: Path) -> None:
+    """A randomly initialised network whose BN statistics are set from one batch (sane activations)."""
+    torch.manual_seed(0)
+    network = create_model(name, input_size=112)
+    for module in network.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.momentum = 1.0
+    network.train()
+    with torch.no_grad():
+        network(torch.rand(8, 3, 112, 112) * 2 - 1)
+    torch.save(network.eval().state_dict(), path)
+
+
+def time_alone(model, batches: list[np.ndarray]) -> float:
+    model.forward_batch(batches[0])  # warm-up
+    start = time.perf_counter()
+    for batch in batches:
+        model.forward_batch(batch)
+    return sum(len(b) for b in batches) / (time.perf_counter() - start)
+
+
+def time_end_to_end(model, folder: Path, out: Path, batch_size: int, workers: int | None) -> float:
+    items = collect_inputs([folder])
+    model.forward_batch(normalise_batch([to_rgb_array(items[0].path)] * batch_size))  # warm-up
+    start = time.perf_counter()
+    with ResultWriter(out, overwrite=True) as writer:
+        summary = score_inputs(model, items, writer, batch_size=batch_size, workers=workers)
+    elapsed = time.perf_counter() - start
+    assert summary.failed == 0 and summary.scored == len(items)
+    return len(items) / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--model", default="r50")
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--backends", default="torch_fp32,torch_bf16,onnxruntime")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="alternate alone / end to end this often; keep the best",
+    )
+    args = parser.parse_args()
+    backends = args.backends.split(",")
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        folder = root / "faces"
+        folder.mkdir()
+        make_folder(folder, args.images, 112)
+        make_model(args.model, root / "backbone.pth")
+        if "onnxruntime" in backends:
+            export_model(root / "backbone.pth", root / "export", onnx=True, reference=None)
+        images = [to_rgb_array(path) for path in sorted(folder.iterdir())]
+        batches = [
+            normalise_batch(images[i : i + args.batch_size])
+            for i in range(0, len(images), args.batch_size)
+        ]
+        for backend in backends:
+            if backend == "onnxruntime":
+                model = load_model(root / "export", backend="onnx")
+            else:
+                dtype = "bfloat16" if backend == "torch_bf16" else "float32"
+                model = load_model(root / "backbone.pth", dtype=dtype)
+            alone = time_alone(model, batches)
+            e2e = time_end_to_end(
+                model, folder, root / f"{backend}.csv", args.batch_size, args.workers
+            )
+            results[backend] = {
+                "model_alone_images_per_s": round(alone, 2),
+                "end_to_end_images_per_s": round(e2e, 2),
+                "end_to_end_over_alone": round(e2e / alone, 3),
+            }
+            print(backend, results[backend], flush=True)
+    summary = {
+        "benchmark": "score_speed",
+        "model": args.model,
+        "images": args.images,
+        "batch_size": args.batch_size,
+        "rounds": args.rounds,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        **results,
+        "targets": {
+            "end_to_end_within_15_percent": {
+                name: value["end_to_end_over_alone"] >= 0.85 for name, value in results.items()
+            },
+            "onnxruntime_at_least_torch_fp32": (
+                results["onnxruntime"]["model_alone_images_per_s"]
+                >= results["torch_fp32"]["model_alone_images_per_s"]
+                if {"onnxruntime", "torch_fp32"} <= set(results)
+                else None
+            ),
+        },
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
