@@ -127,6 +127,8 @@ def test_downscale_equals_area_down_then_bilinear_up(factor, low):
     small = F.interpolate(to01(x), size=(low, low), mode="area")
     reference = F.interpolate(small, size=(32, 32), mode="bilinear", align_corners=False)
     torch.testing.assert_close(out, reference, atol=1e-9, rtol=0)
+    single = to01(aug(x.float()))  # float32 images: float32 operators
+    torch.testing.assert_close(single, reference.float(), atol=2e-6, rtol=0)
 
 
 def test_downscale_of_non_square_images():

@@ -308,66 +308,79 @@ def _colour_jitter(x: Tensor, factors: Tensor) -> Tensor:
     return ((out - grey) * saturation + grey).clamp(0.0, 1.0)
 
 
-def area_matrix(length: int, sizes: Tensor) -> Tensor:
+def area_matrix(length: int, sizes: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
     """(N, length, length) matrices; row k < n averages source pixels over [k L/n, (k+1) L/n)
     (an exact box filter); rows k >= n are zero. ``sizes`` holds n per image (1 <= n <= L)."""
-    sizes = sizes.to(torch.float64).view(-1, 1, 1)
-    k = torch.arange(length, dtype=torch.float64, device=sizes.device).view(1, -1, 1)
-    src = torch.arange(length, dtype=torch.float64, device=sizes.device).view(1, 1, -1)
+    sizes = sizes.to(dtype).view(-1, 1, 1)
+    k = torch.arange(length, dtype=dtype, device=sizes.device).view(1, -1, 1)
+    src = torch.arange(length, dtype=dtype, device=sizes.device).view(1, 1, -1)
     step = length / sizes
     start, end = k * step, (k + 1) * step
     overlap = (torch.minimum(src + 1, end) - torch.maximum(src, start)).clamp(min=0.0)
     return torch.where(k < sizes, overlap / step, torch.zeros_like(overlap))
 
 
-def bilinear_matrix(length: int, sizes: Tensor) -> Tensor:
+def bilinear_matrix(length: int, sizes: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
     """(N, length, length) matrices scaling an n-pixel signal (first n columns) up to ``length``
     pixels with linear interpolation, half-pixel centres (``align_corners=False``), edges clamped."""
-    sizes = sizes.to(torch.float64).view(-1, 1, 1)
-    j = torch.arange(length, dtype=torch.float64, device=sizes.device).view(1, -1, 1)
-    col = torch.arange(length, dtype=torch.float64, device=sizes.device).view(1, 1, -1)
+    sizes = sizes.to(dtype).view(-1, 1, 1)
+    j = torch.arange(length, dtype=dtype, device=sizes.device).view(1, -1, 1)
+    col = torch.arange(length, dtype=dtype, device=sizes.device).view(1, 1, -1)
     position = ((j + 0.5) * sizes / length - 0.5).clamp(min=0.0)
     position = torch.minimum(position, sizes - 1)
     lower = torch.floor(position)
     frac = position - lower
     upper = torch.minimum(lower + 1, sizes - 1)
-    weight = (col == lower) * (1 - frac) + (col == upper) * frac
-    return weight
+    return (col == lower) * (1 - frac) + (col == upper) * frac
 
 
-def gaussian_matrix(length: int, sigma: Tensor) -> Tensor:
-    """(N, length, length) Gaussian blur matrices with reflect borders (edge pixel not repeated),
-    radius ceil(3 sigma) capped at length - 1, kernel normalised to sum 1."""
-    sigma = sigma.to(torch.float64).view(-1, 1, 1)
-    radius = min(length - 1, int(torch.ceil(3 * sigma.max()).item()) if sigma.numel() else 0)
-    taps = torch.arange(-radius, radius + 1, dtype=torch.float64, device=sigma.device)
-    kernel = torch.exp(-0.5 * (taps.view(1, 1, -1) / sigma) ** 2)
-    kernel = kernel * (taps.abs().view(1, 1, -1) <= torch.ceil(3 * sigma))
+def gaussian_matrix(
+    length: int, sigma: Tensor, radius: int, dtype: torch.dtype = torch.float64
+) -> Tensor:
+    """(N, length, length) Gaussian blur matrices with reflect borders (edge pixel not repeated);
+    image i uses the taps within ceil(3 sigma_i) (``radius`` >= all of them; capped at L - 1),
+    normalised to sum 1."""
+    radius = max(0, min(length - 1, int(radius)))
+    sigma = sigma.to(dtype).view(-1, 1, 1)
+    taps = torch.arange(-radius, radius + 1, dtype=dtype, device=sigma.device).view(1, 1, -1)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2) * (taps.abs() <= torch.ceil(3 * sigma))
     kernel = kernel / kernel.sum(dim=2, keepdim=True)  # (N, 1, T)
     rows = torch.arange(length, device=sigma.device).view(-1, 1)
-    source = rows + taps.long().view(1, -1)  # (L, T)
-    source = source.abs()
-    source = torch.where(source > length - 1, 2 * (length - 1) - source, source)
+    source = (rows + torch.arange(-radius, radius + 1, device=sigma.device).view(1, -1)).abs()
+    source = torch.where(source > length - 1, 2 * (length - 1) - source, source)  # (L, T)
     n = sigma.shape[0]
-    matrix = torch.zeros(n, length, length, dtype=torch.float64, device=sigma.device)
+    matrix = torch.zeros(n, length, length, dtype=dtype, device=sigma.device)
     index = source.unsqueeze(0).expand(n, -1, -1)
     return matrix.scatter_add_(2, index, kernel.expand(-1, length, -1).contiguous())
 
 
 def resample_matrix(
-    length: int, scale: Tensor, downscale: Tensor, sigma: Tensor, blur: Tensor
+    length: int,
+    scale: Tensor,
+    downscale: Tensor,
+    sigma: Tensor,
+    blur: Tensor,
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float64,
 ) -> Tensor:
-    """Per-image (N, L, L) operator: blur o (upscale o downscale), identity factors where off."""
+    """Per-image (N, L, L) operator ``blur o upscale o downscale`` (a factor is the identity where
+    its mask is off), built on ``device`` from CPU-side parameters."""
     n = scale.shape[0]
-    eye = torch.eye(length, dtype=torch.float64, device=scale.device).expand(n, -1, -1)
-    sizes = torch.round(scale * length).clamp(1, length)
+    sizes = torch.round(scale.double() * length).clamp(1, length)
     sizes = torch.where(downscale, sizes, torch.full_like(sizes, length))
-    operator = torch.bmm(bilinear_matrix(length, sizes), area_matrix(length, sizes))
-    operator = torch.where(downscale.view(-1, 1, 1), operator, eye)
-    if bool(blur.any()):
-        operator = torch.where(
-            blur.view(-1, 1, 1), torch.bmm(gaussian_matrix(length, sigma), operator), operator
+    eye = torch.eye(length, dtype=dtype, device=device).expand(n, -1, -1)
+    operator = eye
+    if bool(downscale.any()):
+        sizes = sizes.to(device)
+        resample = torch.bmm(
+            bilinear_matrix(length, sizes, dtype), area_matrix(length, sizes, dtype)
         )
+        operator = torch.where(downscale.to(device).view(-1, 1, 1), resample, eye)
+    if bool(blur.any()):
+        radius = int(torch.ceil(3 * sigma[blur].max()).item())
+        gauss = gaussian_matrix(length, sigma.to(device), radius, dtype)
+        operator = torch.where(blur.to(device).view(-1, 1, 1), torch.bmm(gauss, operator), operator)
     return operator
 
 
@@ -375,8 +388,9 @@ def _resample_and_blur(x: Tensor, p: AugmentParams, index: Tensor) -> Tensor:
     """Apply each chosen image's (H, H) and (W, W) operators: ``A_h @ X @ A_w^T`` per channel."""
     height, width = x.shape[2], x.shape[3]
     args = [t.index_select(0, index) for t in (p.scale, p.downscale, p.sigma, p.blur)]
-    rows = resample_matrix(height, *args).to(x.device, x.dtype)
-    cols = rows if width == height else resample_matrix(width, *args).to(x.device, x.dtype)
+    options = {"device": x.device, "dtype": x.dtype}
+    rows = resample_matrix(height, *args, **options)
+    cols = rows if width == height else resample_matrix(width, *args, **options)
     index = index.to(x.device)
     part = x.index_select(0, index)
     part = torch.matmul(rows.unsqueeze(1), torch.matmul(part, cols.transpose(1, 2).unsqueeze(1)))
