@@ -60,7 +60,7 @@ def evaluate(
         "--benchmark",
         "-b",
         help="NAME:PATH, repeatable: lfw:/data/lfw.bin, xqlfw:/data/xqlfw, ijbc:/data/IJBC, "
-        "folder:/data/faces, synthetic:identities=50,samples=8,seed=1 (NAME=KIND:PATH to label).",
+        "folder:/data/faces, synthetic:identities=50,samples=8,seed=1 (LABEL=KIND:PATH names it).",
     ),
     fr_models: list[str] = typer.Option(
         ...,

@@ -760,7 +760,7 @@ class BenchmarkRunner:
                         "have (synthetic benchmarks do); the comparison-level and greedy sample-level "
                         "oracle lines are drawn as references anyway"
                     )
-                out[method.name] = np.asarray(truth, dtype=np.float64)
+                out[method.name] = np.array(truth, dtype=np.float64)  # a copy: edited below
             elif method.kind == "embedding-norm":
                 out[method.name] = np.linalg.norm(emb["embedding"].astype(np.float64), axis=1)
             elif method.kind == "csv":
