@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from igfiqa.errors import ConfigError
 from igfiqa.method.pseudo_labels import ccs_nnccs, certainty_ratio
@@ -61,3 +63,24 @@ def test_bad_input_is_rejected():
         certainty_ratio(torch.ones(2), torch.ones(2), "magic")
     with pytest.raises(ValueError, match="labels"):
         ccs_nnccs(torch.ones(3, 4), torch.zeros(2, dtype=torch.long))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(min_value=1, max_value=6),
+    st.integers(min_value=2, max_value=7),
+    st.integers(min_value=0, max_value=2**31 - 1),
+)
+def test_ccs_nnccs_match_a_loop_over_entries(batch, classes, seed):
+    g = torch.Generator().manual_seed(seed)
+    cosine = torch.rand(batch, classes, generator=g, dtype=torch.float64) * 2 - 1
+    labels = torch.randint(0, classes, (batch,), generator=g)
+    ccs, nnccs = ccs_nnccs(cosine, labels)
+    for i in range(batch):
+        y = int(labels[i])
+        assert ccs[i].item() == cosine[i, y].item()
+        assert nnccs[i].item() == max(cosine[i, j].item() for j in range(classes) if j != y)
+    # NNCCS >= -1, so the paper denominator is positive: CR has the sign of CCS.
+    cr = certainty_ratio(ccs, nnccs)
+    assert torch.equal(torch.sign(cr), torch.sign(ccs))
+    torch.testing.assert_close(cr * (nnccs + 1 + 1e-9), ccs)

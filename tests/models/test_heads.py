@@ -122,3 +122,15 @@ def test_bad_options_raise_config_errors(kwargs, field):
         MarginHead(8, 4, **kwargs)
     with pytest.raises(ConfigError, match="2 classes"):
         MarginHead(8, 1)
+
+
+def test_low_precision_cosines_give_finite_logits_and_gradients():
+    head = MarginHead(8, 5).to(torch.bfloat16)
+    embeddings = torch.cat([head.weight.detach()[:2], torch.randn(2, 8).to(torch.bfloat16)])
+    embeddings.requires_grad_()
+    labels = torch.tensor([0, 1, 2, 3])
+    logits, cosine = head(embeddings, labels)
+    assert logits.dtype == torch.bfloat16 and cosine.dtype == torch.bfloat16
+    head.cross_entropy(logits.float(), labels).backward()
+    assert torch.isfinite(embeddings.grad.float()).all()
+    assert torch.isfinite(head.weight.grad.float()).all()
