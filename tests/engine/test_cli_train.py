@@ -1,0 +1,78 @@
+"""``igfiqa train`` on the command line: presets, overrides, errors, a short run and its resume."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from igfiqa.cli import app
+from igfiqa.errors import ConfigError
+
+from ._tiny import SPEC
+
+TINY = [
+    "--set", f"data.source={SPEC}", "--set", "data.batch_size=8", "--set", "data.num_workers=0",
+    "--set", "model.input_size=32", "--set", "model.width=0.125", "--set", "model.num_features=16",
+    "--set", "verification.sets=[]", "--set", "checkpoint.every_steps=0",
+]  # fmt: skip
+
+
+def test_list_presets_and_print_config() -> None:
+    runner = CliRunner()
+    listed = runner.invoke(app, ["train", "--list-presets"])
+    assert listed.exit_code == 0
+    assert "casia_r50_crfiqa" in listed.output and "ms1mv2_r100" in listed.output
+    shown = runner.invoke(
+        app, ["train", "--preset", "casia_r50", "--set", "train.amp=fp16", "--print-config"]
+    )
+    assert shown.exit_code == 0
+    config = yaml.safe_load(shown.output)
+    assert config["train"]["amp"] == "fp16" and config["model"]["name"] == "iresnet50"
+
+
+def test_bad_override_is_a_config_error() -> None:
+    result = CliRunner().invoke(app, ["train", "--preset", "casia_r50", "--set", "optim.lrr=0.1"])
+    assert isinstance(result.exception, ConfigError)
+    assert "did you mean 'optim.lr'" in str(result.exception)
+
+
+def test_short_run_then_resume_from_the_command_line(tmp_path) -> None:
+    runner = CliRunner()
+    run = tmp_path / "run"
+    first = runner.invoke(
+        app,
+        ["train", "--preset", "synthetic_demo_crfiqa", *TINY, "--out", str(run), "--max-steps",
+         "2", "--no-progress"],
+    )  # fmt: skip
+    assert first.exit_code == 0, first.output
+    summary = json.loads(first.output[first.output.index("{") :])
+    assert summary["step"] == 2 and summary["stopped"] == "max_steps"
+    assert (run / "config.yaml").is_file() and (run / "checkpoints" / "step_00000002.pt").is_file()
+    # A second plain run into the same folder would overwrite it: refused.
+    again = runner.invoke(
+        app, ["train", "--preset", "synthetic_demo_crfiqa", *TINY, "--out", str(run)]
+    )
+    assert isinstance(again.exception, ConfigError) and "--resume" in str(again.exception)
+    resumed = runner.invoke(
+        app, ["train", "--resume", str(run), "--max-steps", "3", "--no-progress"]
+    )
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.output[resumed.output.index("{") :])["step"] == 3
+
+
+def test_tensorboard_logging_or_a_clear_message(tmp_path) -> None:
+    from igfiqa.engine.trainer import train
+
+    from ._tiny import TensorFaces, tiny_config
+
+    config = tiny_config("logging.tensorboard=true")
+    if importlib.util.find_spec("tensorboard") is None:
+        with pytest.raises(ConfigError, match=r"TensorBoard is not installed: pip install"):
+            train(config, out_dir=tmp_path, max_steps=1, progress=False, dataset=TensorFaces())
+    else:
+        train(config, out_dir=tmp_path, max_steps=1, progress=False, dataset=TensorFaces())
+        assert any((tmp_path / "tensorboard").iterdir())
