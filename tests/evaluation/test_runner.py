@@ -88,6 +88,17 @@ def test_pair_similarity_is_cosine():
         assert s == pytest.approx(want, abs=1e-5)
 
 
+def test_blocked_pair_similarity_equals_gathered():
+    rng = np.random.default_rng(1)
+    f = rng.normal(size=(37, 6)).astype(np.float32)
+    f[5] = np.nan  # a failed sample stays NaN in both methods
+    pairs = rng.integers(0, 37, (900, 2))
+    gathered = R.pair_similarity(f, pairs, chunk=64)
+    blocked = R.pair_similarity(f, pairs, block=8)
+    assert np.allclose(gathered, blocked, atol=1e-6, equal_nan=True)
+    assert np.isnan(blocked[np.any(pairs == 5, axis=1)]).all()
+
+
 def test_flip_recipes():
     e = np.array([[3.0, 4.0]], np.float32)
     ef = np.array([[0.0, 2.0]], np.float32)
