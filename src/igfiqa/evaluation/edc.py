@@ -540,8 +540,9 @@ def erc_curves(
     if ratios.size and (ratios.min() < 0 or ratios.max() > 1):
         raise ConfigError("erc ratios must lie in [0, 1]")
     # position of every comparison in the quality order; a step keeps positions >= floor(u N)
-    quality_rank = np.empty(n, dtype=np.int64)
-    quality_rank[np.argsort(quality, kind="stable")] = np.arange(n)
+    rank_type = np.int32 if n < 2**31 else np.int64
+    quality_rank = np.empty(n, dtype=rank_type)
+    quality_rank[np.argsort(quality, kind="stable")] = np.arange(n, dtype=rank_type)
     x_all, x_rank = prepared.nonmated_sorted, quality_rank[prepared.nonmated_index]
     g_all, g_rank = prepared.mated_sorted, quality_rank[prepared.mated_index]
     del quality_rank
