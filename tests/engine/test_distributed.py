@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 
@@ -46,6 +47,7 @@ def _worker(rank: int, world: int, root: str) -> None:
         dist.barrier()
 
 
+@pytest.mark.slow  # two spawned processes: ~10 s on a loaded 2-core machine
 def test_two_process_training_keeps_ranks_in_step_and_writes_from_rank_0(tmp_path) -> None:
     run_gloo(_worker, 2, str(tmp_path))
     for name in ("replicated", "sharded"):

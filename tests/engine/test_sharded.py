@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 import torch
 
 from igfiqa.method.pseudo_labels import certainty_ratio
@@ -83,6 +84,7 @@ def _both_kinds(rank: int, world: int) -> None:
     _sharded_worker(rank, world, "cosface", 2.0)
 
 
+@pytest.mark.slow  # two spawned processes: ~10 s on a loaded 2-core machine
 def test_sharded_head_matches_unsharded_head_in_two_processes() -> None:
     """CE, CCS, NNCCS, CR and the embedding / weight-shard gradients (ArcFace, CosFace x2 scale)."""
     run_gloo(_both_kinds, 2)

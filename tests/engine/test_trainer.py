@@ -110,6 +110,7 @@ def test_non_finite_loss_skips_the_step_and_is_logged(tmp_path) -> None:
     assert torch.isfinite(state["guidance"]["values"]).all()
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning")
 def test_too_many_non_finite_steps_in_a_row_abort_with_a_clear_message(tmp_path) -> None:
     data = PoisonedFaces(range(8, 10_000))  # every step from the second one on
     config = tiny_config("train.max_nonfinite_in_a_row=3")
