@@ -3,7 +3,8 @@
 End to end = the scoring pipeline the CLI runs after loading the model (:func:`score_inputs`): list
 the folder, decode the JPEGs in the thread pool, normalise, batch, run the network, write and flush
 CSV rows. Model alone = the same network on already-normalised float32 batches. Both are timed after
-one warm-up batch, on a folder of 112x112 JPEGs rendered from the synthetic faces.
+one warm-up batch, on a folder of 112x112 JPEGs rendered from the synthetic faces; the two are
+measured alternately on chunks of the images so that drifting load hits both alike.
 
     python benchmarks/score_speed.py --images 512 --batch-size 64 --model r50
 
@@ -55,22 +56,22 @@ def make_model(name: str, path: Path) -> None:
 
 
 def time_alone(model, batches: list[np.ndarray]) -> float:
-    model.forward_batch(batches[0])  # warm-up
+    """Seconds for the network alone on already-normalised batches."""
     start = time.perf_counter()
     for batch in batches:
         model.forward_batch(batch)
-    return sum(len(b) for b in batches) / (time.perf_counter() - start)
+    return time.perf_counter() - start
 
 
-def time_end_to_end(model, folder: Path, out: Path, batch_size: int, workers: int | None) -> float:
-    items = collect_inputs([folder])
-    model.forward_batch(normalise_batch([to_rgb_array(items[0].path)] * batch_size))  # warm-up
+def time_end_to_end(model, listing: Path, out: Path, batch_size: int, workers: int | None) -> float:
+    """Seconds for the scoring pipeline on the images of a list file (list, decode, ..., CSV rows)."""
     start = time.perf_counter()
+    items = collect_inputs([listing])
     with ResultWriter(out, overwrite=True) as writer:
         summary = score_inputs(model, items, writer, batch_size=batch_size, workers=workers)
     elapsed = time.perf_counter() - start
     assert summary.failed == 0 and summary.scored == len(items)
-    return len(items) / elapsed
+    return elapsed
 
 
 def main() -> None:
@@ -81,10 +82,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--backends", default="torch_fp32,torch_bf16,onnxruntime")
     parser.add_argument(
-        "--rounds",
-        type=int,
-        default=1,
-        help="alternate alone / end to end this often; keep the best",
+        "--chunk", type=int, default=2, help="batches per alternation of alone / end to end"
     )
     args = parser.parse_args()
     backends = args.backends.split(",")
@@ -97,25 +95,40 @@ def main() -> None:
         make_model(args.model, root / "backbone.pth")
         if "onnxruntime" in backends:
             export_model(root / "backbone.pth", root / "export", onnx=True, reference=None)
-        images = [to_rgb_array(path) for path in sorted(folder.iterdir())]
-        batches = [
-            normalise_batch(images[i : i + args.batch_size])
-            for i in range(0, len(images), args.batch_size)
-        ]
+        paths = sorted(folder.iterdir())
+        images = [to_rgb_array(path) for path in paths]
+        # Chunks of `chunk` batches; the two measurements alternate chunk by chunk (ABBA order), so
+        # that load from other processes drifting over time hits both alike.
+        step = args.batch_size * args.chunk
+        chunks = []
+        for index, start in enumerate(range(0, len(paths), step)):
+            listing = root / f"chunk_{index}.txt"
+            listing.write_text("".join(f"faces/{p.name}\n" for p in paths[start : start + step]))
+            batches = [
+                normalise_batch(images[i : i + args.batch_size])
+                for i in range(start, min(start + step, len(paths)), args.batch_size)
+            ]
+            chunks.append((listing, batches))
         for backend in backends:
             if backend == "onnxruntime":
                 model = load_model(root / "export", backend="onnx")
             else:
                 dtype = "bfloat16" if backend == "torch_bf16" else "float32"
                 model = load_model(root / "backbone.pth", dtype=dtype)
-            alone = time_alone(model, batches)
-            e2e = time_end_to_end(
-                model, folder, root / f"{backend}.csv", args.batch_size, args.workers
-            )
+            model.forward_batch(chunks[0][1][0])  # warm-up (primitive creation, allocations)
+            alone = e2e = 0.0
+            for index, (listing, batches) in enumerate(chunks):
+                out = root / f"{backend}_{index}.csv"
+                if index % 2 == 0:
+                    alone += time_alone(model, batches)
+                    e2e += time_end_to_end(model, listing, out, args.batch_size, args.workers)
+                else:
+                    e2e += time_end_to_end(model, listing, out, args.batch_size, args.workers)
+                    alone += time_alone(model, batches)
             results[backend] = {
-                "model_alone_images_per_s": round(alone, 2),
-                "end_to_end_images_per_s": round(e2e, 2),
-                "end_to_end_over_alone": round(e2e / alone, 3),
+                "model_alone_images_per_s": round(len(paths) / alone, 2),
+                "end_to_end_images_per_s": round(len(paths) / e2e, 2),
+                "end_to_end_over_alone": round(alone / e2e, 3),
             }
             print(backend, results[backend], flush=True)
     summary = {
@@ -123,7 +136,7 @@ def main() -> None:
         "model": args.model,
         "images": args.images,
         "batch_size": args.batch_size,
-        "rounds": args.rounds,
+        "chunk_batches": args.chunk,
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "load_average_1min": round(os.getloadavg()[0], 2),

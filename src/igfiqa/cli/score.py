@@ -54,7 +54,7 @@ def score(
     landmarks: Path | None = typer.Option(
         None,
         "--landmarks",
-        help="Five-point landmarks of loose crops (`name x1 y1 ... x5 y5 [score]` per line, IJB "
+        help="Five-point landmarks of loose crops (`name x1 y1 ... x5 y5`, optionally a detector score, per line, IJB "
         "style); each image is aligned to the ArcFace template before scoring.",
     ),
     resize: bool = typer.Option(
