@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from inference_helpers import SIZE, random_images
 from PIL import Image
 from typer.testing import CliRunner
@@ -228,3 +230,19 @@ def test_calibration_ties_and_degenerate_references():
         ScoreCalibration.from_dict({"method": "sigmoid"})
     with pytest.raises(CheckpointError):
         ScoreCalibration((1.0, 0.5), (0.0, 100.0))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    reference=st.lists(st.floats(-1e3, 1e3), min_size=2, max_size=300).filter(
+        lambda values: len(set(values)) > 1
+    ),
+    probes=st.lists(st.floats(-2e3, 2e3), min_size=1, max_size=100),
+)
+def test_calibration_monotone_and_bounded(reference, probes):
+    calibration = ScoreCalibration.fit(np.array(reference))
+    values = np.sort(np.array(probes))
+    levels = calibration(values)
+    assert levels.min() >= 0 and levels.max() <= 100
+    assert np.all(np.diff(levels) >= 0)
+    assert calibration(np.array([min(reference) - 1, max(reference)])).tolist() == [0, 100]
