@@ -63,9 +63,18 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 0..n-1 with ties sharing their mean rank."""
+    ranks = np.empty(len(x), dtype=np.float64)
+    ranks[np.argsort(x, kind="stable")] = np.arange(len(x), dtype=np.float64)
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    return (np.bincount(inverse, weights=ranks) / counts)[inverse]
+
+
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra = np.argsort(np.argsort(a)).astype(np.float64)
-    rb = np.argsort(np.argsort(b)).astype(np.float64)
+    """Spearman rank correlation (Pearson of tie-averaged ranks); NaN when one side is constant."""
+    ra = _average_ranks(np.asarray(a, dtype=np.float64))
+    rb = _average_ranks(np.asarray(b, dtype=np.float64))
     if ra.std() == 0 or rb.std() == 0:
         return float("nan")
     return float(np.corrcoef(ra, rb)[0, 1])
