@@ -59,6 +59,16 @@ def test_two_process_training_keeps_ranks_in_step_and_writes_from_rank_0(tmp_pat
         assert records[0]["world_size"] == 2
         assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3]
     state = load_checkpoint(tmp_path / "sharded" / "checkpoints" / "step_00000003.pt")
+    replicated = load_checkpoint(tmp_path / "replicated" / "checkpoints" / "step_00000003.pt")
+    # Sharded and replicated heads are the same maths: same seed and data, same weights after
+    # 3 steps (up to float summation order), backbone and prototypes alike.
+    for key, value in replicated["model"].items():
+        if value.is_floating_point():
+            torch.testing.assert_close(state["model"][key], value, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        state["head"]["weight"], replicated["head"]["weight"], rtol=1e-4, atol=1e-6
+    )
+    torch.testing.assert_close(state["guidance"]["values"], replicated["guidance"]["values"])
     assert state["world_size"] == 2
     assert state["head"]["weight"].shape == (6, 16)  # the full matrix, assembled from shards
     assert state["optimizer"]["head"]["state"][0]["momentum_buffer"].shape == (6, 16)
