@@ -4,7 +4,8 @@ Every epoch draws one global permutation of the dataset from ``(seed, epoch)``. 
 consumes the contiguous block ``perm[k*W*B : (k+1)*W*B]`` (``W`` ranks, ``B`` images per rank) and rank
 ``r`` takes its slice ``[r*B : (r+1)*B]`` of it; the incomplete last block is dropped. So the position
 in an epoch is one number (global samples consumed), a run can stop and resume mid-epoch exactly,
-and a resume with another world size continues with exactly the samples not seen yet.
+and a resume with another world size continues in the same permutation from the first new global
+batch that was not fully consumed (at most one global batch is seen twice).
 
 Flips are decided per (epoch, sample) by the same generator, not by data-loader workers, so the
 images do not depend on the number of workers or on where a run was resumed.
