@@ -708,13 +708,13 @@ class Trainer:
             if stopped != "signal":
                 stopped = "completed" if self.step >= self.total_steps else "max_steps"
             self.epoch = self.step // self.steps_per_epoch
+            elapsed = time.perf_counter() - run_start  # training only, not the final save/checks
             if self.last_checkpoint is None or not self.last_checkpoint.name.endswith(
                 f"{self.step:08d}.pt"
             ):
                 self.save()
             if stopped != "signal" and cfg.verification.at_end and cfg.verification.sets:
                 verification = self.verify(log)
-            elapsed = time.perf_counter() - run_start
             result = TrainResult(
                 run_dir=self.run_dir,
                 checkpoint=self.last_checkpoint,
