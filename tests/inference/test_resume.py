@@ -129,9 +129,12 @@ def test_jsonl_resume(folder, backbone_path, tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes (POSIX)")
-def test_killed_process_keeps_rows_and_resume_completes(folder, backbone_path, complete, tmp_path):
-    """A real SIGKILL mid-run: a named pipe stands in for a file on a hung network share, so the run
-    is stuck at a known item when it is killed."""
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
+def test_killed_process_keeps_rows_and_resume_completes(
+    how, folder, backbone_path, complete, tmp_path
+):
+    """A real kill mid-run: a named pipe stands in for a file on a hung network share, so the run
+    is stuck at a known item when it is killed (SIGKILL) or interrupted (Ctrl-C: exit code 130)."""
     work = tmp_path / "images"
     work.mkdir()
     for path in sorted(folder.iterdir()):
@@ -147,7 +150,8 @@ def test_killed_process_keeps_rows_and_resume_completes(folder, backbone_path, c
     process = subprocess.Popen(
         [*command, str(backbone_path), str(listing), "-o", str(out), "-b", "2", "--workers", "2"],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 60
@@ -158,8 +162,15 @@ def test_killed_process_keeps_rows_and_resume_completes(folder, backbone_path, c
         time.sleep(0.2)
         assert process.poll() is None, "the run should be stuck at the named pipe"
     finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
+        process.send_signal(how)
+        try:
+            _, stderr = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    if how == signal.SIGINT:
+        assert process.returncode == 130
+        assert "6 rows were written" in stderr and "--resume" in stderr
     kept = read_csv(out)
     assert [row[0] for row in kept[1:]] == [str(work / f"img_{i:02d}.png") for i in range(6)]
     stuck.unlink()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -25,7 +26,8 @@ class Backend(str, Enum):
 EPILOG = (
     "Exit codes: 0 = every image scored; 1 = some images failed (each has a row with its error, "
     "the others were scored); 2 = usage error (bad option, missing input, unreadable model, "
-    "output exists without --resume/--overwrite), nothing scored."
+    "output exists without --resume/--overwrite), nothing scored; 130 = interrupted (Ctrl-C), the "
+    "rows written so far are kept: rerun with --resume."
 )
 
 
@@ -123,16 +125,31 @@ def score(
         with ResultWriter(
             output, fmt=fmt.value, calibrated=calibrated, resume=resume, overwrite=overwrite
         ) as writer:
-            summary = score_inputs(
-                loaded,
-                items,
-                writer,
-                batch_size=batch_size,
-                resize=resize,
-                landmarks=table,
-                landmark_source=str(landmarks),
-                workers=workers,
-            )
+            written = [0]
+            try:
+                summary = score_inputs(
+                    loaded,
+                    items,
+                    writer,
+                    batch_size=batch_size,
+                    resize=resize,
+                    landmarks=table,
+                    landmark_source=str(landmarks),
+                    workers=workers,
+                    on_batch=lambda rows: written.__setitem__(0, rows),
+                )
+            except KeyboardInterrupt:
+                writer.close()
+                typer.secho(
+                    f"interrupted: {written[0]} rows were written to {output}; run the same "
+                    "command with --resume to finish",
+                    err=True,
+                    fg=typer.colors.YELLOW,
+                )
+                sys.stdout.flush()
+                sys.stderr.flush()
+                # Exit now: a decode thread may be stuck on a hung read and would block a normal exit.
+                os._exit(130)
     except IgfiqaError as error:
         typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
         raise typer.Exit(2) from None

@@ -57,21 +57,26 @@ def ordered_map(
         return
     pending: deque[Future[Outcome[T, R]]] = deque()
     iterator = iter(items)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="igfiqa-decode") as pool:
-        try:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="igfiqa-decode")
+    finished = False
+    try:
+        for item in iterator:
+            pending.append(pool.submit(_attempt, function, item))
+            if len(pending) >= window:
+                break
+        while pending:
+            outcome = pending.popleft().result()
             for item in iterator:
                 pending.append(pool.submit(_attempt, function, item))
-                if len(pending) >= window:
-                    break
-            while pending:
-                outcome = pending.popleft().result()
-                for item in iterator:
-                    pending.append(pool.submit(_attempt, function, item))
-                    break
-                yield outcome
-        finally:
-            for future in pending:
-                future.cancel()
+                break
+            yield outcome
+        finished = True
+    finally:
+        # Stopped early (consumer error, Ctrl-C): drop queued work and do not wait for a worker
+        # that may be stuck on a hung file read.
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=finished, cancel_futures=True)
 
 
 def batched(outcomes: Iterable[Outcome[T, R]], batch_size: int) -> Iterator[list[Outcome[T, R]]]:
