@@ -50,3 +50,11 @@ def test_runner_with_and_without_fusion_agree():
     plain = TorchRunner(network, fuse=False)(batch)
     np.testing.assert_allclose(fused[1], plain[1], atol=1e-5)
     np.testing.assert_allclose(fused[0], plain[0], atol=1e-4 * np.abs(plain[0]).max())
+
+
+def test_bf16_runner_keeps_unfused_network_in_bf16():
+    network = tiny_model(seed=2)
+    runner = TorchRunner(network, dtype="bf16")
+    assert runner.network is network
+    assert next(runner.network.parameters()).dtype == torch.bfloat16
+    assert isinstance(runner.network.bn2, torch.nn.BatchNorm2d)

@@ -61,9 +61,9 @@ class QualityModel:
 
     @property
     def network(self) -> Any:
-        """The loaded ``torch.nn.Module`` (torch backend only; float32 on the CPU, eval mode).
+        """The loaded ``torch.nn.Module`` (torch backend only; eval mode, on ``device`` in ``dtype``).
 
-        Scoring runs a copy of it with folded BatchNorms on ``device`` in ``dtype``.
+        Scoring runs a copy of it whose BatchNorms are folded into the neighbouring layers.
         """
         network = getattr(self.runner, "network", None)
         if network is None:

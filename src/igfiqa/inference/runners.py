@@ -42,7 +42,8 @@ class TorchRunner:
     """Runs an iResNet on ``device`` in ``dtype`` under ``torch.inference_mode``.
 
     With ``fuse`` (default) it runs a copy whose BatchNorms are folded into the neighbouring layers
-    (:func:`igfiqa.inference.fusion.fold_batch_norms`); ``network`` stays the loaded module.
+    (:func:`igfiqa.inference.fusion.fold_batch_norms`); ``network`` is the unfused module, on the
+    same device and dtype.
     """
 
     backend = "torch"
@@ -60,12 +61,13 @@ class TorchRunner:
             raise ConfigError(f"device {device!r} requested but CUDA is not available here")
         self.dtype = dtype_name(dtype)
         self._torch_dtype = getattr(torch, self.dtype)
-        self.network = network.eval()
+        forward = network
         if fuse:  # BatchNorms folded into the convolutions: same function, fewer memory passes
             from igfiqa.inference.fusion import fold_batch_norms
 
-            network = fold_batch_norms(network)
-        self._forward_network = network.eval().to(device=self.device, dtype=self._torch_dtype)
+            forward = fold_batch_norms(network)  # a float32 copy, folded before any cast
+        self.network = network.eval().to(device=self.device, dtype=self._torch_dtype)
+        self._forward_network = forward.eval().to(device=self.device, dtype=self._torch_dtype)
         self.has_quality_head = bool(getattr(network, "has_quality_head", False))
         self.num_features = int(network.num_features)
         self.input_size = int(network.input_size)
