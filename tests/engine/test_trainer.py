@@ -49,6 +49,7 @@ def test_resume_is_bitwise_identical_to_uninterrupted_run(tmp_path, workers) -> 
     )
     assert second.step == full.step == 2 * n
     _assert_bitwise_equal(_final_state(tmp_path / "full"), _final_state(tmp_path / "resumed"))
+    assert not torch.are_deterministic_algorithms_enabled()  # train() restored the global switch
     # The guidance really moved and the augmentation ran (duplicate mode).
     state = _final_state(tmp_path / "full")
     assert state["guidance"]["seen"].any() and state["augment"] is not None

@@ -787,6 +787,9 @@ def train(
     """
     if not isinstance(config, IgfiqaConfig):
         config = config_from_dict(config)
+    # Process-wide switches that train() changes are put back afterwards.
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    cudnn_benchmark = torch.backends.cudnn.benchmark
     trainer = Trainer(
         config, out_dir, resume=resume, max_steps=max_steps, progress=progress, dataset=dataset
     )
@@ -795,6 +798,8 @@ def train(
         return trainer.run()
     finally:
         D.teardown(trainer.info)
+        torch.use_deterministic_algorithms(deterministic)
+        torch.backends.cudnn.benchmark = cudnn_benchmark
 
 
 __all__ = ["NonFiniteLossError", "TrainResult", "Trainer", "train"]
