@@ -58,7 +58,6 @@ def test_demo_measures_what_it_reports(tiny_demo):
     assert all(v == pytest.approx(1.0) for k, v in random_row.items() if "normalized" in k)
 
 
-@pytest.mark.slow
 def test_demo_rerun_gives_the_same_table(tiny_demo, tmp_path):
     again = run_demo(tmp_path, DemoSettings(**TINY), progress=False, log=lambda _: None)
     assert again.table() == tiny_demo.table()
