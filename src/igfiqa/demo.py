@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -304,10 +305,11 @@ def run_demo(
         ]
         config = load_config(variant.preset, overrides=overrides)
         log(f"[{number}/{len(settings.variants)}] training {variant.label}: {epochs} epochs")
+        run_dir = out / "runs" / variant.key
+        if run_dir.exists():  # the demo's own earlier run in this folder: start afresh
+            shutil.rmtree(run_dir)
         t0 = time.perf_counter()
-        result = train(
-            config, out_dir=out / "runs" / variant.key, progress=progress, dataset=train_set
-        )
+        result = train(config, out_dir=run_dir, progress=progress, dataset=train_set)
         seconds = time.perf_counter() - t0
         if result.checkpoint is None:
             raise RuntimeError(f"the {variant.key} run wrote no checkpoint")
