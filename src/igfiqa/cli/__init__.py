@@ -37,12 +37,12 @@ def _root(
 
 
 # Command modules register themselves on `app` when imported.
-from igfiqa.cli import info as _info  # noqa: E402, F401
-from igfiqa.cli import demo as _demo  # noqa: E402, F401
 from igfiqa.cli import data as _data  # noqa: E402, F401
+from igfiqa.cli import demo as _demo  # noqa: E402, F401
 from igfiqa.cli import evaluate as _evaluate  # noqa: E402, F401
-from igfiqa.cli import score as _score  # noqa: E402, F401
 from igfiqa.cli import export as _export  # noqa: E402, F401
+from igfiqa.cli import info as _info  # noqa: E402, F401
+from igfiqa.cli import score as _score  # noqa: E402, F401
 from igfiqa.cli import train as _train  # noqa: E402, F401
 
 
