@@ -26,6 +26,7 @@ import torch
 from igfiqa.data.datasets import FaceDataset
 from igfiqa.data.synthetic import SyntheticFaces
 from igfiqa.errors import ConfigError
+from igfiqa.evaluation.correlation import spearman
 
 FR_VARIANT = "crfiqa"
 """The variant whose backbone produces the comparison scores for every quality method."""
@@ -166,13 +167,6 @@ class RenderedFaces(FaceDataset):
 
     def read_image(self, index: int) -> np.ndarray:
         return self.images[index]
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rank correlation (average ranks for ties); NaN when either input is constant."""
-    from igfiqa.evaluation.correlation import spearman as _spearman
-
-    return _spearman(a, b)
 
 
 @dataclass

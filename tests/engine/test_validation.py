@@ -75,14 +75,3 @@ def test_synthetic_edc_with_a_constant_quality_is_the_random_baseline() -> None:
     if result["fnmr_at_fmr"] > 0:
         assert result["pauc_20_normalised"] == pytest.approx(1.0)
     assert np.isnan(result["quality_truth_spearman"])  # a constant has no ranking
-
-
-def test_spearman_handles_ties_like_the_textbook_definition() -> None:
-    from igfiqa.engine.validation import _spearman
-
-    a = np.array([1.0, 2.0, 2.0, 3.0, 5.0])
-    b = np.array([2.0, 1.0, 4.0, 4.0, 9.0])
-    # ranks with ties averaged: a -> 0, 1.5, 1.5, 3, 4 ; b -> 1, 0, 2.5, 2.5, 4
-    ra, rb = np.array([0, 1.5, 1.5, 3, 4]), np.array([1, 0, 2.5, 2.5, 4])
-    assert _spearman(a, b) == pytest.approx(np.corrcoef(ra, rb)[0, 1])
-    assert np.isnan(_spearman(np.ones(4), np.arange(4.0)))

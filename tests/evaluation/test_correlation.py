@@ -31,3 +31,11 @@ def test_spearman_ignores_non_finite_and_flags_constant_input():
     assert np.isnan(spearman(np.ones(5), np.arange(5.0)))
     with pytest.raises(ValueError, match="differ in length"):
         spearman(np.ones(3), np.ones(4))
+
+
+def test_spearman_equals_pearson_of_textbook_tie_averaged_ranks():
+    a = np.array([1.0, 2.0, 2.0, 3.0, 5.0])
+    b = np.array([2.0, 1.0, 4.0, 4.0, 9.0])
+    # ranks with ties averaged: a -> 1, 2.5, 2.5, 4, 5 ; b -> 2, 1, 3.5, 3.5, 5
+    ra, rb = np.array([1, 2.5, 2.5, 4, 5]), np.array([2, 1, 3.5, 3.5, 5])
+    assert spearman(a, b) == pytest.approx(np.corrcoef(ra, rb)[0, 1])

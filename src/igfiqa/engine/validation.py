@@ -20,6 +20,7 @@ from torch import nn
 
 from igfiqa.config import IgfiqaConfig, VerificationSet
 from igfiqa.errors import ConfigError
+from igfiqa.evaluation.correlation import spearman
 
 EDC_FMR = 1e-3
 PAUC_LIMIT = 0.2
@@ -63,23 +64,6 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-    """Ranks 0..n-1 with ties sharing their mean rank."""
-    ranks = np.empty(len(x), dtype=np.float64)
-    ranks[np.argsort(x, kind="stable")] = np.arange(len(x), dtype=np.float64)
-    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    return (np.bincount(inverse, weights=ranks) / counts)[inverse]
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation (Pearson of tie-averaged ranks); NaN when one side is constant."""
-    ra = _average_ranks(np.asarray(a, dtype=np.float64))
-    rb = _average_ranks(np.asarray(b, dtype=np.float64))
-    if ra.std() == 0 or rb.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
 def synthetic_edc(
     model: nn.Module, spec: str, *, device: torch.device, batch_size: int = 64
 ) -> dict[str, float]:
@@ -109,7 +93,7 @@ def synthetic_edc(
         "fnmr_at_fmr": e0,
         "pauc_20": area,
         "pauc_20_normalised": area / (e0 * PAUC_LIMIT) if e0 > 0 else float("nan"),
-        "quality_truth_spearman": _spearman(quality, np.asarray(truth)),
+        "quality_truth_spearman": spearman(quality, np.asarray(truth)),
     }
 
 
