@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from igfiqa.errors import CheckpointError
+from igfiqa.errors import CheckpointError, ConfigError
 
 
 class ResumableDistributedSampler(Sampler[list[tuple[int, bool]]]):
@@ -46,7 +46,7 @@ class ResumableDistributedSampler(Sampler[list[tuple[int, bool]]]):
         hflip: bool = True,
     ) -> None:
         if num_samples < batch_size * world_size:
-            raise ValueError(
+            raise ConfigError(
                 f"the dataset has {num_samples} images, fewer than one global batch of "
                 f"{batch_size} x {world_size} processes: lower data.batch_size"
             )
