@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from igfiqa.data.datasets import FaceDataset
+from igfiqa.data.datasets import SyntheticDataset
 from igfiqa.data.synthetic import SyntheticFaces
 from igfiqa.errors import ConfigError
 from igfiqa.evaluation.correlation import spearman
@@ -144,19 +144,12 @@ class DemoSettings:
         return max(1, math.floor(self.budget_minutes * 60.0 / seconds_per_epoch))
 
 
-class RenderedFaces(FaceDataset):
+class RenderedFaces(SyntheticDataset):
     """Synthetic faces rendered once into memory, shared by every variant's training run."""
-
-    format = "synthetic"
 
     def __init__(self, faces: SyntheticFaces, *, seed: int = 0, hflip: bool = True) -> None:
         super().__init__(
-            faces.labels,
-            [str(int(i)) for i in faces.identities],
-            image_size=faces.image_size,
-            hflip=hflip,
-            seed=seed,
-            source=f"synthetic (in memory, {len(faces)} images)",
+            faces, hflip=hflip, seed=seed, source=f"synthetic (in memory, {len(faces)} images)"
         )
         rendered = [faces.render(*faces.locate(i)) for i in range(len(faces))]
         self.images = np.stack([image for image, _ in rendered])
@@ -167,6 +160,9 @@ class RenderedFaces(FaceDataset):
 
     def read_image(self, index: int) -> np.ndarray:
         return self.images[index]
+
+    def ground_truth_quality(self, index: int) -> float:
+        return float(self.quality[index])
 
 
 @dataclass

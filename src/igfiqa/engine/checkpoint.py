@@ -17,8 +17,9 @@ import os
 import random
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -49,14 +50,15 @@ REQUIRED_KEYS = (
 _STEP_FILE = re.compile(r"^step_(\d{8,})\.pt$")
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """``torch.save(obj)`` to ``path`` atomically (temp file, fsync, os.replace, fsync of the folder)."""
+def _atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> Path:
+    """Write ``path`` atomically: ``write`` fills a temp file in the same folder, which is
+    fsynced and renamed over ``path``; then the folder entry is fsynced."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)
@@ -65,24 +67,16 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
         raise
     fsync_dir(target.parent)
     return target
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically (temp file, fsync, os.replace, fsync of the folder)."""
+    return _atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def atomic_write_text(text: str, path: str | os.PathLike[str]) -> Path:
-    """Write a small text file atomically (same protocol as :func:`atomic_torch_save`)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    fsync_dir(target.parent)
-    return target
+    """Write a small UTF-8 text file atomically (same protocol as :func:`atomic_torch_save`)."""
+    return _atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def fsync_dir(folder: Path) -> None:
