@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from igfiqa.data.datasets import SyntheticDataset
 from igfiqa.data.synthetic import SyntheticFaces
@@ -206,9 +205,10 @@ class DemoResult:
 
 def _guidance_weights(checkpoint: Path, low_variance: np.ndarray) -> dict[str, float] | None:
     """Mean weight and zero-weight share of low-variance vs ordinary classes at the end of training."""
+    from igfiqa.engine.checkpoint import load_checkpoint
     from igfiqa.method.guidance import GuidanceConfig
 
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = load_checkpoint(checkpoint)
     if not state.get("guidance"):
         return None
     options = state["config"]["method"]["guidance"]
@@ -319,8 +319,8 @@ def run_demo(
     log("evaluating on held-out identities")
     images = list(test_set.images)
     by_key = {o.key: o for o in outcomes}
-    fr_model = load_model(by_key[FR_VARIANT].checkpoint)
-    embeddings = fr_model.embed(images)
+    # One pass of the FR variant gives both the comparison embeddings and its own quality.
+    fr_quality, embeddings = load_model(by_key[FR_VARIANT].checkpoint).score_and_embed(images)
     embeddings = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
     pairs, mated = all_pairs(test_set.labels, max_nonmated=None, seed=settings.seed)
     similarity = np.einsum("ij,ij->i", embeddings[pairs[:, 0]], embeddings[pairs[:, 1]])
@@ -329,7 +329,10 @@ def run_demo(
     sample_low = test_set.low_variance[test_set.labels]
     qualities: dict[str, np.ndarray] = {}
     for outcome in outcomes:
-        quality = load_model(outcome.checkpoint).score(images)
+        if outcome.key == FR_VARIANT:
+            quality = fr_quality
+        else:
+            quality = load_model(outcome.checkpoint).score(images)
         qualities[outcome.label] = quality
         outcome.spearman = spearman(quality, ground_truth)
         outcome.spearman_low_variance = spearman(quality[sample_low], ground_truth[sample_low])

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from igfiqa.config import IgfiqaConfig, VerificationSet
+from igfiqa.data.datasets import resize_square, to_tensor
 from igfiqa.errors import ConfigError
 from igfiqa.evaluation.correlation import spearman
 
@@ -27,15 +28,7 @@ PAUC_LIMIT = 0.2
 
 
 def _to_batch(images: Iterable[np.ndarray], size: int) -> torch.Tensor:
-    import cv2
-
-    arrays = []
-    for image in images:
-        if image.shape[0] != size or image.shape[1] != size:
-            image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-        arrays.append(image)
-    batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float()
-    return (batch / 255.0 - 0.5) / 0.5
+    return torch.stack([to_tensor(resize_square(image, size)) for image in images])
 
 
 @torch.no_grad()

@@ -59,6 +59,15 @@ def _label(fr: FmrResult) -> str:
     return f"FMR {fr.target_fmr:g}{note}"
 
 
+def _save_figure(fig: Any, path_stem: Path) -> list[Path]:
+    """Write ``fig`` as ``<stem>.png`` and ``<stem>.svg``."""
+    fig.tight_layout()
+    paths = [path_stem.parent / f"{path_stem.name}.{ext}" for ext in ("png", "svg")]
+    for path in paths:
+        fig.savefig(path, dpi=120)
+    return paths
+
+
 def plot_edc(result: BenchmarkResult, fr: FmrResult, path_stem: Path) -> list[Path]:
     """The EDC (fixed threshold) plot of one benchmark, FR model and FMR, as PNG and SVG."""
     import matplotlib
@@ -92,13 +101,9 @@ def plot_edc(result: BenchmarkResult, fr: FmrResult, path_stem: Path) -> list[Pa
         )
         ax.legend(fontsize=8, loc="upper right")
         ax.grid(alpha=0.3)
-        fig.tight_layout()
-        paths = [path_stem.parent / f"{path_stem.name}.{ext}" for ext in ("png", "svg")]
-        for path in paths:
-            fig.savefig(path, dpi=120)
+        return _save_figure(fig, path_stem)
     finally:
         plt.close(fig)
-    return paths
 
 
 def plot_erc(result: BenchmarkResult, fr: FmrResult, path_stem: Path) -> list[Path]:
@@ -130,13 +135,9 @@ def plot_erc(result: BenchmarkResult, fr: FmrResult, path_stem: Path) -> list[Pa
         )
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-        fig.tight_layout()
-        paths = [path_stem.parent / f"{path_stem.name}.{ext}" for ext in ("png", "svg")]
-        for path in paths:
-            fig.savefig(path, dpi=120)
+        return _save_figure(fig, path_stem)
     finally:
         plt.close(fig)
-    return paths
 
 
 def table_rows(results: Iterable[BenchmarkResult]) -> list[dict[str, Any]]:

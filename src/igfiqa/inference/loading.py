@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from igfiqa.engine.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from igfiqa.engine.checkpoint import FORMAT_VERSION as CHECKPOINT_VERSION
 from igfiqa.errors import CheckpointError, ConfigError
 from igfiqa.inference.card import (
     CARD_FILE,
@@ -31,8 +33,6 @@ from igfiqa.inference.card import (
 from igfiqa.models import MODEL_LAYERS, create_model
 from igfiqa.models.iresnet import STAGE_CHANNELS, stage_output_size
 
-CHECKPOINT_FORMAT = "igfiqa.checkpoint"
-CHECKPOINT_VERSION = 1
 EXPECTED = (
     "expected an igfiqa training checkpoint (.pt), an exported model (a directory or .safetensors "
     "with its model_card.json) or an iResNet state dict such as CR-FIQA's *backbone.pth"
