@@ -86,3 +86,52 @@ def test_cli_demo_prints_the_table(tmp_path):
     assert result.exit_code == 0, result.output
     assert "| CR-FIQA (baseline)" in result.output
     assert (tmp_path / "report.md").is_file()
+
+
+def test_quality_relevance_definition():
+    from igfiqa.demo import quality_relevance
+
+    assert quality_relevance(1.0, 0.6) == pytest.approx(0.0)  # no better than random
+    assert quality_relevance(0.6, 0.6) == pytest.approx(1.0)  # as good as the oracle
+    assert quality_relevance(0.8, 0.6) == pytest.approx(0.5)
+    assert math.isnan(quality_relevance(0.9, 1.0))  # no errors: the oracle gains nothing
+
+
+def test_benchmark_check_by_hand():
+    import numpy as np
+
+    from igfiqa.demo import benchmark_check
+
+    # Four images: 0 and 1 clean, 2 at quality 0.6, 3 at quality 0.1 (all one identity).
+    quality = np.array([1.0, 1.0, 0.6, 0.1])
+    pairs = np.array([[0, 1], [0, 2], [1, 2], [0, 3], [2, 3], [1, 3]])
+    mated = np.ones(6, bool)
+    similarity = np.array([0.9, 0.7, 0.3, 0.2, 0.1, 0.6])
+    check = benchmark_check(similarity, mated, pairs, quality, 0.5, 0.8, 0.6)
+    assert check.relevance == pytest.approx(0.5)
+    assert check.clean_mated_pairs == 1 and check.clean_fnmr == 0.0
+    assert check.e0 == pytest.approx(3 / 6)  # 0.3, 0.2, 0.1 are below the threshold
+    by_bin = {(b["quality_from"], b["quality_to"]): b for b in check.fnmr_by_quality}
+    assert by_bin[(1.0, 1.0)]["mated_pairs"] == 1
+    assert by_bin[(0.5, 0.75)]["mated_pairs"] == 2 and by_bin[(0.5, 0.75)]["fnmr"] == 0.5
+    assert by_bin[(0.0, 0.25)]["mated_pairs"] == 3
+    assert by_bin[(0.0, 0.25)]["fnmr"] == pytest.approx(2 / 3)
+    assert math.isnan(by_bin[(0.75, 1.0)]["fnmr"]) and by_bin[(0.75, 1.0)]["mated_pairs"] == 0
+    assert check.passed == {"relevance": False, "clean_fnmr": True, "e0": True}
+
+
+def test_report_states_the_benchmark_check(tiny_demo):
+    report = (tiny_demo.out_dir / "report.md").read_text()
+    assert "Is this benchmark informative?" in report
+    assert "quality relevance r" in report and ">= 0.6" in report and "<= 0.05" in report
+    data = json.loads((tiny_demo.out_dir / "demo.json").read_text())
+    check = data["check"]
+    assert set(check["passed"]) == {"relevance", "clean_fnmr", "e0"}
+    assert check["targets"] == {"relevance": 0.6, "clean_fnmr": 0.05, "e0": 0.1}
+    assert sum(b["mated_pairs"] for b in check["fnmr_by_quality"]) == data_mated(tiny_demo)
+
+
+def data_mated(result) -> int:
+    # every held-out identity has test_samples_per_identity images: C(n, 2) mated pairs each
+    n = result.settings["test_samples_per_identity"]
+    return result.settings["test_identities"] * n * (n - 1) // 2

@@ -32,6 +32,15 @@ FR_VARIANT = "crfiqa"
 
 GROUND_TRUTH = "ground truth (generator)"
 
+CHECK_FMR = 1e-2
+CHECK_LIMIT = 0.2
+TARGETS = {"relevance": 0.6, "clean_fnmr": 0.05, "e0": 0.10}
+"""What the benchmark must show to be informative (docs/method.md, "Is the benchmark informative?"):
+quality relevance ``r >= 0.6``, FNMR of clean-clean mated pairs ``<= 0.05`` and e0 ``>= 0.10``, all at
+FMR 1e-2 (and L = 0.2 for ``r``)."""
+QUALITY_BINS = ((1.0, 1.0), (0.75, 1.0), (0.5, 0.75), (0.25, 0.5), (0.0, 0.25))
+"""Bins [from, to) of the lower ground-truth quality of a mated pair; (1, 1) = both images clean."""
+
 
 @dataclass(frozen=True)
 class DemoVariant:
@@ -88,6 +97,7 @@ class DemoSettings:
     test_identities: int = 100
     test_samples_per_identity: int = 10
     low_variance_share: float = 0.2
+    test_low_variance_share: float | None = None  # None: as in training
     image_size: int = 48
     batch_size: int = 64
     budget_minutes: float = DEFAULT_BUDGET_MINUTES
@@ -103,6 +113,8 @@ class DemoSettings:
             "test_identities": self.test_identities >= 2,
             "test_samples_per_identity": self.test_samples_per_identity >= 2,
             "low_variance_share": 0.0 <= self.low_variance_share < 1.0,
+            "test_low_variance_share": self.test_low_variance_share is None
+            or 0.0 <= self.test_low_variance_share < 1.0,
             "image_size": 16 <= self.image_size <= 112,
             "batch_size": 2 <= self.batch_size <= self.train_identities * self.samples_per_identity,
             "budget_minutes": self.budget_minutes > 0,
@@ -184,6 +196,82 @@ class VariantOutcome:
 
 
 @dataclass
+class BenchmarkCheck:
+    """Whether image quality decides recognition on the held-out faces, for the demo's FR model.
+
+    ``relevance`` r = (1 - gt) / (1 - oracle), with gt and oracle the pAUC/(e0 L) at
+    :data:`CHECK_LIMIT` and :data:`CHECK_FMR` of the generator's ground-truth quality and of the
+    comparison-level oracle: the share of the oracle's possible gain that perfect knowledge of the
+    degradations achieves. ``clean_fnmr``: FNMR of the mated pairs of two undegraded images at the
+    same threshold. ``fnmr_by_quality``: FNMR of mated pairs binned by the lower ground-truth quality
+    of the two images (:data:`QUALITY_BINS`).
+    """
+
+    fmr: float
+    limit: float
+    relevance: float
+    ground_truth_pauc: float
+    oracle_pauc: float
+    e0: float
+    clean_fnmr: float
+    clean_mated_pairs: int
+    fnmr_by_quality: list[dict[str, float]]
+    targets: dict[str, float] = field(default_factory=lambda: dict(TARGETS))
+
+    @property
+    def passed(self) -> dict[str, bool]:
+        return {
+            "relevance": self.relevance >= self.targets["relevance"],
+            "clean_fnmr": self.clean_fnmr <= self.targets["clean_fnmr"],
+            "e0": self.e0 >= self.targets["e0"],
+        }
+
+
+def quality_relevance(ground_truth_pauc: float, oracle_pauc: float) -> float:
+    """r = (1 - gt) / (1 - oracle) for normalised pAUC values (1 = random discarding)."""
+    if oracle_pauc >= 1.0:
+        return math.nan
+    return (1.0 - ground_truth_pauc) / (1.0 - oracle_pauc)
+
+
+def benchmark_check(
+    similarity: np.ndarray,
+    mated: np.ndarray,
+    pairs: np.ndarray,
+    ground_truth: np.ndarray,
+    threshold: float,
+    ground_truth_pauc: float,
+    oracle_pauc: float,
+    *,
+    fmr: float = CHECK_FMR,
+    limit: float = CHECK_LIMIT,
+) -> BenchmarkCheck:
+    """Measure :class:`BenchmarkCheck` from the comparison scores and the EDC threshold."""
+    mated = np.asarray(mated, bool)
+    genuine = similarity[mated]
+    error = genuine < threshold
+    pair_quality = np.minimum(ground_truth[pairs[mated, 0]], ground_truth[pairs[mated, 1]])
+    clean = pair_quality >= 1.0
+    bins = []
+    for low, high in QUALITY_BINS:
+        inside = (pair_quality >= low) & ((pair_quality < high) | (low == high))
+        count = int(inside.sum())
+        fnmr = float(error[inside].mean()) if count else math.nan
+        bins.append({"quality_from": low, "quality_to": high, "mated_pairs": count, "fnmr": fnmr})
+    return BenchmarkCheck(
+        fmr=fmr,
+        limit=limit,
+        relevance=quality_relevance(ground_truth_pauc, oracle_pauc),
+        ground_truth_pauc=ground_truth_pauc,
+        oracle_pauc=oracle_pauc,
+        e0=float(error.mean()) if error.size else math.nan,
+        clean_fnmr=float(error[clean].mean()) if clean.any() else math.nan,
+        clean_mated_pairs=int(clean.sum()),
+        fnmr_by_quality=bins,
+    )
+
+
+@dataclass
 class DemoResult:
     """The demo's measurements, settings and written files."""
 
@@ -197,6 +285,7 @@ class DemoResult:
     warnings: list[str]
     files: list[str]
     seconds: float
+    check: BenchmarkCheck | None = None
 
     def table(self) -> str:
         """The headline table in Markdown."""
@@ -242,7 +331,7 @@ def run_demo(
     from igfiqa.data.benchmarks import all_pairs
     from igfiqa.engine.trainer import train
     from igfiqa.evaluation.report import write_report
-    from igfiqa.evaluation.results import evaluate_scores
+    from igfiqa.evaluation.results import ORACLE, evaluate_scores
     from igfiqa.inference import load_model
 
     settings = settings or DemoSettings()
@@ -269,7 +358,9 @@ def run_demo(
         settings.test_samples_per_identity,
         seed=settings.seed,
         image_size=settings.image_size,
-        low_variance_share=settings.low_variance_share,
+        low_variance_share=settings.low_variance_share
+        if settings.test_low_variance_share is None
+        else settings.test_low_variance_share,
         first_identity=settings.train_identities,
     )
     train_set = RenderedFaces(train_faces, seed=settings.seed)
@@ -374,6 +465,18 @@ def run_demo(
                     continue
             reference.setdefault(curve.name, {}).update(values)
 
+    check = None
+    for fmr_result in evaluation.per_fmr:
+        if math.isclose(fmr_result.target_fmr, CHECK_FMR) and CHECK_LIMIT in settings.limits:
+            check = benchmark_check(
+                similarity,
+                mated,
+                pairs,
+                ground_truth,
+                fmr_result.threshold.threshold,
+                fmr_result.curve(GROUND_TRUTH).pauc_normalized[CHECK_LIMIT],
+                fmr_result.curve(ORACLE).pauc_normalized[CHECK_LIMIT],
+            )
     files = [str(p.relative_to(out)) for paths in written.values() for p in paths]
     result = DemoResult(
         out_dir=out,
@@ -386,6 +489,7 @@ def run_demo(
         warnings=list(evaluation.warnings),
         files=files,
         seconds=time.perf_counter() - started,
+        check=check,
     )
     (out / "report.md").write_text(
         render_report(result, evaluation.num_pairs, evaluation.num_mated)
@@ -397,6 +501,8 @@ def run_demo(
 def _json_ready(result: DemoResult) -> dict[str, Any]:
     data = asdict(result)
     data["out_dir"] = str(result.out_dir)
+    if result.check is not None:
+        data["check"]["passed"] = result.check.passed
 
     def clean(value: Any) -> Any:
         if isinstance(value, float) and not math.isfinite(value):
@@ -443,6 +549,50 @@ def headline_table(result: DemoResult) -> str:
     return "\n".join(lines)
 
 
+def _bin_label(row: dict[str, float]) -> str:
+    if row["quality_from"] == row["quality_to"]:
+        return "both clean"
+    return f"[{row['quality_from']:g}, {row['quality_to']:g})"
+
+
+def check_section(check: BenchmarkCheck | None) -> str:
+    """The report's "Is this benchmark informative?" section: the three numbers and their targets."""
+    if check is None:
+        return (
+            f"Not measured: the run's FMRs or limits do not include FMR {CHECK_FMR:g} and "
+            f"L = {CHECK_LIMIT:g}."
+        )
+    ok = {True: "met", False: "**not met**"}
+    passed = check.passed
+    t = check.targets
+    rows = [
+        f"| quality relevance r = (1 - gt) / (1 - oracle) | {_f(check.relevance)} | >= "
+        f"{t['relevance']:g} | {ok[passed['relevance']]} |",
+        f"| FNMR of clean-clean mated pairs ({check.clean_mated_pairs} pairs) | "
+        f"{_f(check.clean_fnmr)} | <= {t['clean_fnmr']:g} | {ok[passed['clean_fnmr']]} |",
+        f"| e0 = FNMR over all mated pairs | {_f(check.e0)} | >= {t['e0']:g} | {ok[passed['e0']]} |",
+    ]
+    bins = "\n".join(
+        f"| {_bin_label(b)} | {b['mated_pairs']} | {_f(b['fnmr'])} |" for b in check.fnmr_by_quality
+    )
+    return f"""At FMR {check.fmr:g} (threshold fixed on all non-mated pairs) and L = {check.limit:g}, with
+the demo's FR model: gt = {_f(check.ground_truth_pauc)} and oracle = {_f(check.oracle_pauc)} are the
+pAUC/(e0 L) of the generator's ground-truth quality and of the comparison-level oracle. r is the share
+of the oracle's gain over random discarding that perfect knowledge of the degradations achieves: near
+0, image quality does not decide recognition and the benchmark cannot rank quality scores.
+
+| measure | value | target | |
+|---|---|---|---|
+{chr(10).join(rows)}
+
+FNMR of mated pairs by the lower ground-truth quality of the two images:
+
+| lower quality of the pair | mated pairs | FNMR |
+|---|---|---|
+{bins}
+"""
+
+
 def render_report(result: DemoResult, num_pairs: int, num_mated: int) -> str:
     """The text of ``report.md``."""
     s = result.settings
@@ -477,6 +627,10 @@ every variant), but tiny: a narrow iResNet-18 at {s["image_size"]}x{s["image_siz
   on [0, L] and normalised by e0 L (1.0 = no better than random discarding; lower is better).
   `results.md` in `evaluation/` adds the raw pAUC, the pAUC relative to the oracle and the CR-FIQA
   ERC (threshold recomputed per discard step, a different protocol).
+
+## Is this benchmark informative?
+
+{check_section(result.check)}
 
 ## Results
 
