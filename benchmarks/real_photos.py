@@ -44,6 +44,7 @@ from igfiqa.evaluation.transfer import (
     BLUR_SIGMAS,
     DOWNSCALE_FACTORS,
     KINDS,
+    LEVELS,
     NOISE_STDS,
     OCCLUSION_SHARES,
     TARGETS,
@@ -243,10 +244,7 @@ def main() -> int:
 
     try:
         labels, crops = load_faces(args.cache.expanduser())
-    except FetchError as error:
-        print(f"real_photos: {error}", file=sys.stderr)
-        return 2
-    except IgfiqaError as error:  # an undecodable photo or degenerate landmarks
+    except (FetchError, IgfiqaError) as error:  # IgfiqaError: undecodable photo, bad landmarks
         print(f"real_photos: {error}", file=sys.stderr)
         return 2
     images, faces, kinds, severities = build_images(crops, args.seed)
@@ -298,7 +296,7 @@ def main() -> int:
     summary = {
         "benchmark": "real_photos",
         "faces": labels,
-        "images_per_face": 1 + len(KINDS) * 3,
+        "images_per_face": 1 + len(KINDS) * LEVELS,
         "levels": {
             "blur_sigma_px": list(BLUR_SIGMAS),
             "downscale_factor": list(DOWNSCALE_FACTORS),
