@@ -97,7 +97,7 @@ class DemoSettings:
     test_identities: int = 100
     test_samples_per_identity: int = 10
     low_variance_share: float = 0.2
-    test_low_variance_share: float | None = None  # None: as in training
+    test_low_variance_share: float | None = 0.0  # None: as in training
     image_size: int = 48
     batch_size: int = 64
     budget_minutes: float = DEFAULT_BUDGET_MINUTES
@@ -363,7 +363,8 @@ def run_demo(
         else settings.test_low_variance_share,
         first_identity=settings.train_identities,
     )
-    train_set = RenderedFaces(train_faces, seed=settings.seed)
+    # No flips: the identities' freckles and moles are asymmetric, a mirror image is another face.
+    train_set = RenderedFaces(train_faces, seed=settings.seed, hflip=False)
     test_set = RenderedFaces(test_faces, seed=settings.seed, hflip=False)
     spec = (
         f"synthetic:identities={settings.train_identities},samples={settings.samples_per_identity},"
@@ -609,10 +610,10 @@ def render_report(result: DemoResult, num_pairs: int, num_mated: int) -> str:
     return f"""# igfiqa demo: CR-FIQA vs IG-FIQA on synthetic faces
 
 **These numbers come from procedurally generated faces, not from real face images.** The generator
-(`igfiqa.data.synthetic`) draws cartoon-like identities on the ArcFace template, adds per-image
-nuisance and degradations of known severity, and makes {s["low_variance_share"]:.0%} of the
-identities *low-variance* (their images barely vary and share one degradation level), the failure
-mode that IG-FIQA addresses. The experiment is controlled (same network, data, epochs and seed for
+(`igfiqa.data.synthetic`) draws cartoon-like identities on the ArcFace template whose identity lives
+in details that degradations destroy, adds per-image nuisance and camera degradations of known
+severity, and makes {s["low_variance_share"]:.0%} of the training identities *low-variance* (their
+images barely vary and share one degradation level), the failure mode that IG-FIQA addresses. The experiment is controlled (same network, data, epochs and seed for
 every variant), but tiny: a narrow iResNet-18 at {s["image_size"]}x{s["image_size"]} pixels trained for
 {result.epochs} epochs on a CPU.
 
@@ -638,7 +639,7 @@ every variant), but tiny: a narrow iResNet-18 at {s["image_size"]}x{s["image_siz
 
 Spearman = rank correlation of the predicted quality with the generator's ground-truth quality of
 each held-out image (higher is better); "low-var ids" restricts it to held-out low-variance
-identities. "w" = mean intra-class variance guidance weight that the IG-FIQA run ended with, over its
+identities (`-` when the held-out set has none, the default). "w" = mean intra-class variance guidance weight that the IG-FIQA run ended with, over its
 low-variance and its ordinary training classes (CR-FIQA has no guidance).
 
 | model | steps | training time | zero-weight share, low-var classes | zero-weight share, ordinary |
