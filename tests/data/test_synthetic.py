@@ -86,6 +86,22 @@ def _tones() -> np.ndarray:
     return synthetic._SKIN_TONES
 
 
+def test_nearest_class_mean_on_pixels_separates_clean_identities() -> None:
+    faces = SyntheticFaces(30, 10, seed=1, image_size=32, low_variance_share=0.0)
+    images = np.stack(
+        [[faces.render_clean(i, j).astype(np.float32) for j in range(10)] for i in range(30)]
+    )
+    # The central face region, standardised per image (removes the illumination gain).
+    x = images[:, :, 6:26, 6:26].reshape(30, 10, -1)
+    x = (x - x.mean(-1, keepdims=True)) / x.std(-1, keepdims=True)
+    means = x[:, :6].mean(1)
+    test = x[:, 6:].reshape(-1, x.shape[-1])
+    truth = np.repeat(np.arange(30), 4)
+    distances = ((test[:, None, :] - means[None]) ** 2).sum(-1)
+    accuracy = (distances.argmin(1) == truth).mean()
+    assert accuracy >= 0.8, accuracy  # chance is 1/30
+
+
 def test_face_is_laid_out_on_the_arcface_template() -> None:
     # Averaged over identities, the eye points are darker than the cheeks right below them
     # (iris/pupil vs skin), and the image centre is face, not background.
@@ -137,7 +153,8 @@ def test_occlusion_covers_about_the_stated_share() -> None:
         _effect("occlusion", clean, degrade(clean, "occlusion", 0.8, np.random.default_rng(r)))
         for r in range(40)
     ]
-    assert 0.3 < float(np.mean(shares)) < 0.7  # 65% x 0.8 = 52% nominal, objects vary
+    # min(0.8^1.3, 0.95) = 75 % nominal; objects coloured like the face change fewer pixels
+    assert 0.5 < float(np.mean(shares)) < 0.85
 
 
 def test_ground_truth_quality_definition_and_trend() -> None:
