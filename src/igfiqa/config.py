@@ -91,6 +91,11 @@ class OptimConfig(_Section):
     warmup_epochs: float = Field(0.0, ge=0.0)
     poly_power: float = Field(2.0, gt=0.0)
     grad_clip: float | None = Field(5.0, gt=0.0, description="max grad norm of the backbone")
+    train_embedding_bn_scale: bool = Field(
+        False,
+        description="let the embedding BatchNorm's scale (features.weight) train, as the official "
+        "CR-FIQA training does; igfiqa keeps it at 1 by default, as the published ArcFace models",
+    )
 
     @field_validator("milestones")
     @classmethod

@@ -166,3 +166,15 @@ def test_amp_and_channels_last_train_on_cpu(tmp_path, amp) -> None:
         for v in load_checkpoint(result.checkpoint)["model"].values()
         if v.is_floating_point()
     )
+
+
+@pytest.mark.parametrize("trainable", [False, True])
+def test_embedding_bn_scale_trains_only_when_switched_on(tmp_path, trainable) -> None:
+    """optim.train_embedding_bn_scale: the official CR-FIQA training lets features.weight train."""
+    config = tiny_config(f"optim.train_embedding_bn_scale={str(trainable).lower()}")
+    train(config, out_dir=tmp_path, max_steps=3, progress=False)
+    state = _final_state(tmp_path)
+    scale = state["model"]["features.weight"]
+    assert torch.equal(scale, torch.ones_like(scale)) is not trainable
+    moved = state["model"]["features.bias"]  # the shift trains in both cases
+    assert not torch.equal(moved, torch.zeros_like(moved))

@@ -244,6 +244,8 @@ def test_config_validation_names_the_field():
         ObjectiveConfig(ema_source="noisy")
     with pytest.raises(ConfigError, match="cr_formula"):
         ObjectiveConfig(cr_formula="ratio")
+    with pytest.raises(ConfigError, match="quality_bn"):
+        ObjectiveConfig(quality_bn="shared")
 
 
 def test_diagnostics_are_floats_and_finite():
@@ -272,3 +274,82 @@ def test_diagnostics_are_floats_and_finite():
     assert out.diagnostics["fr_loss"] == pytest.approx(out.fr_loss.item())
     assert not out.fr_loss.requires_grad and not out.quality_loss.requires_grad
     assert out.loss.requires_grad
+
+
+def _bn_running(model):
+    return [
+        (m.running_mean.clone(), m.running_var.clone())
+        for m in model.modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+    ]
+
+
+def _same_running(a, b):
+    return all(
+        torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) for x, y in zip(a, b, strict=True)
+    )
+
+
+@pytest.mark.parametrize("mode", ["duplicate", "split"])
+def test_frozen_stats_quality_pass_leaves_the_running_statistics_of_the_clean_pass(mode):
+    model, head, images, labels = setup()
+    augment = QualityAugmentation(seed=3)
+    config = ObjectiveConfig(fiqa_batch=mode, quality_bn="frozen_stats")
+    frozen = compute_objective(model, head, images, labels, config, augment=augment)
+    after_frozen = _bn_running(model)
+    # The same step with only the FR pass: the running statistics it leaves must be identical.
+    model2, _, _, _ = setup()
+    fr_images = images if mode == "duplicate" else images[4:]
+    model2(fr_images)
+    assert _same_running(after_frozen, _bn_running(model2))
+    # The quality pass still normalises with its own batch statistics (training mode).
+    q_images = QualityAugmentation(seed=3)(images if mode == "duplicate" else images[:4])
+    with torch.no_grad():
+        _, quality = model2(q_images)
+    torch.testing.assert_close(frozen.quality, quality.squeeze(1))
+    # momentum is put back afterwards
+    assert all(m.momentum == 0.1 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    # and "separate" does move the running statistics with the degraded batch
+    model3, head3, _, _ = setup()
+    separate = ObjectiveConfig(fiqa_batch=mode, quality_bn="separate")
+    compute_objective(model3, head3, images, labels, separate, augment=QualityAugmentation(seed=3))
+    assert not _same_running(_bn_running(model3), after_frozen)
+
+
+def test_concat_quality_bn_is_one_pass_over_clean_and_augmented_images():
+    model, head, images, labels = setup()
+    config = ObjectiveConfig(fiqa_batch="duplicate", quality_bn="concat")
+    out = compute_objective(
+        model, head, images, labels, config, augment=QualityAugmentation(seed=5)
+    )
+    augmented = QualityAugmentation(seed=5)(images)
+    model2, head2, _, _ = setup()
+    with torch.no_grad():
+        embedding, quality = model2(torch.cat([images, augmented]))  # shared batch statistics
+    ce, _ = hand_arcface_ce(embedding[:8], head2.weight, labels)
+    _, cos = hand_arcface_ce(embedding[8:], head2.weight, labels)
+    ccs = cos[torch.arange(8), labels]
+    masked = cos.scatter(1, labels[:, None], float("-inf"))
+    torch.testing.assert_close(out.fr_loss, ce)
+    torch.testing.assert_close(out.quality, quality[8:].squeeze(1))
+    torch.testing.assert_close(out.cr, ccs / (masked.max(1).values + 1 + 1e-9))
+    # one pass: one running-statistics update, from the concatenated batch's statistics
+    assert _same_running(_bn_running(model), _bn_running(model2))
+
+
+def test_clean_cr_diagnostic_is_the_cr_of_the_unaugmented_images():
+    model, head, images, labels = setup()
+    config = ObjectiveConfig(fiqa_batch="duplicate")
+    out = compute_objective(
+        model, head, images, labels, config, augment=QualityAugmentation(seed=1)
+    )
+    model2, head2, _, _ = setup()
+    with torch.no_grad():
+        _, cos = hand_arcface_ce(model2(images)[0], head2.weight, labels)
+    ccs = cos[torch.arange(8), labels]
+    masked = cos.scatter(1, labels[:, None], float("-inf"))
+    clean_cr = ccs / (masked.max(1).values + 1 + 1e-9)
+    assert out.diagnostics["cr_clean_mean"] == pytest.approx(clean_cr.mean().item(), rel=1e-6)
+    assert out.diagnostics["cr_mean"] == pytest.approx(out.cr.mean().item(), rel=1e-6)
+    same = compute_objective(model, head, images, labels, ObjectiveConfig(fiqa_batch="same"))
+    assert same.diagnostics["cr_clean_mean"] == same.diagnostics["cr_mean"]

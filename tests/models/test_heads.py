@@ -130,7 +130,22 @@ def test_low_precision_cosines_give_finite_logits_and_gradients():
     embeddings.requires_grad_()
     labels = torch.tensor([0, 1, 2, 3])
     logits, cosine = head(embeddings, labels)
-    assert logits.dtype == torch.bfloat16 and cosine.dtype == torch.bfloat16
+    assert logits.dtype == torch.float32 and cosine.dtype == torch.float32  # computed in >= fp32
     head.cross_entropy(logits.float(), labels).backward()
     assert torch.isfinite(embeddings.grad.float()).all()
     assert torch.isfinite(head.weight.grad.float()).all()
+
+
+def test_cosines_and_logits_are_float32_under_bf16_autocast() -> None:
+    """The pseudo-labels derive from the cosines: they must not be rounded to bfloat16."""
+    torch.manual_seed(0)
+    head = MarginHead(16, 5)
+    embeddings = torch.randn(4, 16)
+    labels = torch.tensor([0, 1, 2, 3])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits, cosine = head(embeddings.bfloat16(), labels)
+    assert cosine.dtype == logits.dtype == torch.float32
+    reference = torch.nn.functional.normalize(embeddings.bfloat16().float(), dim=1) @ (
+        torch.nn.functional.normalize(head.weight, dim=1).T
+    )
+    torch.testing.assert_close(cosine, reference, rtol=1e-6, atol=1e-6)

@@ -43,6 +43,7 @@ from igfiqa.cli import evaluate as _evaluate  # noqa: E402, F401
 from igfiqa.cli import export as _export  # noqa: E402, F401
 from igfiqa.cli import info as _info  # noqa: E402, F401
 from igfiqa.cli import score as _score  # noqa: E402, F401
+from igfiqa.cli import study as _study  # noqa: E402, F401
 from igfiqa.cli import train as _train  # noqa: E402, F401
 
 

@@ -274,6 +274,8 @@ class Trainer:
 
         # Same seed on every rank: identical initial weights (DDP also broadcasts rank 0's).
         self.model = create_model(**cfg.model.spec()).to(self.device)
+        if cfg.optim.train_embedding_bn_scale:
+            self.model.features.weight.requires_grad_(True)
         sharded = cfg.head.sharded and info.world_size > 1
         head_args = dict(kind=cfg.head.kind, s=cfg.head.s, m=cfg.head.m)
         if cfg.head.sharded:

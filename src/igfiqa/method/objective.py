@@ -5,7 +5,8 @@ See ``docs/method.md`` and METHOD.md sections 2-5.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +20,7 @@ from igfiqa.method.pseudo_labels import certainty_ratio
 FIQA_BATCH_MODES = ("duplicate", "split", "same")
 EMA_SOURCES = ("augmented", "clean")
 CR_FORMULAS = ("paper", "code")
+QUALITY_BN_MODES = ("separate", "frozen_stats", "concat")
 
 
 @dataclass
@@ -36,6 +38,12 @@ class ObjectiveConfig:
         smooth_l1_beta: beta of the SmoothL1 quality loss.
         cr_formula: ``paper`` (CCS / (NNCCS + 1 + eps)) or ``code`` (CCS / max(NNCCS, 1e-3)).
         cr_eps: eps of the ``paper`` formula.
+        quality_bn: how the quality stream's pass touches BatchNorm when it has its own images
+            (``duplicate``/``split``): ``separate`` (a second pass in training mode: batch
+            statistics, and it updates the running statistics too), ``frozen_stats`` (a second pass
+            normalised with its own batch statistics that leaves the running statistics as the clean
+            pass set them) or ``concat`` (clean and quality images in one pass: shared batch
+            statistics, one running-statistics update).
     """
 
     fiqa_batch: str = "duplicate"
@@ -46,6 +54,7 @@ class ObjectiveConfig:
     smooth_l1_beta: float = 0.5
     cr_formula: str = "paper"
     cr_eps: float = 1e-9
+    quality_bn: str = "separate"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -66,6 +75,10 @@ class ObjectiveConfig:
             raise ConfigError(
                 f"objective.cr_formula must be one of {CR_FORMULAS}, got {self.cr_formula!r}"
             )
+        if self.quality_bn not in QUALITY_BN_MODES:
+            raise ConfigError(
+                f"objective.quality_bn must be one of {QUALITY_BN_MODES}, got {self.quality_bn!r}"
+            )
         if float(self.quality_weight) < 0.0:
             raise ConfigError(f"objective.quality_weight must be >= 0, got {self.quality_weight}")
         if float(self.smooth_l1_beta) < 0.0:
@@ -84,7 +97,8 @@ class ObjectiveOutput:
         quality_loss: L_IG, the weighted SmoothL1 of the quality stream (detached).
         diagnostics: floats: ``fr_loss``, ``quality_loss``, ``guidance_weight_mean``,
             ``zero_weight_class_share``, ``cr_mean``, ``cr_std``, ``ccs_mean``, ``nnccs_mean``,
-            ``quality_mean``, ``fr_batch``, ``quality_batch``.
+            ``quality_mean``, ``cr_clean_mean`` (CR of the clean FR stream: the quality stream's
+            images before augmentation in ``duplicate`` mode), ``fr_batch``, ``quality_batch``.
         quality: (Bq,) predicted quality of the quality stream (detached).
         cr: (Bq,) certainty-ratio targets of the quality stream.
         weights: (Bq,) guidance weights of the quality stream (all 1 without guidance).
@@ -122,6 +136,21 @@ def _forward(model: nn.Module, images: Tensor) -> tuple[Tensor, Tensor]:
             "the objective needs a model with a quality head (create_model(..., quality_head=True))"
         )
     return out[0], out[1]
+
+
+@contextmanager
+def frozen_running_stats(model: nn.Module) -> Iterator[None]:
+    """Batch-normalise with batch statistics but leave every running mean/var unchanged."""
+    saved = []
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
+            saved.append((module, module.momentum))
+            module.momentum = 0.0  # running <- (1 - 0) running + 0 batch
+    try:
+        yield
+    finally:
+        for module, momentum in saved:
+            module.momentum = momentum
 
 
 def _quality_head(model: nn.Module) -> Callable[[Tensor], Tensor]:
@@ -180,13 +209,26 @@ def compute_objective(
             q_labels, fr_labels = labels[:n_quality], labels[n_quality:]
         else:
             q_images, fr_images, q_labels, fr_labels = images, images, labels, labels
-        fr_embedding, _ = _forward(model, fr_images)
-        logits, clean_cosine = head(fr_embedding, fr_labels)
-        fr_loss = head.cross_entropy(logits, fr_labels)
+        concat = config.quality_bn == "concat"
+        if not concat:
+            fr_embedding, _ = _forward(model, fr_images)
         if augment is not None:
             with torch.no_grad():
                 q_images = augment(q_images)
-        q_embedding, q_quality = _forward(model, q_images)
+        if concat:
+            embedding, quality = _forward(model, torch.cat([fr_images, q_images]))
+            n_fr = fr_images.shape[0]
+            fr_embedding, q_embedding, q_quality = (
+                embedding[:n_fr],
+                embedding[n_fr:],
+                quality[n_fr:],
+            )
+        else:
+            frozen = config.quality_bn == "frozen_stats"
+            with frozen_running_stats(model) if frozen else nullcontext():
+                q_embedding, q_quality = _forward(model, q_images)
+        logits, clean_cosine = head(fr_embedding, fr_labels)
+        fr_loss = head.cross_entropy(logits, fr_labels)
         with torch.no_grad():
             q_cosine = head.cosine(q_embedding.detach())
 
@@ -194,9 +236,13 @@ def compute_objective(
         ccs, nnccs = head.ccs_nnccs(q_cosine.detach(), q_labels)
         work = torch.promote_types(q_quality.dtype, torch.float32)  # float32 under AMP
         cr = certainty_ratio(ccs, nnccs, config.cr_formula, config.cr_eps).to(work)
+        if mode == "same":
+            clean_ccs, clean_cr = ccs, cr
+        else:
+            clean_ccs, clean_nnccs = head.ccs_nnccs(clean_cosine.detach(), fr_labels)
+            clean_cr = certainty_ratio(clean_ccs, clean_nnccs, config.cr_formula, config.cr_eps)
         if guidance is not None:
             if config.ema_source == "clean" and mode != "same":
-                clean_ccs, _ = head.ccs_nnccs(clean_cosine.detach(), fr_labels)
                 guidance.update(fr_labels, clean_ccs)
             else:
                 guidance.update(q_labels, ccs)
@@ -225,6 +271,7 @@ def compute_objective(
                 ccs.float().mean(),
                 nnccs.float().mean(),
                 prediction.detach().mean(),
+                clean_cr.to(cr.dtype).mean(),
             ]
         ).tolist()
     names = (
@@ -237,6 +284,7 @@ def compute_objective(
         "ccs_mean",
         "nnccs_mean",
         "quality_mean",
+        "cr_clean_mean",
     )
     diagnostics = dict(zip(names, stats, strict=True))
     diagnostics["fr_batch"] = float(fr_labels.shape[0])

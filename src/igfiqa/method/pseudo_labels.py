@@ -46,8 +46,10 @@ def certainty_ratio(
     """The certainty ratio CR, CR-FIQA's quality pseudo-label.
 
     - ``paper``: ``CR = CCS / (NNCCS + 1 + eps)`` (bounded, the CR-FIQA paper's form, default);
-    - ``code``: ``CR = CCS / max(NNCCS, 1e-3)`` (the official CR-FIQA code's form, for reproducing
-      its released weights; the floor keeps it finite when NNCCS <= 0).
+    - ``code``: ``CR = CCS / max(NNCCS, 1e-3)``: the official CR-FIQA code trains with
+      ``CCS / NNCCS``; the ``1e-3`` floor is igfiqa's (the official code masks the true class with
+      ``-1e-12`` and can divide by a value <= 0, docs/method.md), and changes nothing while
+      NNCCS >= 1e-3.
 
     Returns a detached tensor of the inputs' shape.
     """

@@ -30,6 +30,19 @@ MARGIN_KINDS = ("arcface", "cosface")
 _SIN2_FLOOR = 1e-12
 
 
+def prototype_cosine(embeddings: Tensor, prototypes: Tensor) -> Tensor:
+    """``cos(e_i, W_j)`` of L2-normalised rows, computed in at least float32 even under AMP.
+
+    The logits, CCS, NNCCS and the certainty ratio all derive from this matrix; in bfloat16 they
+    would keep about three significant digits (the official CR-FIQA code trains in float32).
+    """
+    work = torch.promote_types(embeddings.dtype, torch.float32)
+    with torch.autocast(embeddings.device.type, enabled=False):
+        return F.linear(
+            F.normalize(embeddings.to(work), dim=1), F.normalize(prototypes.to(work), dim=1)
+        )
+
+
 class MarginHead(nn.Module):
     """ArcFace / CosFace margin head with prototypes ``weight`` (C, F), init normal(0, 0.01).
 
@@ -78,8 +91,8 @@ class MarginHead(nn.Module):
         )
 
     def cosine(self, embeddings: Tensor) -> Tensor:
-        """(B, C) cosines between the L2-normalised embeddings and prototypes."""
-        return F.linear(F.normalize(embeddings, dim=1), F.normalize(self.weight, dim=1))
+        """(B, C) cosines between the L2-normalised embeddings and prototypes (>= float32)."""
+        return prototype_cosine(embeddings, self.weight)
 
     def target_logit(self, cos_target: Tensor) -> Tensor:
         """The margin-penalised cosine of the true class (before scaling by ``s``)."""
@@ -116,4 +129,4 @@ class MarginHead(nn.Module):
         return _ccs_nnccs(cosine, labels)
 
 
-__all__ = ["MARGIN_KINDS", "MarginHead"]
+__all__ = ["MARGIN_KINDS", "MarginHead", "prototype_cosine"]

@@ -27,11 +27,10 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from igfiqa.errors import CheckpointError, ConfigError
-from igfiqa.models.heads import MARGIN_KINDS, MarginHead
+from igfiqa.models.heads import MARGIN_KINDS, MarginHead, prototype_cosine
 
 
 def class_ranges(num_classes: int, world_size: int) -> list[tuple[int, int]]:
@@ -207,7 +206,7 @@ class ShardedMarginHead(nn.Module):
     def cosine(self, embeddings: Tensor) -> Tensor:
         """(B_global, C_local) cosines of the gathered embeddings with this rank's prototypes."""
         gathered = self._gather_embeddings(embeddings)
-        return F.linear(F.normalize(gathered, dim=1), F.normalize(self.weight, dim=1))
+        return prototype_cosine(gathered, self.weight)
 
     def target_logit(self, cos_target: Tensor) -> Tensor:
         """The margin-penalised true-class cosine, exactly as :meth:`MarginHead.target_logit`."""

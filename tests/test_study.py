@@ -1,0 +1,134 @@
+"""igfiqa study: statistics by hand, paired differences from the per-seed tables, resume."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from igfiqa.errors import ConfigError
+from igfiqa.study import (
+    BASELINE,
+    INDEPENDENT_FR,
+    StudySettings,
+    certainty_ratios,
+    mean_ci,
+    run_study,
+    t_quantile_95,
+)
+
+
+def test_mean_ci_is_the_t_interval_by_hand() -> None:
+    stats = mean_ci([1.0, 2.0, 3.0, float("nan")])  # NaN (a failed value) is left out
+    half = 4.303 * 1.0 / math.sqrt(3)  # t(2) = 4.303, s = 1
+    assert stats["n"] == 3 and stats["mean"] == pytest.approx(2.0)
+    assert stats["low"] == pytest.approx(2.0 - half) and stats["high"] == pytest.approx(2.0 + half)
+    single = mean_ci([0.5])
+    assert single["mean"] == 0.5 and math.isnan(single["low"])
+    assert mean_ci([])["n"] == 0
+
+
+def test_t_quantiles_fall_towards_the_normal_one() -> None:
+    values = [t_quantile_95(df) for df in (1, 2, 5, 10, 30, 60, 119, 120, 1000)]
+    assert values[0] == pytest.approx(12.706) and values[3] == pytest.approx(2.228)
+    assert all(a >= b for a, b in itertools.pairwise(values))
+    assert values[-1] == 1.96
+
+
+def test_certainty_ratios_by_hand() -> None:
+    embedding = np.array([[1.0, 0.0], [0.6, 0.8]])
+    prototypes = np.array([[2.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    cr = certainty_ratios(embedding, prototypes, np.array([0, 1]))
+    # sample 0: CCS 1, NNCCS max(0, -1) = 0; sample 1: CCS 0.8, NNCCS max(0.6, -0.6) = 0.6
+    np.testing.assert_allclose(cr, [1.0 / 1.0, 0.8 / 1.6])
+
+
+def test_settings_need_both_fr_models_and_known_variants() -> None:
+    with pytest.raises(ConfigError, match="fr_only"):
+        StudySettings(variants=("crfiqa", "ig_distance"))
+    with pytest.raises(ConfigError, match="unknown study variant"):
+        StudySettings(variants=("crfiqa", "fr_only", "magic"))
+    with pytest.raises(ConfigError, match="seeds"):
+        StudySettings(seeds=0)
+
+
+TINY = dict(
+    seeds=2,
+    variants=(BASELINE, "ig_distance", INDEPENDENT_FR),
+    train_identities=12,
+    samples_per_identity=4,
+    test_identities=8,
+    test_samples_per_identity=3,
+    image_size=32,
+    batch_size=16,
+    epochs=2,
+    real_photos=False,
+)
+
+
+@pytest.mark.slow  # three tiny studies' worth of training: ~20 s on 2 cores
+def test_tiny_study_reports_paired_differences_and_resumes_where_it_stopped(tmp_path) -> None:
+    out = tmp_path / "study"
+    logs: list[str] = []
+    summary = run_study(out, StudySettings(**TINY), log=logs.append)
+    for name in ("report.md", "study.json", "forest.png", "edc_crfiqa.png", "edc_fr_only.png"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "study.json").read_text())["cells"] == summary["cells"]
+    report = (out / "report.md").read_text()
+    assert "IG-FIQA distance (paper)" in report and "paired diff" in report
+
+    # The paired difference is the mean over seeds of (variant - CR-FIQA) in the per-seed tables.
+    cell = summary["cells"][0]
+    for fr_key in ("crfiqa", "fr_only"):
+        diffs = []
+        for seed in (0, 1):
+            table = json.loads((out / f"seed_{seed}" / "seed.json").read_text())["fr_models"][
+                fr_key
+            ]
+            diffs.append(table["ig_distance"][cell] - table[BASELINE][cell])
+        stats = summary["paired_difference"][fr_key]["ig_distance"][cell]
+        assert stats["mean"] == pytest.approx(np.mean(diffs))
+        assert stats["better_seeds"] == sum(d < 0 for d in diffs)
+    # guidance weights are reported for the guided variant only
+    assert "guidance_weight_low_variance" in summary["per_variant"]["ig_distance"]
+    assert "guidance_weight_low_variance" not in summary["per_variant"][BASELINE]
+    epochs = json.loads((out / "seed_0" / "ig_distance" / "unit.json").read_text())["epochs"]
+    assert [row["epoch"] for row in epochs] == [1.0, 2.0]
+
+    # Everything done is reused: a second call trains nothing.
+    logs.clear()
+    run_study(out, StudySettings(**TINY), log=logs.append)
+    assert logs == ["seed 0: done earlier", "seed 1: done earlier"]
+
+    # A unit killed after its first epoch resumes from its checkpoint and ends where it would have.
+    unit_dir = out / "seed_1" / "ig_distance"
+    before = np.load(unit_dir / "test_quality.npy")
+    (unit_dir / "unit.json").unlink()
+    (out / "seed_1" / "seed.json").unlink()
+    sorted((unit_dir / "checkpoints").glob("step_*.pt"))[-1].unlink()
+    logs.clear()
+    again = run_study(out, StudySettings(**TINY), log=logs.append)
+    assert any("IG-FIQA distance" in line for line in logs)
+    assert not any("CR-FIQA (igfiqa baseline)" in line for line in logs)
+    np.testing.assert_array_equal(np.load(unit_dir / "test_quality.npy"), before)
+    assert again["paired_difference"] == summary["paired_difference"]
+
+    # Other settings in the same folder are refused, not mixed.
+    with pytest.raises(ConfigError, match="other settings"):
+        run_study(out, StudySettings(**{**TINY, "epochs": 3}), log=logs.append)
+
+
+def test_cli_lists_variants_and_refuses_a_file_as_out(tmp_path) -> None:
+    from igfiqa.cli import app
+
+    runner = CliRunner()
+    listed = runner.invoke(app, ["study", "--list-variants"])
+    assert listed.exit_code == 0 and "ig_bn_concat" in listed.output
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    refused = runner.invoke(app, ["study", "--out", str(afile), "--no-real-photos"])
+    assert isinstance(refused.exception, ConfigError) and "is a file" in str(refused.exception)
