@@ -131,4 +131,6 @@ def test_cli_lists_variants_and_refuses_a_file_as_out(tmp_path) -> None:
     afile = tmp_path / "afile"
     afile.write_text("x")
     refused = runner.invoke(app, ["study", "--out", str(afile), "--no-real-photos"])
-    assert isinstance(refused.exception, ConfigError) and "is a file" in str(refused.exception)
+    assert isinstance(refused.exception, ConfigError) and "is not a folder" in str(
+        refused.exception
+    )

@@ -658,7 +658,8 @@ Warnings from the evaluation:
   and whether the guidance singles out the low-variance classes (their weight versus the others').
 - It does not reproduce the paper's numbers: the published results use iResNet-50/100 trained for
   days on CASIA-WebFace / MS1MV2 and real benchmarks. Differences of a few hundredths here can be
-  noise of one seed; rerun with other `--seed` values before drawing a conclusion.
+  noise of one seed: `igfiqa study` trains every variant and ablation for several seeds and reports
+  paired differences to CR-FIQA with 95% intervals, with two FR models (docs/results.md).
 - The ground-truth row is the generator's own degradation severity used as a quality score: a
   yardstick for what a perfect degradation detector would reach with this FR model, not an upper
   bound on utility.

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,6 +32,7 @@ import numpy as np
 from igfiqa.demo import GROUND_TRUTH, RenderedFaces, _guidance_weights
 from igfiqa.errors import ConfigError, IgfiqaError
 from igfiqa.evaluation.results import ORACLE
+from igfiqa.files import ensure_dir
 
 UNIT_FORMAT = 1
 
@@ -259,6 +261,8 @@ def _train_unit(config: Any, run_dir: Path, data: RenderedFaces, progress: bool)
     latest = latest_checkpoint(folder)
     if latest is not None and int(load_checkpoint(latest)["epoch"]) >= config.train.epochs:
         return latest
+    if latest is None and run_dir.exists():  # killed before its first checkpoint: start afresh
+        shutil.rmtree(run_dir)
     result = train(
         config, out_dir=run_dir, resume=latest is not None, progress=progress, dataset=data
     )
@@ -267,8 +271,13 @@ def _train_unit(config: Any, run_dir: Path, data: RenderedFaces, progress: bool)
     return Path(result.checkpoint)
 
 
-def _forward(state: dict[str, Any], images: np.ndarray, device: str) -> dict[str, Any]:
-    """Embeddings, quality and BatchNorm mismatch of a checkpoint's model on uint8 images."""
+def _forward(
+    state: dict[str, Any], images: np.ndarray, device: str, *, batchnorm: bool = False
+) -> dict[str, Any]:
+    """Embeddings and quality of a checkpoint's model on uint8 images (evaluation mode); with
+    ``batchnorm`` also how far each BatchNorm's running statistics are from these images' own:
+    mean over channels of |batch mean - running mean| / running std, and |log(batch var / running
+    var)|, averaged over the layers."""
     import torch
 
     from igfiqa.inference.preprocess import normalise_batch
@@ -277,35 +286,45 @@ def _forward(state: dict[str, Any], images: np.ndarray, device: str) -> dict[str
     model = create_model(**state["model_spec"])
     model.load_state_dict(state["model"])
     model.to(device).eval()
-    shifts: list[float] = []
-    ratios: list[float] = []
+    sums: dict[int, list[Any]] = {}
 
     def hook(module: Any, inputs: tuple[Any, ...], _: Any) -> None:
-        x = inputs[0].detach().double()
+        x = inputs[0].detach().float()
         dims = [0, 2, 3] if x.ndim == 4 else [0]
-        mean, var = x.mean(dims), x.var(dims, unbiased=False)
-        run_mean, run_var = module.running_mean.double(), module.running_var.double()
-        shifts.append(float(((mean - run_mean).abs() / (run_var + module.eps).sqrt()).mean()))
-        ratios.append(float((var + module.eps).div(run_var + module.eps).log().abs().mean()))
+        count = x.numel() // x.shape[1]
+        entry = sums.setdefault(id(module), [module, 0, 0.0, 0.0])
+        entry[1] += count
+        entry[2] = entry[2] + x.sum(dims)
+        entry[3] = entry[3] + (x * x).sum(dims)
 
-    handles = [
-        m.register_forward_hook(hook)
-        for m in model.modules()
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-    ]
-    batch = torch.from_numpy(normalise_batch(list(images))).to(device)
+    modules = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    handles = [m.register_forward_hook(hook) for m in modules] if batchnorm else []
+    embeddings, qualities = [], []
     try:
         with torch.no_grad():
-            embedding, quality = model(batch)
+            for start in range(0, len(images), 256):
+                batch = torch.from_numpy(normalise_batch(list(images[start : start + 256])))
+                embedding, quality = model(batch.to(device))
+                embeddings.append(embedding.float().cpu().numpy())
+                qualities.append(quality.reshape(-1).float().cpu().numpy())
     finally:
         for handle in handles:
             handle.remove()
-    return {
-        "embedding": embedding.float().cpu().numpy(),
-        "quality": quality.reshape(-1).float().cpu().numpy(),
-        "bn_mean_shift": float(np.mean(shifts)),
-        "bn_log_var_ratio": float(np.mean(ratios)),
+    out: dict[str, Any] = {
+        "embedding": np.concatenate(embeddings),
+        "quality": np.concatenate(qualities),
     }
+    if batchnorm:
+        shifts, ratios = [], []
+        for module, count, total, squares in sums.values():
+            mean = total / count
+            var = (squares / count - mean * mean).clamp(min=0.0)
+            run_mean, run_var = module.running_mean.float(), module.running_var.float()
+            shifts.append(float(((mean - run_mean).abs() / (run_var + module.eps).sqrt()).mean()))
+            ratios.append(float((var + module.eps).div(run_var + module.eps).log().abs().mean()))
+        out["bn_mean_shift"] = float(np.mean(shifts))
+        out["bn_log_var_ratio"] = float(np.mean(ratios))
+    return out
 
 
 def certainty_ratios(
@@ -360,7 +379,7 @@ def _epoch_instruments(
             ("clean", probe.clean, probe.clean_labels),
             ("degraded", probe.degraded, probe.degraded_labels),
         ):
-            out = _forward(state, images, device)
+            out = _forward(state, images, device, batchnorm=True)
             row[f"cr_{name}"] = float(certainty_ratios(out["embedding"], prototypes, labels).mean())
             row[f"quality_{name}"] = float(out["quality"].mean())
             row[f"bn_mean_shift_{name}"] = out["bn_mean_shift"]
@@ -606,10 +625,7 @@ def run_study(
 ) -> dict[str, Any]:
     """Run (or resume) the study in ``out_dir``; returns the content of ``study.json``."""
     settings = settings or StudySettings()
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; give a folder for the study")
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_dir(out_dir, "the study folder (--out)")
     fingerprint = settings.fingerprint()
     stored = _read_json(out / "settings.json")
     if stored is not None and stored != fingerprint:
@@ -920,7 +936,7 @@ def plot_forest(out: Path, summary: dict[str, Any]) -> str:
 
     cell = summary["cells"][0]
     keys = [k for k in summary["variants"] if k not in (INDEPENDENT_FR, summary["baseline"])]
-    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(keys) + 1.5))
+    fig, ax = plt.subplots(figsize=(8.5, 0.45 * len(keys) + 1.8))
     try:
         for offset, (fr_key, fr_name) in zip(
             (-0.15, 0.15), summary["fr_models"].items(), strict=False
@@ -938,7 +954,7 @@ def plot_forest(out: Path, summary: dict[str, Any]) -> str:
         ax.axvline(0.0, color="0.3", linewidth=0.8)
         ax.set_yticks(range(len(keys)), [summary["variants"][k] for k in keys], fontsize=7)
         ax.invert_yaxis()
-        ax.set_xlabel(f"pAUC/(e0 L) minus CR-FIQA's, same seed ({cell}); < 0 is better")
+        ax.set_xlabel(f"pAUC/(e0 L) minus CR-FIQA's on the same seed ({cell})\nnegative = better")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3, axis="x")
         fig.tight_layout()

@@ -238,3 +238,19 @@ def test_generator_pickles_without_its_cache() -> None:
     clone = pickle.loads(pickle.dumps(faces))
     assert len(pickle.dumps(faces)) < 10_000 and clone._skin_cache == {}
     assert np.array_equal(clone.render(7, 1)[0], faces.render(7, 1)[0])
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("synthetic:seed=-5", "seed must be in"),
+        ("synthetic:first_identity=-1", "first_identity"),
+        ("synthetic:identities=100000000000,samples=100000000", "more than the 20,000,000"),
+        ("synthetic:identities=2000000,samples=1000", "2,000,000,000 images"),
+    ],
+)
+def test_out_of_range_specs_are_refused_before_anything_is_allocated(spec, message):
+    from igfiqa.data.synthetic import synthetic_from_spec
+
+    with pytest.raises(ConfigError, match=message):
+        synthetic_from_spec(spec)

@@ -76,3 +76,21 @@ def test_tensorboard_logging_or_a_clear_message(tmp_path) -> None:
     else:
         train(config, out_dir=tmp_path, max_steps=1, progress=False, dataset=TensorFaces())
         assert any((tmp_path / "tensorboard").iterdir())
+
+
+def test_resume_refuses_a_preset_that_changes_the_recipe(tmp_path) -> None:
+    runner = CliRunner()
+    run = tmp_path / "run"
+    first = runner.invoke(
+        app,
+        ["train", "--preset", "synthetic_demo_crfiqa", *TINY, "--out", str(run), "--max-steps",
+         "1", "--no-progress"],
+    )  # fmt: skip
+    assert first.exit_code == 0, first.output
+    saved = (run / "config.yaml").read_text()
+    switched = runner.invoke(
+        app, ["train", "--resume", str(run), "--preset", "synthetic_demo", *TINY, "--no-progress"]
+    )
+    assert isinstance(switched.exception, ConfigError)
+    assert "method.guidance" in str(switched.exception)
+    assert (run / "config.yaml").read_text() == saved  # untouched

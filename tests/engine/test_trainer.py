@@ -178,3 +178,87 @@ def test_embedding_bn_scale_trains_only_when_switched_on(tmp_path, trainable) ->
     assert torch.equal(scale, torch.ones_like(scale)) is not trainable
     moved = state["model"]["features.bias"]  # the shift trains in both cases
     assert not torch.equal(moved, torch.zeros_like(moved))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_device_without_cuda_is_a_config_error(tmp_path) -> None:
+    from igfiqa.errors import ConfigError
+
+    with pytest.raises(
+        ConfigError, match=r"train\.device: 'cuda' requested but CUDA is not available"
+    ):
+        train(tiny_config("train.device=cuda"), out_dir=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_a_file_as_run_folder_is_a_config_error(tmp_path) -> None:
+    from igfiqa.errors import ConfigError
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(ConfigError, match="afile exists and is not a folder"):
+        train(tiny_config(), out_dir=afile, max_steps=1, progress=False)
+
+
+def _steps_logged(run_dir) -> list[int]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r["step"] for r in map(json.loads, lines) if r.get("kind") == "train"]
+
+
+def test_resume_after_a_kill_logs_each_step_once(tmp_path) -> None:
+    """kill -9 after the last checkpoint: the steps after it are dropped from metrics.jsonl."""
+    config = tiny_config(
+        "checkpoint.every_steps=2", "checkpoint.at_epoch_end=false", "logging.every_steps=1"
+    )
+    train(config, out_dir=tmp_path, max_steps=4, progress=False)
+    # simulate the kill: the checkpoint of step 4 never landed, and the log has a torn last line
+    (tmp_path / "checkpoints" / "step_00000004.pt").unlink()
+    with (tmp_path / "metrics.jsonl").open("a") as handle:
+        handle.write('{"kind": "train", "st')
+    train(config, out_dir=tmp_path, resume=True, max_steps=5, progress=False)
+    steps = _steps_logged(tmp_path)
+    assert steps == sorted(set(steps)) and steps[-1] == 5 and 3 in steps and 4 in steps
+
+
+def test_resuming_a_finished_run_keeps_its_final_checkpoint(tmp_path) -> None:
+    config = tiny_config()
+    done = train(config, out_dir=tmp_path, max_steps=3, progress=False)
+    before = done.checkpoint.read_bytes()
+    again = train(config, out_dir=tmp_path, resume=True, max_steps=3, progress=False)
+    assert again.checkpoint == done.checkpoint and done.checkpoint.read_bytes() == before
+    assert again.metrics == done.metrics
+
+
+def test_a_folder_with_another_runs_files_is_refused(tmp_path) -> None:
+    from igfiqa.errors import ConfigError
+
+    (tmp_path / "config.yaml").write_text("name: other\n")
+    (tmp_path / "metrics.jsonl").write_text('{"step": 0}\n')
+    with pytest.raises(ConfigError, match=r"holds another run's config\.yaml and metrics\.jsonl"):
+        train(tiny_config(), out_dir=tmp_path, max_steps=1, progress=False)
+    assert (tmp_path / "config.yaml").read_text() == "name: other\n"
+
+
+def test_a_second_writer_is_refused_and_a_stale_lock_taken_over(tmp_path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from igfiqa.errors import ConfigError
+    from igfiqa.files import LOCK_FILE
+
+    lock = tmp_path / LOCK_FILE
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock.write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname()}))
+        with pytest.raises(
+            ConfigError, match=rf"in use by another igfiqa process \(PID {holder.pid}"
+        ):
+            train(tiny_config(), out_dir=tmp_path, max_steps=1, progress=False)
+        assert not (tmp_path / "metrics.jsonl").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is dead now: its lock is stale and taken over; released at the end
+    result = train(tiny_config(), out_dir=tmp_path, max_steps=1, progress=False)
+    assert result.step == 1 and not lock.exists()

@@ -136,6 +136,27 @@ def test_quality_csv_matching(tmp_path):
         R.read_quality_csv(path, names)
 
 
+def test_quality_csv_refuses_bad_encoding_non_finite_values_and_conflicting_rows(tmp_path):
+    names = ["a.jpg", "b.jpg"]
+    path = tmp_path / "q.csv"
+    path.write_bytes(b"\x00\xff,1\n")
+    with pytest.raises(DataError, match=r"q\.csv: not UTF-8"):
+        R.read_quality_csv(path, names)
+    for bad in ("nan", "inf", "-inf"):
+        path.write_text(f"a.jpg,0.5\nb.jpg,{bad}\n")
+        with pytest.raises(DataError, match=rf"q\.csv:2: quality '{bad}' is not a finite number"):
+            R.read_quality_csv(path, names)
+    path.write_text("a.jpg,0.5\nb.jpg,0.2\na.jpg,0.7\n")
+    with pytest.raises(
+        DataError, match=r"q\.csv:3: 'a.jpg' has quality 0.7 here but 0.5 on line 1"
+    ):
+        R.read_quality_csv(path, names)
+    path.write_text("a.jpg,0.5\nb.jpg,0.2\na.jpg,0.5\n")  # an identical repeat is harmless
+    assert np.allclose(R.read_quality_csv(path, names), [0.5, 0.2])
+    with pytest.raises(DataError, match="not a regular file"):
+        R.read_quality_csv(tmp_path, names)
+
+
 def test_parse_quality_specs(tmp_path):
     assert R.parse_quality_spec("random:7").options == {"seed": "7"}
     assert R.parse_quality_spec("mine=random").name == "mine"

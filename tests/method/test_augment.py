@@ -241,3 +241,17 @@ def test_bad_config_names_the_field(fields, name):
 def test_bad_input_shape():
     with pytest.raises(ValueError, match="B, 3, H, W"):
         QualityAugmentation()(torch.zeros(3, 32, 32))
+
+
+def test_image_p_leaves_a_share_of_the_images_clean_and_keeps_the_others_draws():
+    config = AugmentConfig(image_p=0.5, downscale_p=1.0, erase_p=1.0)
+    x = images(200, size=16)
+    out = QualityAugmentation(config, seed=2)(x)
+    untouched = (out - x).flatten(1).abs().amax(dim=1) < 1e-6
+    share = untouched.float().mean().item()
+    assert 0.35 < share < 0.65  # binomial(200, 0.5): 5 standard deviations
+    # the degraded images got exactly what the paper's setting (image_p = 1) draws for them
+    full = QualityAugmentation(AugmentConfig(downscale_p=1.0, erase_p=1.0), seed=2)(x)
+    torch.testing.assert_close(out[~untouched], full[~untouched], rtol=0, atol=0)
+    with pytest.raises(ConfigError, match="image_p"):
+        AugmentConfig(image_p=1.5)

@@ -108,12 +108,16 @@ def evaluate(
     from igfiqa.data.benchmarks import open_benchmark
     from igfiqa.evaluation.report import write_report
     from igfiqa.evaluation.runner import BenchmarkRunner, parse_quality_spec
+    from igfiqa.files import ensure_dir
 
     methods = [parse_quality_spec(q) for q in qualities]
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise ConfigError(f"quality method names repeat ({names}); name them NAME=SPEC")
+    ensure_dir(out, "--out")  # before any embedding is computed: nothing is lost to a bad path
     cache = None if no_cache else (cache_dir or out / "cache")
+    if cache is not None:
+        ensure_dir(cache, "--cache-dir")
     results = []
     for text in benchmarks:
         label, kind, path = parse_benchmark(text)

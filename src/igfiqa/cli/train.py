@@ -5,10 +5,31 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from igfiqa.cli import app
+from igfiqa.errors import ConfigError
+
+RECIPE_SECTIONS = ("model", "head", "method", "data")
+
+
+def _check_resumed_recipe(config: Any, saved: Any, run_dir: Path) -> None:
+    """A resumed run keeps its model, head, method and data; anything else may change."""
+    new, old = config.to_dict(), saved.to_dict()
+    changed = [
+        f"{section}.{key}"
+        for section in RECIPE_SECTIONS
+        for key in sorted(set(new[section]) | set(old[section]))
+        if new[section].get(key) != old[section].get(key)
+    ]
+    if changed:
+        raise ConfigError(
+            f"--resume {run_dir}: this would change {', '.join(changed[:6])} of the run's own "
+            f"config.yaml; resume without --preset/--config (the run's recipe is kept), or start "
+            "a new run in another --out folder"
+        )
 
 
 @app.command("train")
@@ -68,6 +89,8 @@ def train_command(
                 )
             preset = str(saved)
     config = load_config(preset, config_file=config_file, data=data, overrides=overrides)
+    if resume is not None and (run_dir / "config.yaml").is_file():
+        _check_resumed_recipe(config, load_config(str(run_dir / "config.yaml")), run_dir)
     if print_config:
         typer.echo(config.to_yaml(), nl=False)
         raise typer.Exit()
@@ -95,3 +118,5 @@ def train_command(
             "verification": result.verification,
         }
         typer.echo(json.dumps(summary, indent=2, default=float))
+    if result.signum is not None:  # stopped by SIGTERM/SIGINT after saving: 143/130, as a shell
+        raise typer.Exit(128 + int(result.signum))

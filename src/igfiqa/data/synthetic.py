@@ -297,6 +297,10 @@ def _cylinder(coords: np.ndarray, centre: float, radius: float, angle: float) ->
     return (coords + (source - coords) * weight).astype(np.float32)
 
 
+MAX_SYNTHETIC_IMAGES = 20_000_000
+"""Largest synthetic data set: its label arrays (8 bytes per image) stay under 200 MB."""
+
+
 class SyntheticFaces:
     """Identities ``first_identity .. first_identity + num_identities - 1``, each with
     ``samples_per_identity`` images; labels are ``identity - first_identity``.
@@ -324,8 +328,16 @@ class SyntheticFaces:
             raise ConfigError(f"synthetic image_size must be in [16, 1024], got {image_size}")
         if not 0.0 <= low_variance_share <= 1.0:
             raise ConfigError(f"low_variance_share must be in [0, 1], got {low_variance_share}")
-        if first_identity < 0:
-            raise ConfigError(f"first_identity must be >= 0, got {first_identity}")
+        if not 0 <= first_identity < 2**31:
+            raise ConfigError(f"first_identity must be in [0, 2**31), got {first_identity}")
+        if not 0 <= seed < 2**31:
+            raise ConfigError(f"synthetic seed must be in [0, 2**31), got {seed}")
+        if num_identities * samples_per_identity > MAX_SYNTHETIC_IMAGES:
+            raise ConfigError(
+                f"synthetic faces: {num_identities} identities x {samples_per_identity} samples = "
+                f"{num_identities * samples_per_identity:,} images, more than the "
+                f"{MAX_SYNTHETIC_IMAGES:,} allowed (MS1MV2 has 5.8M); ask for fewer"
+            )
         self.num_identities = int(num_identities)
         self.samples_per_identity = int(samples_per_identity)
         self.seed = int(seed)
@@ -865,6 +877,7 @@ def synthetic_from_spec(spec: str) -> SyntheticFaces:
 __all__ = [
     "DEGRADATIONS",
     "LOW_VARIANCE_SCALE",
+    "MAX_SYNTHETIC_IMAGES",
     "NUISANCE_SCALE",
     "OCCLUDERS",
     "IdentityParameters",

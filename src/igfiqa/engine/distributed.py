@@ -15,6 +15,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from igfiqa.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -51,8 +53,20 @@ def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
     """``auto`` -> ``cuda:<local_rank>`` when CUDA is available, else ``cpu``."""
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda":
-        return torch.device("cuda", local_rank)
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"train.device: {requested!r} requested but CUDA is not available on this machine "
+                "(no GPU or a CPU build of torch); use --set train.device=cpu or auto"
+            )
+        if requested == "cuda":
+            return torch.device("cuda", local_rank)
+        index = torch.device(requested).index or 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"train.device: {requested!r} but this machine has {torch.cuda.device_count()} "
+                "CUDA device(s)"
+            )
     return torch.device(requested)
 
 

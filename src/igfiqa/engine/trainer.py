@@ -50,6 +50,7 @@ from igfiqa.engine.checkpoint import (
 from igfiqa.engine.sampler import FlippedDataset, ResumableDistributedSampler
 from igfiqa.engine.schedules import LRSchedule
 from igfiqa.errors import CheckpointError, ConfigError, IgfiqaError
+from igfiqa.files import FolderLock, ensure_dir
 from igfiqa.models import create_model
 from igfiqa.models.heads import MarginHead
 from igfiqa.models.sharded import ShardedMarginHead
@@ -73,6 +74,7 @@ class TrainResult:
     epoch: int
     stopped: str  # "completed", "max_steps" or "signal"
     metrics: dict[str, float] = field(default_factory=dict)
+    signum: int | None = None  # the signal that stopped it (SIGTERM 15, SIGINT 2)
     verification: dict[str, dict[str, float]] = field(default_factory=dict)
     nonfinite_steps: int = 0
     images_per_second: float = 0.0
@@ -108,6 +110,30 @@ class _StopFlag:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
+
+
+def truncate_metrics(path: Path, step: int) -> int:
+    """Drop the records after ``step`` (and any torn last line) from a run's ``metrics.jsonl``.
+
+    A run killed after its last checkpoint logged steps that its resumption repeats; without this
+    they would appear twice. Returns the number of lines dropped; the file is rewritten atomically.
+    """
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+            keep = isinstance(record, dict) and int(record.get("step", 0)) <= step
+        except (ValueError, TypeError):
+            keep = False
+        if keep:
+            kept.append(line)
+        else:
+            dropped += 1
+    if dropped:
+        atomic_write_text("".join(f"{line}\n" for line in kept), path)
+    return dropped
 
 
 class _MetricsLog:
@@ -333,6 +359,7 @@ class Trainer:
         # Ranks draw different dropout masks from here on.
         torch.manual_seed(cfg.train.seed * 1000 + 7 + info.rank)
 
+        self.resumed_from: Path | None = None
         if self.resume:
             self._load_latest()
         elif latest_checkpoint(self.run_dir / CHECKPOINT_DIR) is not None:
@@ -340,6 +367,14 @@ class Trainer:
                 f"{self.run_dir} already holds checkpoints of a run: continue it with "
                 f"--resume {self.run_dir} (resume=True) or choose another --out folder"
             )
+        else:
+            foreign = [n for n in (CONFIG_FILE, METRICS_FILE) if (self.run_dir / n).exists()]
+            if foreign:
+                raise ConfigError(
+                    f"{self.run_dir} holds another run's {' and '.join(foreign)} (and no "
+                    "checkpoint to resume): choose another --out folder, or delete them to start "
+                    "afresh there"
+                )
 
         self._float_buffers = [
             b for b in [*self.model.buffers(), *self.head.buffers()] if b.is_floating_point()
@@ -435,6 +470,10 @@ class Trainer:
             )
         state = load_checkpoint(path, map_location="cpu")
         self.load_state(state, path)
+        self.resumed_from = path
+        self.last_metrics = {
+            k: float(v) for k, v in (state.get("metrics") or {}).items() if isinstance(v, float)
+        }
 
     def load_state(self, state: dict[str, Any], path: Path) -> None:
         """Restore everything from a checkpoint dict (see :meth:`checkpoint_payload`)."""
@@ -598,10 +637,13 @@ class Trainer:
     def run(self) -> TrainResult:
         cfg = self.config
         info = self.info
-        self.last_checkpoint: Path | None = None
+        # A finished run resumed again keeps its final checkpoint as it is.
+        self.last_checkpoint: Path | None = self.resumed_from
         if info.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            ensure_dir(self.run_dir, "the run folder (--out)")
             atomic_write_text(cfg.to_yaml(), self.run_dir / CONFIG_FILE)
+            if self.resumed_from is not None:
+                truncate_metrics(self.run_dir / METRICS_FILE, self.step)
         log = _MetricsLog(self.run_dir if info.is_main else None, cfg.logging.tensorboard)
         limit = (
             self.total_steps if self.max_steps is None else min(self.max_steps, self.total_steps)
@@ -723,6 +765,7 @@ class Trainer:
                 step=self.step,
                 epoch=self.epoch,
                 stopped=stopped,
+                signum=stop.signum if stopped == "signal" else None,
                 metrics=dict(self.last_metrics),
                 verification=verification,
                 nonfinite_steps=self.nonfinite_total,
@@ -795,10 +838,23 @@ def train(
     trainer = Trainer(
         config, out_dir, resume=resume, max_steps=max_steps, progress=progress, dataset=dataset
     )
+    # One writer per run folder (rank 0 of a torchrun job holds it for all ranks).
+    lock = None
+    if int(os.environ.get("RANK", "0")) == 0:
+        created = not Path(out_dir).exists()
+        lock = FolderLock(ensure_dir(out_dir, "the run folder (--out)")).acquire()
     try:
         trainer.build()
         return trainer.run()
+    except BaseException:
+        if lock is not None and created:
+            lock.release()
+            with contextlib.suppress(OSError):
+                Path(out_dir).rmdir()  # only if it is still empty: nothing of ours is left there
+        raise
     finally:
+        if lock is not None:
+            lock.release()
         D.teardown(trainer.info)
         torch.use_deterministic_algorithms(deterministic)
         torch.backends.cudnn.benchmark = cudnn_benchmark

@@ -30,6 +30,7 @@ from igfiqa.evaluation.results import (
     BenchmarkResult,
     FmrResult,
 )
+from igfiqa.files import ensure_dir
 
 _REFERENCE_STYLE = {
     RANDOM: {"color": "0.45", "linestyle": "--", "linewidth": 1.2},
@@ -270,8 +271,7 @@ def write_report(
     """
     if isinstance(results, BenchmarkResult):
         results = [results]
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_dir(out_dir, "the report folder (--out)")
     written: dict[str, list[Path]] = {"plots": [], "tables": [], "curves": []}
     for result in results:
         stem = f"{slug(result.benchmark)}__{slug(result.fr_model)}"

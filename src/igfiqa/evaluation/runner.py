@@ -30,7 +30,7 @@ import itertools
 import math
 import os
 import zipfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -322,6 +322,15 @@ def parse_quality_spec(
     return QualityMethod("model", name or path.name, path=path)
 
 
+def _same_value(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        yield from enumerate(csv.reader(handle), start=1)
+
+
 def read_quality_csv(path: Path, sample_names: Sequence[str]) -> np.ndarray:
     """Quality per sample from a CSV of ``path,quality[,error]`` rows (header optional).
 
@@ -331,24 +340,46 @@ def read_quality_csv(path: Path, sample_names: Sequence[str]) -> np.ndarray:
     """
     by_suffix: dict[str, float] = {}
     ambiguous: set[str] = set()
-    with path.open(newline="", encoding="utf-8") as handle:
-        for line_no, row in enumerate(csv.reader(handle), start=1):
-            if not row or (line_no == 1 and row[0].strip().lower() in ("path", "name", "image")):
-                continue
-            if len(row) < 2:
-                raise DataError(f"{path}:{line_no}: expected 'path,quality', got {row!r}")
-            if len(row) > 2 and row[2].strip():
-                continue  # a per-item failure recorded by the scorer
-            try:
-                value = float(row[1]) if row[1].strip() else math.nan
-            except ValueError as error:
-                raise DataError(f"{path}:{line_no}: quality {row[1]!r} is not a number") from error
-            parts = row[0].strip().replace("\\", "/").removeprefix("./").split("/")
-            for start in range(len(parts)):
-                key = "/".join(parts[start:])
-                if key in by_suffix and start > 0:
-                    ambiguous.add(key)
-                by_suffix.setdefault(key, value)
+    seen: dict[str, tuple[float, int]] = {}
+    if not path.is_file():
+        raise DataError(f"quality CSV {path} is not a regular file; pass a CSV file")
+    try:
+        rows = list(_csv_rows(path))
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"{path}: not UTF-8 text (byte {error.start}); write the quality CSV as UTF-8"
+        ) from error
+    except csv.Error as error:
+        raise DataError(f"{path}: not a readable CSV file ({error})") from error
+    for line_no, row in rows:
+        if not row or (line_no == 1 and row[0].strip().lower() in ("path", "name", "image")):
+            continue
+        if len(row) < 2:
+            raise DataError(f"{path}:{line_no}: expected 'path,quality', got {row!r}")
+        if len(row) > 2 and row[2].strip():
+            continue  # a per-item failure recorded by the scorer
+        try:
+            value = float(row[1]) if row[1].strip() else math.nan
+        except ValueError as error:
+            raise DataError(f"{path}:{line_no}: quality {row[1]!r} is not a number") from error
+        if row[1].strip() and not math.isfinite(value):
+            raise DataError(
+                f"{path}:{line_no}: quality {row[1].strip()!r} is not a finite number; "
+                "leave the quality empty (or write an error column) for a failed image"
+            )
+        name = row[0].strip()
+        if name in seen and not _same_value(seen[name][0], value):
+            raise DataError(
+                f"{path}:{line_no}: {name!r} has quality {row[1].strip()} here but "
+                f"{seen[name][0]:g} on line {seen[name][1]}; keep one row per image"
+            )
+        seen.setdefault(name, (value, line_no))
+        parts = row[0].strip().replace("\\", "/").removeprefix("./").split("/")
+        for start in range(len(parts)):
+            key = "/".join(parts[start:])
+            if key in by_suffix and start > 0:
+                ambiguous.add(key)
+            by_suffix.setdefault(key, value)
     names = [str(n).replace("\\", "/").removeprefix("./") for n in sample_names]
     values = np.array([by_suffix.get(n, math.nan) for n in names], dtype=np.float64)
     missing = [n for n, v in zip(names, values, strict=True) if not math.isfinite(v)]

@@ -22,6 +22,9 @@ class AugmentConfig:
 
     Attributes:
         enabled: master switch.
+        image_p: share of the quality stream's images that are degraded at all; the others pass
+            through clean, so the quality head also sees clean images (1.0: every image draws
+            every operation with its own probability, as in the paper).
         downscale_p, downscale_min, downscale_max: shrink by a factor in [min, max] (area filter)
             and scale back up (bilinear).
         blur_p, blur_sigma_min, blur_sigma_max: Gaussian blur with sigma in [min, max] pixels.
@@ -40,6 +43,7 @@ class AugmentConfig:
     """
 
     enabled: bool = True
+    image_p: float = 1.0
     downscale_p: float = 0.5
     downscale_min: float = 0.15
     downscale_max: float = 1.0
@@ -67,7 +71,8 @@ class AugmentConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first invalid field."""
-        for name in ("downscale_p", "blur_p", "erase_p", "jitter_p", "greyscale_p", "jpeg_p"):
+        probabilities = ("image_p", "downscale_p", "blur_p", "erase_p", "jitter_p", "greyscale_p")
+        for name in (*probabilities, "jpeg_p"):
             value = float(getattr(self, name))
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"augment.{name} must be a probability in [0, 1], got {value}")
@@ -215,6 +220,14 @@ class QualityAugmentation:
         top = torch.floor(uniform(0.0, 1.0) * (height - box_h + 1))
         left = torch.floor(uniform(0.0, 1.0) * (width - box_w + 1))
         erase_box = torch.stack([top, left, box_h, box_w], dim=1).long()
+        if c.image_p < 1.0:  # drawn last and only then: the default keeps the paper's draws
+            degraded = chance(c.image_p)
+            jitter, greyscale, downscale = (
+                jitter & degraded,
+                greyscale & degraded,
+                downscale & degraded,
+            )
+            blur, jpeg, erase = blur & degraded, jpeg & degraded, erase & degraded
         return AugmentParams(
             jitter=jitter,
             brightness=brightness,

@@ -1,0 +1,106 @@
+"""Output folders: created where asked, refused with a clear message where they cannot be, and
+locked so that one process at a time writes into a run folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from igfiqa.errors import ConfigError
+
+
+def ensure_dir(path: str | os.PathLike[str], option: str = "--out") -> Path:
+    """Create the folder ``path`` (and its parents) unless it exists; returns it.
+
+    Raises :class:`ConfigError` naming ``option`` and the path when it is a file (or anything else
+    that is not a folder) or cannot be created (no permission, read-only file system, a parent that
+    is a file).
+    """
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{option} {folder} exists and is not a folder; give a folder path")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ConfigError(f"{option} {folder}: cannot create this folder ({reason})") from error
+    return folder
+
+
+LOCK_FILE = ".igfiqa.lock"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+class FolderLock:
+    """One writer per run folder: ``folder/.igfiqa.lock`` holds the writer's PID and host.
+
+    :meth:`acquire` creates the file exclusively. If it exists, a lock of a live process (or of
+    another host, which cannot be checked) refuses with :class:`ConfigError` naming PID and host;
+    a lock left by a dead process on this host is taken over. :meth:`release` removes it. Usable as
+    a context manager.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], what: str = "run folder") -> None:
+        self.path = Path(folder) / LOCK_FILE
+        self.what = what
+        self.held = False
+
+    def _holder(self) -> dict[str, object]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def acquire(self) -> FolderLock:
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                pid, host = holder.get("pid"), holder.get("host")
+                same_host = host == me["host"]
+                if isinstance(pid, int) and (not same_host or _process_alive(pid)):
+                    where = "this host" if same_host else f"host {host}"
+                    raise ConfigError(
+                        f"{self.path.parent} is in use by another igfiqa process (PID {pid} on "
+                        f"{where}); wait for it to finish or use another folder. If that process "
+                        f"is gone, delete {self.path}"
+                    ) from None
+                self.path.unlink(missing_ok=True)  # stale: its writer is dead (or it is unreadable)
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(me, handle)
+            self.held = True
+            return self
+        raise ConfigError(f"could not take the lock {self.path}; another process keeps taking it")
+
+    def release(self) -> None:
+        if self.held:
+            if self._holder().get("pid") == os.getpid():
+                self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self) -> FolderLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+__all__ = ["LOCK_FILE", "FolderLock", "ensure_dir"]
