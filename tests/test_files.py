@@ -20,3 +20,34 @@ def test_ensure_dir_refuses_a_file_and_a_file_as_parent(tmp_path) -> None:
         ensure_dir(afile)
     with pytest.raises(ConfigError, match=r"--report .*afile/sub: cannot create this folder"):
         ensure_dir(afile / "sub", "--report")
+
+
+def test_read_regular_file_refuses_fifos_devices_links_and_oversize_files_without_reading(
+    tmp_path,
+) -> None:
+    import os
+
+    from igfiqa.errors import DataError
+    from igfiqa.files import read_regular_file, read_text_file
+
+    good = tmp_path / "good.bin"
+    good.write_bytes(b"x" * 100)
+    assert read_regular_file(good) == b"x" * 100
+    fifo = tmp_path / "f.jpg"
+    os.mkfifo(fifo)  # opening it for reading would block forever; it must not be read
+    with pytest.raises(DataError, match=r"f\.jpg: not a regular file"):
+        read_regular_file(fifo)
+    if os.path.exists("/dev/zero"):  # endless: reading it would exhaust memory
+        with pytest.raises(DataError, match="/dev/zero: not a regular file"):
+            read_regular_file("/dev/zero")
+    with pytest.raises(DataError, match="100 bytes, more than the 99-byte limit"):
+        read_regular_file(good, max_bytes=99)
+    with pytest.raises(DataError, match="is a directory"):
+        read_regular_file(tmp_path)
+    broken = tmp_path / "broken.png"
+    broken.symlink_to(tmp_path / "gone.png")
+    with pytest.raises(DataError, match="broken symbolic link"):
+        read_regular_file(broken)
+    (tmp_path / "latin.txt").write_bytes(b"caf\xe9\n")
+    with pytest.raises(DataError, match=r"latin\.txt: not UTF-8 text \(byte 3\)"):
+        read_text_file(tmp_path / "latin.txt")

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import time
 from pathlib import Path
 
-from igfiqa.errors import ConfigError
+from igfiqa.errors import ConfigError, DataError
 
 
 def ensure_dir(path: str | os.PathLike[str], option: str = "--out") -> Path:
@@ -28,6 +29,79 @@ def ensure_dir(path: str | os.PathLike[str], option: str = "--out") -> Path:
         reason = error.strerror or type(error).__name__
         raise ConfigError(f"{option} {folder}: cannot create this folder ({reason})") from error
     return folder
+
+
+MAX_FILE_BYTES = 256 * 1024 * 1024
+"""Default cap on any single input file igfiqa reads whole (images, lists, quality CSVs)."""
+
+
+def read_regular_file(
+    path: str | os.PathLike[str], label: str | None = None, max_bytes: int = MAX_FILE_BYTES
+) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``; anything else raises :class:`DataError`.
+
+    FIFOs, devices, sockets and directories are refused without reading (a FIFO would block, a
+    device such as ``/dev/zero`` never ends); the size is checked before reading and again while
+    reading, so a file that grows meanwhile cannot exceed the cap either.
+    """
+    label = label or str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise DataError(f"{label}: file not found (or a broken symbolic link)") from None
+    except IsADirectoryError:
+        raise DataError(f"{label}: is a directory, not a file") from None
+    except OSError as error:
+        raise DataError(f"{label}: cannot open the file ({error.strerror or error})") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise DataError(f"{label}: is a directory, not a file")
+        if not stat.S_ISREG(info.st_mode):
+            raise DataError(
+                f"{label}: not a regular file (a FIFO, device or socket); it was not read"
+            )
+        if info.st_size > max_bytes:
+            raise DataError(
+                f"{label}: {info.st_size:,} bytes, more than the {max_bytes:,}-byte limit on one "
+                "input file; it was not read (raise the limit if the file is genuine)"
+            )
+        chunks, total = [], 0
+        while True:
+            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                raise DataError(f"{label}: grew past the {max_bytes:,}-byte limit while being read")
+        return b"".join(chunks)
+    except OSError as error:
+        raise DataError(f"{label}: cannot read the file ({error.strerror or error})") from None
+    finally:
+        os.close(fd)
+
+
+MAX_TABLE_BYTES = 4 * 1024 * 1024 * 1024
+"""Cap for benchmark tables and verification files (IJB-C's pair list alone is ~300 MB)."""
+
+
+def read_text_file(
+    path: str | os.PathLike[str],
+    label: str | None = None,
+    max_bytes: int = MAX_FILE_BYTES,
+    encoding: str = "utf-8",
+) -> str:
+    """A regular text file (see :func:`read_regular_file`) decoded as ``encoding``; a file that is
+    not valid text raises :class:`DataError` naming it and the byte."""
+    label = label or str(path)
+    data = read_regular_file(path, label, max_bytes)
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"{label}: not {encoding.upper()} text (byte {error.start}); is it the right file?"
+        ) from None
 
 
 LOCK_FILE = ".igfiqa.lock"
@@ -103,4 +177,12 @@ class FolderLock:
         self.release()
 
 
-__all__ = ["LOCK_FILE", "FolderLock", "ensure_dir"]
+__all__ = [
+    "LOCK_FILE",
+    "MAX_FILE_BYTES",
+    "MAX_TABLE_BYTES",
+    "FolderLock",
+    "ensure_dir",
+    "read_regular_file",
+    "read_text_file",
+]

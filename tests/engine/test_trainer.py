@@ -138,7 +138,7 @@ def test_sigterm_finishes_the_step_saves_and_returns(tmp_path) -> None:
     result = train(
         tiny_config(), out_dir=tmp_path, max_steps=20, progress=False, dataset=_SignalFaces()
     )
-    assert result.stopped == "signal"
+    assert result.stopped == "signal" and result.signum == signal.SIGTERM  # CLI exits 143
     assert result.step == 3  # the step whose batch was loading when the signal came
     assert load_checkpoint(result.checkpoint)["step"] == 3
     assert signal.getsignal(signal.SIGTERM) is previous  # handlers restored

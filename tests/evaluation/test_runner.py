@@ -140,7 +140,7 @@ def test_quality_csv_refuses_bad_encoding_non_finite_values_and_conflicting_rows
     names = ["a.jpg", "b.jpg"]
     path = tmp_path / "q.csv"
     path.write_bytes(b"\x00\xff,1\n")
-    with pytest.raises(DataError, match=r"q\.csv: not UTF-8"):
+    with pytest.raises(DataError, match=r"q\.csv \(quality CSV\): not UTF-8"):
         R.read_quality_csv(path, names)
     for bad in ("nan", "inf", "-inf"):
         path.write_text(f"a.jpg,0.5\nb.jpg,{bad}\n")
@@ -153,7 +153,7 @@ def test_quality_csv_refuses_bad_encoding_non_finite_values_and_conflicting_rows
         R.read_quality_csv(path, names)
     path.write_text("a.jpg,0.5\nb.jpg,0.2\na.jpg,0.5\n")  # an identical repeat is harmless
     assert np.allclose(R.read_quality_csv(path, names), [0.5, 0.2])
-    with pytest.raises(DataError, match="not a regular file"):
+    with pytest.raises(DataError, match="is a directory"):
         R.read_quality_csv(tmp_path, names)
 
 

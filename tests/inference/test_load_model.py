@@ -155,8 +155,39 @@ def test_weights_that_do_not_fit_the_spec(tmp_path, model):
         },
         path,
     )
-    with pytest.raises(CheckpointError, match="do not fit"):
+    with pytest.raises(CheckpointError, match=r"does not fit the weights: num_features"):
         igfiqa.load_model(path)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("width", 400.0, "width 400"),  # would allocate ~24 GB if built before the check
+        ("input_size", 10**9, "input_size 1000000000"),
+        ("name", "iresnet100", "name iresnet100"),
+        ("width", "wide", "malformed"),
+    ],
+)
+def test_a_crafted_spec_is_refused_before_anything_is_allocated(
+    tmp_path, model, field, value, message
+):
+    import tracemalloc
+
+    path = tmp_path / "crafted.pt"
+    spec = dict(SPEC, **{field: value})
+    torch.save(
+        {"format": "igfiqa.checkpoint", "format_version": 1, "model_spec": spec,
+         "model": model.state_dict()},
+        path,
+    )  # fmt: skip
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError, match=message):
+            igfiqa.load_model(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 200 * 2**20
 
 
 def test_bfloat16_close_to_float32(backbone_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 import signal
 import subprocess
 import sys
@@ -128,25 +127,26 @@ def test_jsonl_resume(folder, backbone_path, tmp_path):
     assert len(paths) == len(set(paths)) == NUM_IMAGES + 1
 
 
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes (POSIX)")
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
 def test_killed_process_keeps_rows_and_resume_completes(
     how, folder, backbone_path, complete, tmp_path
 ):
-    """A real kill mid-run: a named pipe stands in for a file on a hung network share, so the run
-    is stuck at a known item when it is killed (SIGKILL) or interrupted (Ctrl-C: exit code 130)."""
+    """A real kill mid-run: reading img_06 hangs (as a file on a hung network share would), so the
+    run is stuck at a known item when it is killed (SIGKILL) or interrupted (Ctrl-C: exit 130)."""
     work = tmp_path / "images"
     work.mkdir()
     for path in sorted(folder.iterdir()):
         (work / path.name).write_bytes(path.read_bytes())
-    stuck = work / "img_06.png"
-    content = stuck.read_bytes()
-    stuck.unlink()
-    os.mkfifo(stuck)
-    listing = tmp_path / "images.txt"  # a folder scan skips pipes; a list file names them
+    listing = tmp_path / "images.txt"
     listing.write_text("".join(f"images/{path.name}\n" for path in sorted(folder.iterdir())))
     out = tmp_path / "killed.csv"
-    command = [sys.executable, "-c", "from igfiqa.cli import main; main()", "score"]
+    hang = (
+        "import time, igfiqa.data.decode as d; read = d.read_regular_file; "
+        "d.read_regular_file = lambda path, *a, **k: time.sleep(3600) "
+        "if str(path).endswith('img_06.png') else read(path, *a, **k); "
+        "from igfiqa.cli import main; main()"
+    )
+    command = [sys.executable, "-c", hang, "score"]
     process = subprocess.Popen(
         [*command, str(backbone_path), str(listing), "-o", str(out), "-b", "2", "--workers", "2"],
         stdout=subprocess.DEVNULL,
@@ -160,7 +160,7 @@ def test_killed_process_keeps_rows_and_resume_completes(
                 break
             time.sleep(0.05)
         time.sleep(0.2)
-        assert process.poll() is None, "the run should be stuck at the named pipe"
+        assert process.poll() is None, "the run should be stuck at img_06"
     finally:
         process.send_signal(how)
         try:
@@ -173,8 +173,6 @@ def test_killed_process_keeps_rows_and_resume_completes(
         assert "6 rows were written" in stderr and "--resume" in stderr
     kept = read_csv(out)
     assert [row[0] for row in kept[1:]] == [str(work / f"img_{i:02d}.png") for i in range(6)]
-    stuck.unlink()
-    stuck.write_bytes(content)
     result = resume(backbone_path, listing, out)
     assert result.exit_code == 1
     renamed = [[row[0].replace(str(folder), str(work)), *row[1:]] for row in complete]

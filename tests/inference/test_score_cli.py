@@ -169,6 +169,8 @@ def test_landmarks_align_loose_crops(backbone_path, model, tmp_path):
         "exists",
         "no_calibration",
         "bad_landmarks",
+        "far_landmarks",
+        "empty_folder",
     ],
 )
 def test_usage_errors_exit_two(case, odd_folder, backbone_path, tmp_path):
@@ -186,6 +188,12 @@ def test_usage_errors_exit_two(case, odd_folder, backbone_path, tmp_path):
         out.write_text("path,quality,error\n")
     elif case == "no_calibration":
         args.append("--calibrated")
+    elif case == "far_landmarks":
+        (tmp_path / "lm.txt").write_text("x.png 1e30 2 3 4 5 6 7 8 9 10\n")
+        args += ["--landmarks", tmp_path / "lm.txt"]
+    elif case == "empty_folder":
+        args[1] = tmp_path / "empty"
+        args[1].mkdir()
     else:
         (tmp_path / "lm.txt").write_text("x.png 1 2 3\n")
         args += ["--landmarks", tmp_path / "lm.txt"]
@@ -208,3 +216,22 @@ def test_cuda_device_refused_clearly_without_gpu(backbone_path, odd_folder, tmp_
     root, _ = odd_folder
     result = run_cli(backbone_path, root, "--device", "cuda", "-o", tmp_path / "x.csv")
     assert result.exit_code == 2 and "CUDA" in result.output
+
+
+def test_links_pipes_and_gifs_in_a_folder_each_get_a_row(backbone_path, model, tmp_path):
+    import os
+
+    root = tmp_path / "mixed"
+    image = random_images(1, seed=3)[0]
+    write_png(root / "a_good.png", image)
+    Image.fromarray(image).save(root / "b_anim.gif")  # scored like any other image
+    (root / "c_broken.png").symlink_to(root / "gone.png")
+    os.mkfifo(root / "d_pipe.jpg")  # refused without reading: a read would block forever
+    out = tmp_path / "mixed.csv"
+    result = run_cli(backbone_path, root, "-o", out)
+    assert result.exit_code == 1, result.output
+    rows = {Path(row["path"]).name: row for row in read_rows(out)}
+    assert sorted(rows) == ["a_good.png", "b_anim.gif", "c_broken.png", "d_pipe.jpg"]
+    assert rows["a_good.png"]["error"] == "" and rows["b_anim.gif"]["error"] == ""
+    assert "broken symbolic link" in rows["c_broken.png"]["error"]
+    assert "not a regular file" in rows["d_pipe.jpg"]["error"]

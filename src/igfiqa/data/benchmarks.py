@@ -28,6 +28,7 @@ import numpy as np
 
 from igfiqa.data.decode import decode_image
 from igfiqa.errors import ConfigError, DataError, UnsafePickleError
+from igfiqa.files import MAX_TABLE_BYTES, read_regular_file, read_text_file
 
 HELD_OUT_FIRST_IDENTITY = 1_000_000
 """First identity of the synthetic benchmark unless its spec says otherwise (far from training ids)."""
@@ -209,10 +210,7 @@ def restricted_unpickle(data: bytes, source: str = "<pickle>") -> Any:
 def load_verification_bin(path: str | os.PathLike[str]) -> tuple[list, np.ndarray]:
     """Read an insightface ``.bin``: (encoded images, issame (P,) bool) with len(images) == 2P."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: verification file not found") from None
+    data = read_regular_file(path, f"{path} (verification file)", MAX_TABLE_BYTES)
     loaded = restricted_unpickle(data, str(path))
     if not isinstance(loaded, (tuple, list)) or len(loaded) != 2:
         raise DataError(
@@ -276,7 +274,7 @@ def open_xqlfw(path: str | os.PathLike[str]) -> PairSet:
             ) from None
         return index.setdefault(key, len(index))
 
-    lines = pairs_file.read_text(encoding="utf-8").splitlines()
+    lines = read_text_file(pairs_file).splitlines()
     for line_no, line in enumerate(lines, start=1):
         fields = line.split()
         if not fields:
@@ -315,10 +313,7 @@ def _read_int_table(path: Path, columns: int) -> np.ndarray:
     """A whitespace-separated integer table, parsed in C (a 15M-line pair file in seconds)."""
     import warnings
 
-    try:
-        text = path.read_text(encoding="ascii", errors="replace")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
+    text = read_regular_file(path, max_bytes=MAX_TABLE_BYTES).decode("ascii", errors="replace")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # numpy warns (then stops) at the first non-number
@@ -348,10 +343,7 @@ def open_ijb(path: str | os.PathLike[str], kind: str = "ijbc") -> PairSet:
     pair_file = meta / f"{prefix}_template_pair_label.txt"
     names: list[str] = []
     rows: list[list[str]] = []
-    try:
-        landmark_lines = landmark_file.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise DataError(f"{landmark_file}: file not found") from None
+    landmark_lines = read_text_file(landmark_file, max_bytes=MAX_TABLE_BYTES).splitlines()
     for line_no, line in enumerate(landmark_lines, start=1):
         fields = line.split()
         if not fields:
@@ -370,7 +362,10 @@ def open_ijb(path: str | os.PathLike[str], kind: str = "ijbc") -> PairSet:
     scores = table[:, 10]
     tid_rows = []
     for line_no, line in enumerate(
-        tid_file.read_text(encoding="utf-8").splitlines() if tid_file.is_file() else [], 1
+        read_text_file(tid_file, max_bytes=MAX_TABLE_BYTES).splitlines()
+        if tid_file.is_file()
+        else [],
+        1,
     ):
         fields = line.split()
         if not fields:

@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from igfiqa.data.decode import decode_image
+from igfiqa.data.decode import IMAGE_EXTENSIONS, decode_image
 from igfiqa.errors import ConfigError, DataError
+from igfiqa.files import MAX_TABLE_BYTES, read_text_file
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 """File name extensions treated as images when scanning folders (case-insensitive)."""
 
 _MASK64 = (1 << 64) - 1
@@ -358,12 +358,9 @@ def read_list_file(
     """
     list_path = Path(list_path)
     base = Path(root) if root is not None else list_path.parent
-    try:
-        text = list_path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise DataError(
-            f"{list_path}: not a text list file (expected 'path label' lines)"
-        ) from None
+    text = read_text_file(
+        list_path, f"{list_path} (list file of 'path label' lines)", MAX_TABLE_BYTES
+    )
     paths: list[Path] = []
     labels: list[int] = []
     for number, line in enumerate(text.splitlines(), start=1):

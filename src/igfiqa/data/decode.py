@@ -30,7 +30,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from igfiqa.errors import ImageDecodeError
+from igfiqa.errors import DataError, ImageDecodeError
+from igfiqa.files import MAX_FILE_BYTES, read_regular_file
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pnm"}
+    | {".jp2"}
+)
+"""File name endings (lower case) that folder scans (training and scoring) treat as images."""
 
 MAX_PIXELS = 40_000_000
 """Largest image (width x height) decoded by default: ~40 megapixels, far above any face photo."""
@@ -48,13 +55,15 @@ def decode_image(
     name: str | None = None,
     expected_size: int | None = None,
     max_pixels: int = MAX_PIXELS,
+    max_bytes: int = MAX_FILE_BYTES,
 ) -> np.ndarray:
     """Decode ``source`` into a C-contiguous RGB ``uint8`` array of shape (H, W, 3).
 
     ``source`` is encoded bytes, a file path, a 1-D uint8 array of encoded bytes, or a decoded pixel
     array (RGB order). ``name`` is used in error messages (defaults to the path). With
     ``expected_size`` the image must be exactly ``expected_size`` x ``expected_size``.
-    Raises :class:`ImageDecodeError` for anything that is not a decodable image within ``max_pixels``.
+    Raises :class:`ImageDecodeError` for anything that is not a decodable image within ``max_pixels``
+    (or, for a path, not a regular file of at most ``max_bytes``).
     """
     if isinstance(source, np.ndarray) and source.ndim != 1:
         label = name or "<array>"
@@ -62,7 +71,7 @@ def decode_image(
     else:
         if isinstance(source, (str, os.PathLike)):
             label = name or str(source)
-            data = _read_file(Path(source), label)
+            data = _read_file(Path(source), label, max_bytes)
         elif isinstance(source, np.ndarray):
             label = name or "<array>"
             if source.dtype != np.uint8:
@@ -126,15 +135,11 @@ def _jpeg_frame_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _read_file(path: Path, label: str) -> bytes:
+def _read_file(path: Path, label: str, max_bytes: int) -> bytes:
     try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise ImageDecodeError(f"{label}: file not found") from None
-    except IsADirectoryError:
-        raise ImageDecodeError(f"{label}: is a directory, not an image file") from None
-    except OSError as error:
-        raise ImageDecodeError(f"{label}: cannot read the file ({error})") from None
+        return read_regular_file(path, label, max_bytes)
+    except DataError as error:  # as an ImageDecodeError: a batch job records it per item
+        raise ImageDecodeError(str(error)) from None
 
 
 def _decode_bytes(data: bytes, label: str, max_pixels: int) -> np.ndarray:
@@ -290,4 +295,4 @@ def _composite_on_black(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(mixed.astype(np.uint8))
 
 
-__all__ = ["MAX_PIXELS", "decode_image", "image_size_from_header"]
+__all__ = ["IMAGE_EXTENSIONS", "MAX_PIXELS", "decode_image", "image_size_from_header"]

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import itertools
 import math
 import os
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -46,6 +47,7 @@ from igfiqa.evaluation.results import (
     BenchmarkResult,
     evaluate_scores,
 )
+from igfiqa.files import MAX_TABLE_BYTES, read_text_file
 
 Flip = Literal["auto", "none", "concat", "sum"]
 ImageFunction = Callable[[np.ndarray], np.ndarray]
@@ -326,11 +328,6 @@ def _same_value(a: float, b: float) -> bool:
     return a == b or (math.isnan(a) and math.isnan(b))
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        yield from enumerate(csv.reader(handle), start=1)
-
-
 def read_quality_csv(path: Path, sample_names: Sequence[str]) -> np.ndarray:
     """Quality per sample from a CSV of ``path,quality[,error]`` rows (header optional).
 
@@ -341,14 +338,9 @@ def read_quality_csv(path: Path, sample_names: Sequence[str]) -> np.ndarray:
     by_suffix: dict[str, float] = {}
     ambiguous: set[str] = set()
     seen: dict[str, tuple[float, int]] = {}
-    if not path.is_file():
-        raise DataError(f"quality CSV {path} is not a regular file; pass a CSV file")
+    text = read_text_file(path, f"{path} (quality CSV)", MAX_TABLE_BYTES)
     try:
-        rows = list(_csv_rows(path))
-    except UnicodeDecodeError as error:
-        raise DataError(
-            f"{path}: not UTF-8 text (byte {error.start}); write the quality CSV as UTF-8"
-        ) from error
+        rows = list(enumerate(csv.reader(io.StringIO(text, newline="")), start=1))
     except csv.Error as error:
         raise DataError(f"{path}: not a readable CSV file ({error})") from error
     for line_no, row in rows:

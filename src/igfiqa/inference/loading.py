@@ -30,7 +30,7 @@ from igfiqa.inference.card import (
     read_card,
     validate_card,
 )
-from igfiqa.models import MODEL_LAYERS, create_model
+from igfiqa.models import MODEL_LAYERS, canonical_model_name, create_model
 from igfiqa.models.iresnet import STAGE_CHANNELS, stage_output_size
 
 EXPECTED = (
@@ -136,10 +136,46 @@ def infer_model_spec(state: Mapping[str, torch.Tensor], *, where: str) -> dict[s
     }
 
 
+def check_spec_fits_weights(
+    spec: Mapping[str, Any], state: Mapping[str, torch.Tensor], *, where: str
+) -> None:
+    """Refuse a model spec (from a card or checkpoint: untrusted) that the weights' shapes
+    contradict, before anything of the spec's size is allocated."""
+    inferred = infer_model_spec(state, where=where)
+    problems = []
+    try:
+        name = canonical_model_name(str(spec.get("name", "")))
+        width = float(spec.get("width", 1.0))
+        num_features = int(spec.get("num_features", 512))
+        input_size = int(spec.get("input_size", 112))
+    except (ConfigError, TypeError, ValueError) as error:
+        raise CheckpointError(
+            f"{where}: the model spec {dict(spec)} is malformed ({error})"
+        ) from None
+    if name != inferred["name"]:
+        problems.append(f"name {name} (the weights are {inferred['name']})")
+    expected = [max(4, round(c * width)) for c in STAGE_CHANNELS] if width > 0 else None
+    if expected != [max(4, round(c * inferred["width"])) for c in STAGE_CHANNELS]:
+        problems.append(f"width {width:g} (the weights have width {inferred['width']:g})")
+    if num_features != inferred["num_features"]:
+        problems.append(
+            f"num_features {num_features} (the weights embed in {inferred['num_features']})"
+        )
+    side = stage_output_size(inferred["input_size"])
+    if not 16 <= input_size <= 4096 or stage_output_size(input_size) != side:
+        problems.append(f"input_size {input_size} (the weights take {side}x{side} feature maps)")
+    if problems:
+        raise CheckpointError(
+            f"{where}: the model spec does not fit the weights: {'; '.join(problems)}. The model "
+            "card or checkpoint was edited or belongs to other weights; export the model again"
+        )
+
+
 def build_network(
     spec: Mapping[str, Any], state: Mapping[str, torch.Tensor], *, where: str
 ) -> nn.Module:
     """Build the network of ``spec`` and load ``state`` into it strictly (eval mode, on CPU)."""
+    check_spec_fits_weights(spec, state, where=where)
     options = {key: value for key, value in spec.items() if key != "name"}
     options.setdefault("quality_head", "qs.weight" in state)
     options["dropout"] = 0.0  # inference only: dropout is the identity in eval mode anyway

@@ -14,16 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from igfiqa.data.decode import IMAGE_EXTENSIONS
 from igfiqa.errors import DataError
 
 NORMALISATION_MEAN = (0.5, 0.5, 0.5)
 NORMALISATION_STD = (0.5, 0.5, 0.5)
 COLOUR_ORDER = "RGB"
-
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".jp2"}
-)
-"""File name endings (lower case) that a folder scan treats as images."""
 
 
 def is_pil_image(obj: Any) -> bool:
@@ -110,11 +106,15 @@ def as_image_list(images: Any) -> list[Any]:
 
 
 def find_images(folder: Path) -> list[Path]:
-    """All image files under ``folder`` (recursive), sorted by their path relative to it."""
+    """Every entry with an image file name under ``folder`` (recursive, hidden files skipped), sorted
+    by its path relative to it. Broken links, FIFOs and the like are included so that scoring
+    records a failure row for each instead of dropping them silently."""
     found = [
         path
         for path in folder.rglob("*")
-        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
+        if path.suffix.lower() in IMAGE_EXTENSIONS
+        and not path.name.startswith(".")
+        and (path.is_symlink() or not path.is_dir())
     ]
     return sorted(found, key=lambda path: path.relative_to(folder).as_posix())
 

@@ -23,8 +23,15 @@ from typing import IO, Any
 import numpy as np
 
 from igfiqa.errors import ConfigError, DataError, IgfiqaError
+from igfiqa.files import MAX_TABLE_BYTES, read_text_file
 from igfiqa.inference.pipeline import batched, ordered_map
-from igfiqa.inference.preprocess import find_images, fit_to_size, normalise_into, to_rgb_array
+from igfiqa.inference.preprocess import (
+    IMAGE_EXTENSIONS,
+    find_images,
+    fit_to_size,
+    normalise_into,
+    to_rgb_array,
+)
 
 LIST_SUFFIXES = (".txt", ".lst")
 
@@ -36,6 +43,10 @@ class ScoreItem:
 
     path: str
     relative: str
+
+
+MAX_LANDMARK_COORDINATE = 1e5
+"""Landmarks farther from the origin than this (pixels) belong to no photograph."""
 
 
 @dataclass
@@ -57,9 +68,9 @@ def read_list_file(path: Path) -> list[ScoreItem]:
     """A list file: one image path per line (relative to the list file's folder); blank lines and
     lines starting with ``#`` are skipped; a trailing label (``path label``) is ignored."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"cannot read list file {path}: {error}") from error
+        lines = read_text_file(path, f"list file {path}", MAX_TABLE_BYTES).splitlines()
+    except DataError as error:
+        raise ConfigError(str(error)) from None
     base = path.parent
     items = []
     for line in lines:
@@ -82,7 +93,13 @@ def collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[ScoreItem]:
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            for image in find_images(path):
+            found = find_images(path)
+            if not found:
+                raise ConfigError(
+                    f"folder {raw} holds no images (looked for "
+                    f"{', '.join(sorted(IMAGE_EXTENSIONS))}, recursively)"
+                )
+            for image in found:
                 items.append(
                     ScoreItem(
                         os.path.join(str(raw), image.relative_to(path).as_posix()),
@@ -113,9 +130,9 @@ def read_landmarks(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"cannot read landmark file {path}: {error}") from error
+        lines = read_text_file(path, f"landmark file {path}", MAX_TABLE_BYTES).splitlines()
+    except DataError as error:
+        raise ConfigError(str(error)) from None
     table: dict[str, np.ndarray] = {}
     for number, line in enumerate(lines, start=1):
         fields = line.split()
@@ -134,6 +151,11 @@ def read_landmarks(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
             ) from error
         if not np.all(np.isfinite(points)):
             raise ConfigError(f"{path}:{number}: landmark coordinates must be finite")
+        if np.abs(points).max() > MAX_LANDMARK_COORDINATE:
+            raise ConfigError(
+                f"{path}:{number}: landmark coordinate {np.abs(points).max():g} is outside any "
+                f"image (|x|, |y| <= {MAX_LANDMARK_COORDINATE:g} pixels); check the file's columns"
+            )
         table[fields[0]] = points
     if not table:
         raise ConfigError(f"landmark file {path} holds no landmarks")
