@@ -104,6 +104,21 @@ def read_text_file(
         ) from None
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make a spreadsheet evaluate a CSV cell as a formula."""
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A text cell that spreadsheets show as text: a leading ``'`` before a formula start
+    (OWASP's CSV-injection rule). :func:`spreadsheet_unescape` undoes it."""
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
+
+
+def spreadsheet_unescape(text: str) -> str:
+    """The text :func:`spreadsheet_safe` was given."""
+    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_STARTS) else text
+
+
 LOCK_FILE = ".igfiqa.lock"
 
 
@@ -185,4 +200,6 @@ __all__ = [
     "ensure_dir",
     "read_regular_file",
     "read_text_file",
+    "spreadsheet_safe",
+    "spreadsheet_unescape",
 ]

@@ -215,7 +215,10 @@ def test_resume_after_a_kill_logs_each_step_once(tmp_path) -> None:
     (tmp_path / "checkpoints" / "step_00000004.pt").unlink()
     with (tmp_path / "metrics.jsonl").open("a") as handle:
         handle.write('{"kind": "train", "st')
+    torn = tmp_path / "checkpoints" / ".step_00000004.pt.abc123.tmp"  # the half-written save
+    torn.write_bytes(b"partial")
     train(config, out_dir=tmp_path, resume=True, max_steps=5, progress=False)
+    assert not torn.exists()
     steps = _steps_logged(tmp_path)
     assert steps == sorted(set(steps)) and steps[-1] == 5 and 3 in steps and 4 in steps
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -80,3 +81,31 @@ def test_evaluate_cli_end_to_end(tmp_path, backbone):
     bad = CliRunner().invoke(app, [*args[:7], "-q", f"csv:{scores}", "--fmr", "0.01"])
     assert isinstance(bad.exception, DataError)
     assert names[1] in str(bad.exception)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--fmr", "1.5"], r"--fmr must lie in \(0, 1\)"),
+        (["--limit", "0"], r"--limit must lie in \(0, 1\]"),
+        (["--benchmark", SPEC], "given more than once"),
+    ],
+)
+def test_bad_options_are_refused_before_any_embedding(tmp_path, backbone, extra, message):
+    out = tmp_path / "out"
+    args = ["evaluate", "-b", SPEC, "-f", str(backbone), "-q", "random", "--out", str(out), *extra]
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, ConfigError), result.output
+    assert re.search(message, str(result.exception))
+    assert not out.exists()  # refused before anything was computed or written
+
+
+def test_negative_workers_and_a_file_as_out_are_usage_errors(tmp_path, backbone):
+    args = ["evaluate", "-b", SPEC, "-f", str(backbone), "-q", "random"]
+    negative = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "o"), "--workers", "-3"])
+    assert negative.exit_code == 2 and "--workers" in negative.output
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    as_file = CliRunner().invoke(app, [*args, "--out", str(afile)])
+    assert isinstance(as_file.exception, ConfigError)
+    assert "exists and is not a folder" in str(as_file.exception)

@@ -246,3 +246,15 @@ def test_calibration_monotone_and_bounded(reference, probes):
     assert levels.min() >= 0 and levels.max() <= 100
     assert np.all(np.diff(levels) >= 0)
     assert calibration(np.array([min(reference) - 1, max(reference)])).tolist() == [0, 100]
+
+
+def test_a_broken_calibration_names_the_export(export_dir, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(export_dir, broken)
+    card = json.loads((broken / "model_card.json").read_text())
+    card["calibration"]["raw"] = list(reversed(card["calibration"]["raw"]))
+    (broken / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(CheckpointError, match=rf"{broken}.*strictly increasing.*--reference"):
+        igfiqa.load_model(broken)

@@ -235,3 +235,24 @@ def test_links_pipes_and_gifs_in_a_folder_each_get_a_row(backbone_path, model, t
     assert rows["a_good.png"]["error"] == "" and rows["b_anim.gif"]["error"] == ""
     assert "broken symbolic link" in rows["c_broken.png"]["error"]
     assert "not a regular file" in rows["d_pipe.jpg"]["error"]
+
+
+def test_formula_like_file_names_are_escaped_in_csv_and_resume_and_evaluate_read_them_back(
+    backbone_path, tmp_path, monkeypatch
+):
+    from igfiqa.evaluation.runner import read_quality_csv
+
+    root = tmp_path / "names"
+    images = random_images(2, seed=4)
+    names = ["=HYPERLINK(1).png", "+good.png"]
+    write_png(root / names[0], images[0])
+    write_png(root / names[1], images[1])
+    monkeypatch.chdir(root)  # relative inputs: the rows' paths start with = and +
+    out = tmp_path / "q.csv"
+    assert run_cli(backbone_path, *names, "-o", out).exit_code == 0
+    raw = out.read_text()
+    assert "\n'=HYPERLINK(1).png," in raw and "\n'+good.png," in raw
+    again = run_cli(backbone_path, *names, "-o", out, "--resume")  # nothing scored twice
+    assert again.exit_code == 0 and len(read_rows(out)) == 2
+    values = read_quality_csv(out, names)
+    assert np.all(np.isfinite(values))

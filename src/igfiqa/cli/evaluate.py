@@ -97,7 +97,7 @@ def evaluate(
     ),
     device: str = typer.Option("cpu", "--device", help="Torch device for the models."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
-    workers: int | None = typer.Option(None, "--workers", help="Image decode threads."),
+    workers: int | None = typer.Option(None, "--workers", min=0, help="Image decode threads."),
     cache_dir: Path | None = typer.Option(
         None, "--cache-dir", help="Cache of embeddings and scores (default OUT/cache)."
     ),
@@ -114,7 +114,21 @@ def evaluate(
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise ConfigError(f"quality method names repeat ({names}); name them NAME=SPEC")
-    ensure_dir(out, "--out")  # before any embedding is computed: nothing is lost to a bad path
+    # Everything checked before any embedding is computed: nothing is lost to a bad option.
+    bad_fmrs = [f for f in fmrs if not 0.0 < f < 1.0]
+    if bad_fmrs:
+        raise ConfigError(f"--fmr must lie in (0, 1), got {bad_fmrs}")
+    bad_limits = [L for L in limits if not 0.0 < L <= 1.0]
+    if bad_limits:
+        raise ConfigError(f"--limit must lie in (0, 1], got {bad_limits}")
+    labels = [parse_benchmark(text)[0] for text in benchmarks]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ConfigError(
+            f"--benchmark {', '.join(repeated)} is given more than once; give each once (or name "
+            "them apart with LABEL=KIND:PATH)"
+        )
+    ensure_dir(out, "--out")
     cache = None if no_cache else (cache_dir or out / "cache")
     if cache is not None:
         ensure_dir(cache, "--cache-dir")

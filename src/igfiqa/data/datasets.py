@@ -409,7 +409,8 @@ class ListFileDataset(ImageFileDataset):
         if missing:
             raise DataError(
                 f"{list_path}: listed image {missing[0]} does not exist (paths are relative to "
-                f"{Path(root) if root else Path(list_path).parent}; pass root= to change that)"
+                f"{Path(root) if root else Path(list_path).parent}, the list file's folder "
+                "unless a root is given); write paths relative to the list file, or absolute ones"
             )
         num_classes = int(labels.max()) + 1
         super().__init__(

@@ -188,7 +188,8 @@ def _check_pixels(size: tuple[int, int], label: str, max_pixels: int) -> None:
         raise ImageDecodeError(
             f"{label}: the header announces {width}x{height} = {width * height:,} pixels, more than "
             f"the limit of {max_pixels:,} (a decompression bomb or a huge image); refused before "
-            "decoding. Downscale it, or raise max_pixels if it is genuine"
+            "decoding. If it is a genuine photo, downscale it first (in Python, "
+            "decode_image(..., max_pixels=N) raises the limit)"
         )
 
 

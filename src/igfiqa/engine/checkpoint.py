@@ -69,6 +69,20 @@ def _atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None
     return target
 
 
+def remove_stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the ``.<name>.*.tmp`` files an atomic write left when its process was killed.
+
+    Call only while holding the folder's lock (no other writer can be mid-write)."""
+    folder = Path(folder)
+    removed = []
+    if folder.is_dir():
+        for entry in folder.glob(".*.tmp"):
+            if entry.is_file():
+                entry.unlink(missing_ok=True)
+                removed.append(entry)
+    return removed
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     """``torch.save(obj)`` to ``path`` atomically (temp file, fsync, os.replace, fsync of the folder)."""
     return _atomic_write(path, lambda handle: torch.save(obj, handle))

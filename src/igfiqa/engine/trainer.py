@@ -44,6 +44,7 @@ from igfiqa.engine.checkpoint import (
     capture_rng_state,
     latest_checkpoint,
     load_checkpoint,
+    remove_stale_temp_files,
     restore_rng_state,
     save_checkpoint,
 )
@@ -641,6 +642,8 @@ class Trainer:
         self.last_checkpoint: Path | None = self.resumed_from
         if info.is_main:
             ensure_dir(self.run_dir, "the run folder (--out)")
+            for folder in (self.run_dir, self.run_dir / CHECKPOINT_DIR):  # left by a kill -9
+                remove_stale_temp_files(folder)
             atomic_write_text(cfg.to_yaml(), self.run_dir / CONFIG_FILE)
             if self.resumed_from is not None:
                 truncate_metrics(self.run_dir / METRICS_FILE, self.step)

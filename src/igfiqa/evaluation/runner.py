@@ -47,7 +47,7 @@ from igfiqa.evaluation.results import (
     BenchmarkResult,
     evaluate_scores,
 )
-from igfiqa.files import MAX_TABLE_BYTES, read_text_file
+from igfiqa.files import MAX_TABLE_BYTES, read_text_file, spreadsheet_unescape
 
 Flip = Literal["auto", "none", "concat", "sum"]
 ImageFunction = Callable[[np.ndarray], np.ndarray]
@@ -359,14 +359,14 @@ def read_quality_csv(path: Path, sample_names: Sequence[str]) -> np.ndarray:
                 f"{path}:{line_no}: quality {row[1].strip()!r} is not a finite number; "
                 "leave the quality empty (or write an error column) for a failed image"
             )
-        name = row[0].strip()
+        name = spreadsheet_unescape(row[0].strip())
         if name in seen and not _same_value(seen[name][0], value):
             raise DataError(
                 f"{path}:{line_no}: {name!r} has quality {row[1].strip()} here but "
                 f"{seen[name][0]:g} on line {seen[name][1]}; keep one row per image"
             )
         seen.setdefault(name, (value, line_no))
-        parts = row[0].strip().replace("\\", "/").removeprefix("./").split("/")
+        parts = name.replace("\\", "/").removeprefix("./").split("/")
         for start in range(len(parts)):
             key = "/".join(parts[start:])
             if key in by_suffix and start > 0:

@@ -343,7 +343,9 @@ def load_network(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         return load_safetensors_export(path, find_card_for(path))
     if path.suffix.lower() == ".onnx":
         raise CheckpointError(
-            f"{path} is an ONNX model: score it with backend='onnx' (--backend onnx)"
+            f"{path} is an ONNX model: score it with `igfiqa score --backend onnx` (Python: "
+            "load_model(..., backend='onnx')); exporting and training need the torch weights "
+            "(.pt, .safetensors or .pth)"
         )
     data = read_torch_file(path)
     if isinstance(data, Mapping) and "format" in data:

@@ -39,7 +39,13 @@ class QualityModel:
         self.input_size = int(spec["input_size"])
         self.num_features = int(spec["num_features"])
         calibration = card.get("calibration")
-        self.calibration = ScoreCalibration.from_dict(calibration) if calibration else None
+        try:
+            self.calibration = ScoreCalibration.from_dict(calibration) if calibration else None
+        except CheckpointError as error:
+            raise CheckpointError(
+                f"{self.source}: {error}; calibrate the model again (igfiqa export --reference IMAGES) or "
+                "remove the calibration from its model card"
+            ) from None
 
     # -- properties -------------------------------------------------------------------------------
     @property

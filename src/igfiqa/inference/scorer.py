@@ -23,7 +23,12 @@ from typing import IO, Any
 import numpy as np
 
 from igfiqa.errors import ConfigError, DataError, IgfiqaError
-from igfiqa.files import MAX_TABLE_BYTES, read_text_file
+from igfiqa.files import (
+    MAX_TABLE_BYTES,
+    read_text_file,
+    spreadsheet_safe,
+    spreadsheet_unescape,
+)
 from igfiqa.inference.pipeline import batched, ordered_map
 from igfiqa.inference.preprocess import (
     IMAGE_EXTENSIONS,
@@ -245,7 +250,7 @@ class ResultWriter:
                     f"cannot resume {self.path}: its columns {rows[0]} differ from {self.columns} "
                     "(use the same --format and --calibrated as the first run)"
                 )
-            self.done = {row[0] for row in rows[1:] if row}
+            self.done = {spreadsheet_unescape(row[0]) for row in rows[1:] if row}
         else:
             for number, line in enumerate(text.splitlines(), start=1):
                 if not line.strip():
@@ -268,10 +273,11 @@ class ResultWriter:
         if self.format == "csv":
             writer = csv.writer(self._handle, lineterminator="\n")
             for path, quality, calibrated, error in rows:
-                row = [path, "" if quality is None else _format_quality(quality)]
+                # paths and messages may start with = + - @: never a formula in a spreadsheet
+                row = [spreadsheet_safe(path), "" if quality is None else _format_quality(quality)]
                 if self.calibrated:
                     row.append("" if calibrated is None else str(int(calibrated)))
-                row.append(error or "")
+                row.append(spreadsheet_safe(error or ""))
                 writer.writerow(row)
         else:
             for path, quality, calibrated, error in rows:
