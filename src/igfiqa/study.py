@@ -123,6 +123,13 @@ STUDY_VARIANTS: tuple[StudyVariant, ...] = (
         "BatchNorm: one concatenated pass",
     ),
     StudyVariant(
+        "ig_half_clean",
+        "IG-FIQA distance, half the quality stream clean",
+        _IG,
+        (_DIST, "method.augment.image_p=0.5"),
+        "added from the data: the quality head of duplicate mode never sees a clean image",
+    ),
+    StudyVariant(
         INDEPENDENT_FR,
         "independent FR model (no quality loss)",
         _CR,
