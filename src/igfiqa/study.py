@@ -130,6 +130,13 @@ STUDY_VARIANTS: tuple[StudyVariant, ...] = (
         "added from the data: the quality head of duplicate mode never sees a clean image",
     ),
     StudyVariant(
+        "ig_official",
+        "IG-FIQA distance on the official CR-FIQA training (CCS/NNCCS, BN scale)",
+        _IG,
+        (_DIST, "method.objective.cr_formula=code", "optim.train_embedding_bn_scale=true"),
+        "added from the data: IG-FIQA on top of the official CR-FIQA code's pseudo-label",
+    ),
+    StudyVariant(
         INDEPENDENT_FR,
         "independent FR model (no quality loss)",
         _CR,

@@ -137,6 +137,18 @@ def test_recordio_dataset_round_trip_from_synthetic(tmp_path: Path) -> None:
     assert np.abs(jpeg.load_image(5).astype(int) - source.load_image(5)).mean() < 6
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("7,32,32", "says 7 classes but the labels"), ("6,112,112", "says 112x112 images")],
+)
+def test_a_recordio_property_that_contradicts_the_data_is_refused(tmp_path, text, message) -> None:
+    source = open_training_dataset(SPEC, hflip=False)
+    write_recordio(source, tmp_path / "rec", image_format="png")
+    (tmp_path / "rec" / "property").write_text(text)
+    with pytest.raises(DataError, match=message):
+        open_training_dataset(tmp_path / "rec")
+
+
 def test_folder_written_from_synthetic_reads_back_identically(tmp_path: Path) -> None:
     source = open_training_dataset(SPEC, hflip=False)
     write_identity_folder(source, tmp_path / "f")

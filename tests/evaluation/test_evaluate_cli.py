@@ -109,3 +109,13 @@ def test_negative_workers_and_a_file_as_out_are_usage_errors(tmp_path, backbone)
     as_file = CliRunner().invoke(app, [*args, "--out", str(afile)])
     assert isinstance(as_file.exception, ConfigError)
     assert "exists and is not a folder" in str(as_file.exception)
+
+
+def test_resized_benchmark_images_are_reported(tmp_path, backbone):
+    spec = "synthetic:identities=4,samples=3,image_size=40,seed=2"
+    out = tmp_path / "out"
+    args = ["evaluate", "-b", spec, "-f", str(backbone), "-q", "random", "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--fmr", "0.1", "--workers", "0", "--no-plots"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "results.json").read_text())
+    assert any("40x40 were resized to 32x32" in w for w in summary[0]["warnings"])

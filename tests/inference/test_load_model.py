@@ -211,3 +211,15 @@ def test_run_folder_loads_latest_checkpoint_of_the_engine_writer(tmp_path, check
     loaded = igfiqa.load_model(tmp_path)
     assert loaded.card["source"]["file"] == "step_00000040.pt"
     np.testing.assert_allclose(loaded.score(images), reference_forward(model, images)[1], atol=1e-5)
+
+
+def test_a_wrong_shape_tensor_is_named_in_full(tmp_path, model):
+    state = dict(model.state_dict())
+    state["qs.weight"] = torch.zeros(1, FEATURES + 1)
+    path = tmp_path / "wrong_qs.pt"
+    torch.save(
+        {"format": "igfiqa.checkpoint", "format_version": 1, "model_spec": SPEC, "model": state},
+        path,
+    )
+    with pytest.raises(CheckpointError, match=r"size mismatch for qs\.weight: .*torch\.Size"):
+        igfiqa.load_model(path)

@@ -173,17 +173,23 @@ class RecordIODataset(FaceDataset):
         self.image_keys = layout.image_keys
         prop = read_property(rec_path.parent)
         num_classes = int(layout.labels.max()) + 1 if layout.labels.size else 0
-        if prop is not None:
-            if prop[0] < num_classes:
-                raise DataError(
-                    f"{rec_path.parent / 'property'}: says {prop[0]} classes but the labels go up to "
-                    f"{num_classes - 1}"
-                )
-            num_classes = prop[0]
+        where = rec_path.parent / "property"
+        if prop is not None and prop[0] != num_classes:
+            raise DataError(
+                f"{where}: says {prop[0]} classes but the labels of {rec_path.name} are 0.."
+                f"{num_classes - 1} ({num_classes} classes); fix the property file (classes,height,"
+                "width) or the data"
+            )
         self.labels = layout.labels
-        stored = prop[1] if prop is not None else None
-        if stored is None and len(layout.image_keys):
-            stored = self._decode(0).shape[0]
+        stored = None
+        if len(layout.image_keys):
+            first = self._decode(0).shape[:2]
+            if prop is not None and (prop[1], prop[2]) != first:
+                raise DataError(
+                    f"{where}: says {prop[1]}x{prop[2]} images but {rec_path.name}'s first image "
+                    f"is {first[0]}x{first[1]}; fix the property file or the data"
+                )
+            stored = first[0]
         super().__init__(
             layout.labels,
             [str(c) for c in range(num_classes)],

@@ -449,9 +449,10 @@ def benchmark_key(pairset: Any, source: str | os.PathLike[str] | None = None) ->
 
 
 def _iter_batches(
-    pairset: Any, batch_size: int, workers: int | None
+    pairset: Any, batch_size: int, workers: int | None, sizes: set[tuple[int, int]] | None = None
 ) -> Iterable[tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]]:
-    """Yield (sample indices, uint8 images (B, S, S, 3), failures [(index, message)])."""
+    """Yield (sample indices, uint8 images (B, S, S, 3), failures [(index, message)]); the
+    (height, width) of every decoded image is added to ``sizes``."""
     from igfiqa.inference.pipeline import batched, ordered_map
 
     def load(index: int) -> np.ndarray:
@@ -466,6 +467,8 @@ def _iter_batches(
         failures = [(int(o.item), str(o.error)) for o in group if o.error is not None]
         if ok:
             shapes = {o.value.shape for o in ok}
+            if sizes is not None:
+                sizes.update(shape[:2] for shape in shapes)
             if len(shapes) > 1:
                 import cv2
 
@@ -490,8 +493,10 @@ def image_pass(
     batch_size: int = 64,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    sizes: set[tuple[int, int]] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[int, str]]:
-    """Decode every sample once and feed each batch to every consumer.
+    """Decode every sample once and feed each batch to every consumer (the decoded images'
+    (height, width) are added to ``sizes``).
 
     ``consumers[name] = (function, width)``: function(uint8 (B, S, S, 3)) -> (B, width) or (B,).
     Returns per-consumer arrays (num_samples, width) (NaN rows for failed samples) and the failures
@@ -506,7 +511,7 @@ def image_pass(
     }
     failures: dict[int, str] = {}
     done = 0
-    for index, images, failed in _iter_batches(pairset, batch_size, workers):
+    for index, images, failed in _iter_batches(pairset, batch_size, workers, sizes):
         failures.update(failed)
         if len(index):
             for name, (function, width) in consumers.items():
@@ -665,6 +670,7 @@ class BenchmarkRunner:
         self.sample_template = getattr(pairset, "sample_template", None)
         self.sample_media = getattr(pairset, "sample_media", None)
         self.failed: dict[int, str] = {}
+        self.image_sizes: set[tuple[int, int]] = set()
 
     # -- cache helpers ---------------------------------------------------------------------------
     def _path(self, kind: str, key: str | None, suffix: str = ".npz") -> Path | None:
@@ -724,7 +730,11 @@ class BenchmarkRunner:
                 f"{self.name}: running {', '.join(consumers)} on {self.pairset.num_samples} images"
             )
             out, failures = image_pass(
-                self.pairset, consumers, batch_size=self.batch_size, workers=self.workers
+                self.pairset,
+                consumers,
+                batch_size=self.batch_size,
+                workers=self.workers,
+                sizes=self.image_sizes,
             )
             self._record_failures(failures)
             failed = np.array(sorted(failures), dtype=np.int64)
@@ -892,6 +902,16 @@ class BenchmarkRunner:
             benchmark=self.name,
             fr_model=fr_label,
         )
+        side = int(getattr(model, "input_size", 0) or 0)
+        resized = sorted(size for size in self.image_sizes if size != (side, side))
+        if side and resized:
+            shown = ", ".join(f"{w}x{h}" for h, w in resized[:4])
+            result.warnings.insert(
+                0,
+                f"{self.name}: images of {shown}{' ...' if len(resized) > 4 else ''} were resized "
+                f"to {side}x{side} for {model.name} (area interpolation, aspect ratio ignored); "
+                "give aligned crops of that size for exact results",
+            )
         if self.failed:
             examples = [self.pairset.sample_names[i] for i in sorted(self.failed)[:5]]
             result.warnings.insert(

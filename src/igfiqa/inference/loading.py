@@ -202,9 +202,12 @@ def _load_shape_checked(
     try:
         return build_network(network_spec, state, where=where)
     except RuntimeError as error:  # size mismatches from load_state_dict
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        details = [line for line in lines if line.startswith("size mismatch")] or lines[:1]
+        more = f" (and {len(details) - 3} more)" if len(details) > 3 else ""
         raise CheckpointError(
             f"{where}: the weights do not fit model spec {dict(network_spec)}: "
-            f"{str(error).splitlines()[0]} ... ({len(str(error).splitlines())} lines)"
+            f"{' '.join(details[:3])}{more}"
         ) from error
 
 
