@@ -32,19 +32,36 @@ def ensure_dir(path: str | os.PathLike[str], option: str = "--out") -> Path:
 
 
 MAX_FILE_BYTES = 256 * 1024 * 1024
-"""Default cap on any single input file igfiqa reads whole (images, lists, quality CSVs)."""
+"""Default cap on one input image file; ``IGFIQA_MAX_FILE_MB`` in the environment changes it."""
+MAX_FILE_ENV = "IGFIQA_MAX_FILE_MB"
+
+
+def max_file_bytes() -> int:
+    """The cap on one image file: ``IGFIQA_MAX_FILE_MB`` (MiB) if set, else :data:`MAX_FILE_BYTES`."""
+    text = os.environ.get(MAX_FILE_ENV, "").strip()
+    if not text:
+        return MAX_FILE_BYTES
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigError(f"{MAX_FILE_ENV}={text!r} must be a positive number of MiB")
+    return int(value * 1024 * 1024)
 
 
 def read_regular_file(
-    path: str | os.PathLike[str], label: str | None = None, max_bytes: int = MAX_FILE_BYTES
+    path: str | os.PathLike[str], label: str | None = None, max_bytes: int | None = None
 ) -> bytes:
-    """The bytes of a regular file of at most ``max_bytes``; anything else raises :class:`DataError`.
+    """The bytes of a regular file of at most ``max_bytes`` (default :func:`max_file_bytes`);
+    anything else raises :class:`DataError`.
 
     FIFOs, devices, sockets and directories are refused without reading (a FIFO would block, a
     device such as ``/dev/zero`` never ends); the size is checked before reading and again while
     reading, so a file that grows meanwhile cannot exceed the cap either.
     """
     label = label or str(path)
+    max_bytes = max_file_bytes() if max_bytes is None else int(max_bytes)
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
@@ -64,7 +81,7 @@ def read_regular_file(
         if info.st_size > max_bytes:
             raise DataError(
                 f"{label}: {info.st_size:,} bytes, more than the {max_bytes:,}-byte limit on one "
-                "input file; it was not read (raise the limit if the file is genuine)"
+                f"input file; it was not read (if it is genuine, raise {MAX_FILE_ENV})"
             )
         chunks, total = [], 0
         while True:
@@ -89,7 +106,7 @@ MAX_TABLE_BYTES = 4 * 1024 * 1024 * 1024
 def read_text_file(
     path: str | os.PathLike[str],
     label: str | None = None,
-    max_bytes: int = MAX_FILE_BYTES,
+    max_bytes: int | None = None,
     encoding: str = "utf-8",
 ) -> str:
     """A regular text file (see :func:`read_regular_file`) decoded as ``encoding``; a file that is
@@ -195,9 +212,11 @@ class FolderLock:
 __all__ = [
     "LOCK_FILE",
     "MAX_FILE_BYTES",
+    "MAX_FILE_ENV",
     "MAX_TABLE_BYTES",
     "FolderLock",
     "ensure_dir",
+    "max_file_bytes",
     "read_regular_file",
     "read_text_file",
     "spreadsheet_safe",

@@ -25,7 +25,8 @@ def study(
     variants: str | None = typer.Option(
         None,
         "--variants",
-        help="Comma-separated variant keys (default: all; crfiqa and fr_only are always needed). "
+        help="Comma-separated variant keys, or 'all' (default: every variant but the two added "
+        "from the data, ig_half_clean and ig_official; crfiqa and fr_only are always needed). "
         "See --list-variants.",
     ),
     list_variants: bool = typer.Option(
@@ -65,11 +66,18 @@ def study(
     plots. Rerun the same command to resume a killed study. The default takes about 75 minutes on 2
     CPU cores; on a GPU scale it up (--device cuda --image-size 112 --width 1 --identities 2000).
     """
-    from igfiqa.study import STUDY_VARIANTS, StudySettings, headline_table, run_study
+    from igfiqa.study import (
+        EXTRA_VARIANTS,
+        STUDY_VARIANTS,
+        StudySettings,
+        headline_table,
+        run_study,
+    )
 
     if list_variants:
         for variant in STUDY_VARIANTS:
-            typer.echo(f"{variant.key:22s} {variant.label}: {variant.question}")
+            extra = " [not in the default]" if variant.key in EXTRA_VARIANTS else ""
+            typer.echo(f"{variant.key:22s} {variant.label}: {variant.question}{extra}")
         return
     chosen = _variants(variants)
     settings = StudySettings(

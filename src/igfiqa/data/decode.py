@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from igfiqa.errors import DataError, ImageDecodeError
-from igfiqa.files import MAX_FILE_BYTES, read_regular_file
+from igfiqa.files import read_regular_file
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pnm"}
@@ -55,7 +55,7 @@ def decode_image(
     name: str | None = None,
     expected_size: int | None = None,
     max_pixels: int = MAX_PIXELS,
-    max_bytes: int = MAX_FILE_BYTES,
+    max_bytes: int | None = None,
 ) -> np.ndarray:
     """Decode ``source`` into a C-contiguous RGB ``uint8`` array of shape (H, W, 3).
 
@@ -63,7 +63,8 @@ def decode_image(
     array (RGB order). ``name`` is used in error messages (defaults to the path). With
     ``expected_size`` the image must be exactly ``expected_size`` x ``expected_size``.
     Raises :class:`ImageDecodeError` for anything that is not a decodable image within ``max_pixels``
-    (or, for a path, not a regular file of at most ``max_bytes``).
+    (or, for a path, not a regular file of at most ``max_bytes``; default
+    :func:`igfiqa.files.max_file_bytes`, 256 MiB or ``IGFIQA_MAX_FILE_MB``).
     """
     if isinstance(source, np.ndarray) and source.ndim != 1:
         label = name or "<array>"
@@ -135,7 +136,7 @@ def _jpeg_frame_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _read_file(path: Path, label: str, max_bytes: int) -> bytes:
+def _read_file(path: Path, label: str, max_bytes: int | None) -> bytes:
     try:
         return read_regular_file(path, label, max_bytes)
     except DataError as error:  # as an ImageDecodeError: a batch job records it per item

@@ -8,6 +8,7 @@ A file that fails gets a row with its error and the run goes on. Nothing here im
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -52,6 +53,15 @@ class ScoreItem:
 
 MAX_LANDMARK_COORDINATE = 1e5
 """Landmarks farther from the origin than this (pixels) belong to no photograph."""
+
+
+def _tolerant(stream: IO[str]) -> IO[str]:
+    """``stream`` writing unencodable characters (surrogates of non-UTF-8 file names) escaped."""
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None:
+        with contextlib.suppress(ValueError, OSError):
+            reconfigure(errors="backslashreplace")
+    return stream
 
 
 @dataclass
@@ -207,7 +217,8 @@ class ResultWriter:
         if self.path is None:
             if resume:
                 raise ConfigError("--resume needs an output file (-o FILE), not stdout")
-            self._handle: IO[str] = sys.stdout
+            # stdout cannot take the raw bytes of a non-UTF-8 name: those are shown escaped
+            self._handle: IO[str] = _tolerant(sys.stdout)
             self._owned = False
             self._write_header()
             return
@@ -220,11 +231,17 @@ class ResultWriter:
         if self.path.is_dir():
             raise ConfigError(f"output {self.path} is a directory; give a file name")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # surrogateescape: a file name that is not valid UTF-8 (possible on POSIX) is written back
+        # byte for byte, so --resume recognises it; everything else is plain UTF-8.
         if exists and resume:
             self._read_existing()
-            self._handle = self.path.open("a", encoding="utf-8", newline="")
+            self._handle = self.path.open(
+                "a", encoding="utf-8", errors="surrogateescape", newline=""
+            )
         else:
-            self._handle = self.path.open("w", encoding="utf-8", newline="")
+            self._handle = self.path.open(
+                "w", encoding="utf-8", errors="surrogateescape", newline=""
+            )
         self._owned = True
         if self.path.stat().st_size == 0:
             self._write_header()
@@ -242,7 +259,7 @@ class ResultWriter:
             with self.path.open("r+b") as handle:
                 handle.truncate(end)
             data = data[:end]
-        text = data.decode("utf-8", errors="replace")
+        text = data.decode("utf-8", errors="surrogateescape")
         if self.format == "csv":
             rows = list(csv.reader(io.StringIO(text)))
             if rows and rows[0] != self.columns:
