@@ -201,7 +201,7 @@ class StudySettings:
     limits: tuple[float, ...] = (0.2, 0.3)
     real_photos: bool = True
     photo_cache: str = "~/.cache/igfiqa/real_photos"
-    device: str = "cpu"
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         self.variants = VARIANT_KEYS if tuple(self.variants) == ("all",) else tuple(self.variants)
@@ -651,6 +651,9 @@ def run_study(
             "--out folder, or the same settings to resume it"
         )
     _write_json(out / "settings.json", fingerprint)
+    from igfiqa.inference.runners import resolve_device
+
+    device = resolve_device(settings.device)
     started = time.perf_counter()
     photos = load_photo_set(settings, log)
     seeds: list[dict[str, Any]] = []
@@ -679,7 +682,7 @@ def run_study(
             checkpoint = _train_unit(config, run_dir, train_set, progress)
             unit = evaluate_unit(
                 variant, checkpoint, run_dir, test_set, probe, train_set.low_variance, photos,
-                seed, settings.device,
+                seed, device,
             )  # fmt: skip
             unit["seconds"] = time.perf_counter() - t0
             _write_json(unit_files[variant.key], unit)

@@ -148,7 +148,17 @@ def test_killed_process_keeps_rows_and_resume_completes(
     )
     command = [sys.executable, "-c", hang, "score"]
     process = subprocess.Popen(
-        [*command, str(backbone_path), str(listing), "-o", str(out), "-b", "2", "--workers", "2"],
+        [
+            *command,
+            str(backbone_path),
+            str(listing),
+            "-o",
+            str(out),
+            "--batch-size",
+            "2",
+            "--workers",
+            "2",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

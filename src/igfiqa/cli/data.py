@@ -19,11 +19,6 @@ app.add_typer(data_app, name="data")
 _BENCHMARK_ONLY = ("bin", "xqlfw", "ijbb", "ijbc")
 
 
-def _sheet_name(source: str) -> str:
-    name = "synthetic" if source.lower().startswith("synthetic") else Path(source).name or "data"
-    return f"{Path(name).stem or 'data'}_contact_sheet.png"
-
-
 @data_app.command("inspect")
 def inspect(
     path: str = typer.Argument(
@@ -35,13 +30,13 @@ def inspect(
     sheet: Path | None = typer.Option(
         None,
         "--sheet",
-        help="Where to write the PNG contact sheet (default: ./<name>_contact_sheet.png).",
+        help="Write a PNG contact sheet (one row of images per class) to this file.",
     ),
-    no_sheet: bool = typer.Option(False, "--no-sheet", help="Do not write a contact sheet."),
     classes: int = typer.Option(8, help="Classes shown on the contact sheet (one row each)."),
     per_class: int = typer.Option(8, help="Images per class on the contact sheet."),
 ) -> None:
-    """Detect the format and report images, classes and images per class; write a contact sheet."""
+    """Detect the format and report images, classes and images per class (and, with --sheet, write
+    a contact sheet)."""
     import numpy as np
 
     from igfiqa.data.benchmarks import _detect_kind, open_benchmark
@@ -80,10 +75,9 @@ def inspect(
             row = [safe(dataset.load_image, int(i)) for i in members]
             tiles.extend(row + [np.full((8, 8, 3), 255, np.uint8)] * (per_class - len(row)))
     summary["unreadable_in_sheet"] = failures
-    if not no_sheet and tiles:
-        target = sheet if sheet is not None else Path(_sheet_name(path))
-        write_png(target, contact_sheet(tiles, columns=per_class))
-        summary["contact_sheet"] = str(target)
+    if sheet is not None and tiles:
+        write_png(sheet, contact_sheet(tiles, columns=per_class))
+        summary["contact_sheet"] = str(sheet)
     if as_json:
         typer.echo(json.dumps(summary))
         return
@@ -104,7 +98,7 @@ def convert(
         ..., help="Source: identity folder, list file, RecordIO, or 'synthetic:...'."
     ),
     dst: Path = typer.Argument(..., help="Destination folder (rec, folder) or file (bin)."),
-    to: str = typer.Option("rec", "--format", "-f", help="Output format: rec, folder or bin."),
+    to: str = typer.Option("rec", "--format", help="Output format: rec, folder or bin."),
     image_format: str = typer.Option("jpg", help="How images are stored: jpg or png (lossless)."),
     quality: int = typer.Option(95, min=1, max=100, help="JPEG quality."),
     image_size: int | None = typer.Option(
@@ -113,11 +107,15 @@ def convert(
     pairs: int = typer.Option(6000, help="bin only: number of pairs (half mated)."),
     seed: int = typer.Option(0, help="bin only: seed of the pair sampling."),
     overwrite: bool = typer.Option(False, help="Write into a non-empty destination."),
+    progress: bool = typer.Option(
+        True, "--progress/--no-progress", help="Progress bar on standard error (when a terminal)."
+    ),
 ) -> None:
     """Convert a data set to insightface RecordIO, an identity folder, or a verification .bin."""
     from igfiqa.data.convert import write_identity_folder, write_recordio, write_verification_bin
     from igfiqa.data.datasets import open_training_dataset
     from igfiqa.errors import ConfigError
+    from igfiqa.progress import ProgressBar
 
     to = to.lower()
     if to not in ("rec", "folder", "bin"):
@@ -129,15 +127,21 @@ def convert(
             f"{dst}: already exists and is not empty; pass --overwrite or choose another path"
         )
     dataset = open_training_dataset(src, image_size=image_size, hflip=False)
-    if to == "bin":
-        path = write_verification_bin(
-            dataset, dst, num_pairs=pairs, seed=seed, image_format=image_format, quality=quality
-        )
-        result = {"path": str(path), "written": 2 * pairs, "failed": 0}
-    else:
-        writer = write_recordio if to == "rec" else write_identity_folder
-        report = writer(dataset, dst, image_format=image_format, quality=quality)
-        result = report.as_dict()
+    with ProgressBar(f"convert to {to}", None, enabled=progress) as bar:
+
+        def step(done: int, total: int) -> None:
+            bar.update(done, total)
+
+        if to == "bin":
+            path = write_verification_bin(
+                dataset, dst, num_pairs=pairs, seed=seed, image_format=image_format,
+                quality=quality, progress=step,
+            )  # fmt: skip
+            result = {"path": str(path), "written": 2 * pairs, "failed": 0}
+        else:
+            writer = write_recordio if to == "rec" else write_identity_folder
+            report = writer(dataset, dst, image_format=image_format, quality=quality, progress=step)
+            result = report.as_dict()
     for failure in result.get("failures", []):
         typer.echo(f"skipped: {failure['error']}", err=True)
     typer.echo(

@@ -12,7 +12,7 @@ from igfiqa.cli import app
 @app.command("demo")
 def demo(
     out: Path = typer.Option(
-        Path("demo_out"), "--out", help="Folder for report.md, plots and runs."
+        Path("demo_out"), "--out", "-o", help="Folder for report.md, plots and runs."
     ),
     budget_minutes: float = typer.Option(
         7.0,

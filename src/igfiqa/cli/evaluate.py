@@ -95,7 +95,9 @@ def evaluate(
         "--erc-rule",
         help="ERC threshold rule: crfiqa (closest FMR, as CR-FIQA's code) or iso.",
     ),
-    device: str = typer.Option("cpu", "--device", help="Torch device for the models."),
+    device: str = typer.Option(
+        "auto", "--device", help="auto (cuda when available, else cpu), cpu, cuda or cuda:N."
+    ),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     workers: int | None = typer.Option(None, "--workers", min=0, help="Image decode threads."),
     cache_dir: Path | None = typer.Option(
@@ -103,6 +105,9 @@ def evaluate(
     ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write caches."),
     no_plots: bool = typer.Option(False, "--no-plots", help="Tables only."),
+    progress: bool = typer.Option(
+        True, "--progress/--no-progress", help="Progress bar on standard error (when a terminal)."
+    ),
 ) -> None:
     """Evaluate quality methods on benchmarks: EDC (fixed threshold) pAUC and the CR-FIQA ERC."""
     from igfiqa.data.benchmarks import open_benchmark
@@ -145,6 +150,7 @@ def evaluate(
             workers=workers,
             device=device,
             log=lambda message: typer.echo(message, err=True),
+            progress=progress,
         )
         for fr in fr_models:
             output = runner.run(

@@ -15,7 +15,7 @@ def export(
     checkpoint: Path = typer.Argument(
         ..., help="Training checkpoint, CR-FIQA *backbone.pth, or an existing export."
     ),
-    out: Path = typer.Option(..., "--out", help="Directory to write the export into."),
+    out: Path = typer.Option(..., "--out", "-o", help="Directory to write the export into."),
     onnx: bool = typer.Option(
         False, "--onnx", help="Also write model.onnx (opset 17, dynamic batch)."
     ),

@@ -64,10 +64,10 @@ def score(
         "--resize",
         help="Resize images that are not the model's input size instead of refusing them.",
     ),
-    batch_size: int = typer.Option(
-        64, "--batch-size", "-b", min=1, help="Images per forward pass."
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per forward pass."),
+    device: str = typer.Option(
+        "auto", "--device", help="auto (cuda when available, else cpu), cpu, cuda or cuda:N."
     ),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
     dtype: str = typer.Option("float32", "--dtype", help="float32 or bfloat16 (torch backend)."),
     backend: Backend = typer.Option(
         Backend.torch, "--backend", help="torch or onnx (onnxruntime, no torch)."
@@ -87,7 +87,12 @@ def score(
         help="Continue an interrupted run: keep the output, skip paths already in it.",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on standard error."),
+    quiet: bool = typer.Option(
+        False, "--quiet", help="No summary and no progress bar on standard error."
+    ),
+    progress: bool = typer.Option(
+        True, "--progress/--no-progress", help="Progress bar on standard error (when a terminal)."
+    ),
 ) -> None:
     """Score the quality of aligned face images (one row per input, written as it is scored).
 
@@ -103,6 +108,7 @@ def score(
         read_landmarks,
         score_inputs,
     )
+    from igfiqa.progress import ProgressBar
 
     try:
         if resume and overwrite:
@@ -126,6 +132,13 @@ def score(
             output, fmt=fmt.value, calibrated=calibrated, resume=resume, overwrite=overwrite
         ) as writer:
             written = [0]
+            todo = sum(1 for item in items if item.path not in writer.done)
+            bar = ProgressBar("score", todo, enabled=progress and not quiet)
+
+            def on_batch(rows: int) -> None:
+                written[0] = rows
+                bar.update(rows)
+
             try:
                 summary = score_inputs(
                     loaded,
@@ -136,9 +149,10 @@ def score(
                     landmarks=table,
                     landmark_source=str(landmarks),
                     workers=workers,
-                    on_batch=lambda rows: written.__setitem__(0, rows),
+                    on_batch=on_batch,
                 )
             except KeyboardInterrupt:
+                bar.close()
                 writer.close()
                 typer.secho(
                     f"interrupted: {written[0]} rows were written to {output}; run the same "
@@ -150,6 +164,8 @@ def score(
                 sys.stderr.flush()
                 # Exit now: a decode thread may be stuck on a hung read and would block a normal exit.
                 os._exit(130)
+            finally:
+                bar.close()
     except IgfiqaError as error:
         typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
         raise typer.Exit(2) from None

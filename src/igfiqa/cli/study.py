@@ -46,7 +46,9 @@ def study(
     ),
     epochs: int = typer.Option(7, "--epochs", min=1, help="Epochs per variant."),
     batch_size: int = typer.Option(64, "--batch-size", min=2, help="Training batch size."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    device: str = typer.Option(
+        "auto", "--device", help="auto (cuda when available, else cpu), cpu, cuda or cuda:N."
+    ),
     real_photos: bool = typer.Option(
         True,
         "--real-photos/--no-real-photos",

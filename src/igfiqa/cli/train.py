@@ -57,7 +57,9 @@ def train_command(
     resume: Path | None = typer.Option(
         None, "--resume", help="Continue the newest checkpoint of this run folder exactly."
     ),
-    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+    progress: bool = typer.Option(
+        True, "--progress/--no-progress", help="Progress bar on standard error (when a terminal)."
+    ),
     list_presets_: bool = typer.Option(False, "--list-presets", help="List presets and exit."),
     print_config: bool = typer.Option(
         False, "--print-config", help="Print the resolved config as YAML and exit."
@@ -103,7 +105,7 @@ def train_command(
         out_dir=run_dir,
         resume=resume is not None,
         max_steps=max_steps,
-        progress=not no_progress,
+        progress=progress,
     )
     if int(os.environ.get("RANK", "0")) == 0:
         summary = {

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -55,6 +56,7 @@ from igfiqa.files import FolderLock, ensure_dir
 from igfiqa.models import create_model
 from igfiqa.models.heads import MarginHead
 from igfiqa.models.sharded import ShardedMarginHead
+from igfiqa.progress import ProgressBar
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -172,46 +174,6 @@ class _MetricsLog:
             self.handle.close()
         if self.writer is not None:
             self.writer.close()
-
-
-class _Progress:
-    """A rich progress bar with images/s and ETA (rank 0, only when asked for)."""
-
-    def __init__(self, enabled: bool, total: int, done: int) -> None:
-        self.progress = None
-        if not enabled:
-            return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn("[bold]train[/] epoch {task.fields[epoch]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[speed]:>8.1f} img/s"),
-            TextColumn("loss {task.fields[loss]:.3f}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-        )
-        self.progress.start()
-        self.task = self.progress.add_task(
-            "train", total=total, completed=done, epoch=0, speed=0.0, loss=float("nan")
-        )
-
-    def update(self, step: int, **fields: Any) -> None:
-        if self.progress is not None:
-            self.progress.update(self.task, completed=step, **fields)
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
 
 
 def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
@@ -539,7 +501,8 @@ class Trainer:
                         f"are restored (the sharded head is re-split; steps are now counted in "
                         f"global batches of {self.sampler.global_batch}, so this is step "
                         f"{self.step}); per-process RNG streams start afresh, so the continuation "
-                        "is not bitwise identical to an uninterrupted run"
+                        "is not bitwise identical to an uninterrupted run",
+                        file=sys.stderr,  # stdout carries the run's JSON summary
                     )
         except CheckpointError:
             raise
@@ -651,7 +614,14 @@ class Trainer:
         limit = (
             self.total_steps if self.max_steps is None else min(self.max_steps, self.total_steps)
         )
-        bar = _Progress(self.show_progress and info.is_main, limit, self.step)
+        bar = ProgressBar(
+            "train",
+            limit,
+            enabled=self.show_progress and info.is_main,
+            done=self.step,
+            unit="steps",
+            fields={"epoch": "epoch {}", "speed": "{:.1f} img/s", "loss": "loss {:.3f}"},
+        )
         stop = _StopFlag()
         stop.install()
         stopped = "completed"
@@ -724,7 +694,7 @@ class Trainer:
                             log.write(record)
                     bar.update(
                         self.step,
-                        epoch=self.epoch,
+                        epoch=self.epoch + 1,
                         speed=speed,
                         loss=self.last_metrics.get("loss", float("nan")),
                     )

@@ -48,6 +48,8 @@ from igfiqa.evaluation.results import (
     evaluate_scores,
 )
 from igfiqa.files import MAX_TABLE_BYTES, read_text_file, spreadsheet_unescape
+from igfiqa.inference.runners import resolve_device
+from igfiqa.progress import ProgressBar
 
 Flip = Literal["auto", "none", "concat", "sum"]
 ImageFunction = Callable[[np.ndarray], np.ndarray]
@@ -170,7 +172,8 @@ def _onnx_model(path: Path, device: str) -> tuple[ImageFunction, int]:
             f"{path}: ONNX FR models need onnxruntime; install the extra: pip install 'igfiqa[onnx]'"
         ) from error
     providers = ["CPUExecutionProvider"]
-    if device.startswith("cuda"):
+    cuda_here = "CUDAExecutionProvider" in ort.get_available_providers()
+    if device.startswith("cuda") or (device == "auto" and cuda_here):
         providers.insert(0, "CUDAExecutionProvider")
     try:
         session = ort.InferenceSession(str(path), providers=providers)
@@ -190,7 +193,7 @@ def _onnx_model(path: Path, device: str) -> tuple[ImageFunction, int]:
 def load_fr_model(
     spec: str | os.PathLike[str] | Callable[[np.ndarray], np.ndarray] | FRModel,
     *,
-    device: str = "cpu",
+    device: str = "auto",
     name: str | None = None,
     input_size: int = 112,
 ) -> FRModel:
@@ -208,6 +211,10 @@ def load_fr_model(
         key = _digest("callable", name) if name else None
         return FRModel(label, spec, key, input_size)
     text = os.fspath(spec)
+    if device == "auto":  # onnxruntime decides for itself below; torch paths need a name
+        device = (
+            "auto" if text.startswith("onnx:") or text.endswith(".onnx") else resolve_device(device)
+        )
     kind = None
     for prefix in ("torchscript:", "onnx:", "igfiqa:"):
         if text.startswith(prefix):
@@ -654,10 +661,12 @@ class BenchmarkRunner:
         cache_dir: str | os.PathLike[str] | None = None,
         batch_size: int = 64,
         workers: int | None = None,
-        device: str = "cpu",
+        device: str = "auto",
         log: Callable[[str], None] | None = None,
+        progress: bool = False,
     ) -> None:
         self.pairset = pairset
+        self.progress = progress
         self.name = name or str(getattr(pairset, "name", "benchmark"))
         self.batch_size = int(batch_size)
         self.workers = workers
@@ -729,13 +738,17 @@ class BenchmarkRunner:
             self.log(
                 f"{self.name}: running {', '.join(consumers)} on {self.pairset.num_samples} images"
             )
-            out, failures = image_pass(
-                self.pairset,
-                consumers,
-                batch_size=self.batch_size,
-                workers=self.workers,
-                sizes=self.image_sizes,
-            )
+            with ProgressBar(
+                f"{self.name}: images", int(self.pairset.num_samples), enabled=self.progress
+            ) as bar:
+                out, failures = image_pass(
+                    self.pairset,
+                    consumers,
+                    batch_size=self.batch_size,
+                    workers=self.workers,
+                    progress=lambda done, _total: bar.update(done),
+                    sizes=self.image_sizes,
+                )
             self._record_failures(failures)
             failed = np.array(sorted(failures), dtype=np.int64)
             if "embedding" in out:

@@ -199,7 +199,7 @@ def _onnx_files(path: Path) -> tuple[Path, Path]:
 def load_model(
     path: str | os.PathLike[str],
     *,
-    device: str = "cpu",
+    device: str = "auto",
     dtype: Any = None,
     backend: str = "torch",
     threads: int | None = None,
@@ -209,6 +209,7 @@ def load_model(
     ``path`` is a training checkpoint (``igfiqa.checkpoint``), an export directory or ``.safetensors``
     file with its model card, a CR-FIQA ``*backbone.pth`` / insightface ArcFace ``.pth`` state dict
     (architecture inferred from the weights), or with ``backend="onnx"`` an export with ``model.onnx``.
+    ``device`` is ``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
     ``dtype`` is None/"float32" or "bfloat16" (torch backend). Raises CheckpointError for anything else.
     """
     path = Path(path)

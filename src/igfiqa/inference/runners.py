@@ -38,6 +38,15 @@ def dtype_name(dtype: Any) -> str:
     return _DTYPES[text]
 
 
+def resolve_device(device: Any) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; any other device as given."""
+    if str(device) != "auto":
+        return str(device)
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 class TorchRunner:
     """Runs an iResNet on ``device`` in ``dtype`` under ``torch.inference_mode``.
 
@@ -53,6 +62,7 @@ class TorchRunner:
     ) -> None:
         import torch
 
+        device = resolve_device(device)
         try:
             self.device = torch.device(device)
         except RuntimeError as error:
@@ -107,6 +117,9 @@ class OnnxRunner:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         providers = ["CPUExecutionProvider"]
+        if str(device) == "auto":
+            cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+            device = "cuda" if cuda else "cpu"
         if str(device).startswith("cuda"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise ConfigError("device cuda requested but onnxruntime has no CUDA provider here")
@@ -135,4 +148,4 @@ class OnnxRunner:
         return result[0], quality
 
 
-__all__ = ["OnnxRunner", "TorchRunner", "dtype_name"]
+__all__ = ["OnnxRunner", "TorchRunner", "dtype_name", "resolve_device"]
