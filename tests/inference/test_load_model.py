@@ -223,3 +223,23 @@ def test_a_wrong_shape_tensor_is_named_in_full(tmp_path, model):
     )
     with pytest.raises(CheckpointError, match=r"size mismatch for qs\.weight: .*torch\.Size"):
         igfiqa.load_model(path)
+
+
+def test_torch_tensors_score_like_the_same_images_as_arrays(backbone_path):
+    from igfiqa.errors import DataError
+
+    images = random_images(5, seed=9)  # uint8 (N, S, S, 3)
+    model = igfiqa.load_model(backbone_path)
+    expected = model.score(images)
+    as_uint8 = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    np.testing.assert_allclose(model.score(as_uint8, batch_size=2), expected, atol=1e-6)
+    as_float = as_uint8.float() / 255.0
+    np.testing.assert_allclose(model.score(as_float), expected, atol=1e-6)
+    np.testing.assert_allclose(model.score(as_float[0]), expected[:1], atol=1e-6)
+    with pytest.raises(DataError, match=r"in \[0, 1\]"):
+        model.score(as_float * 255.0)
+    with pytest.raises(DataError, match=r"\(N, 3, H, W\)"):
+        model.score(as_uint8.permute(0, 2, 3, 1))
+    with pytest.raises(DataError, match="resize=True"):
+        model.score(torch.zeros(1, 3, 40, 40))
+    assert model.score(torch.zeros(2, 3, 40, 40), resize=True).shape == (2,)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from igfiqa.errors import CheckpointError
+from igfiqa.errors import CheckpointError, DataError
 from igfiqa.inference.calibration import ScoreCalibration
 from igfiqa.inference.card import CARD_FILE, ONNX_FILE, find_card_for, read_card
 from igfiqa.inference.pipeline import batched, ordered_map
@@ -25,8 +25,11 @@ class QualityModel:
 
     ``score(images)`` -> raw quality scores (N,), ``embed(images)`` -> embeddings (N, F),
     ``score_and_embed(images)`` -> both. ``images`` is one image or a list of them: file paths, encoded
-    bytes, PIL images or uint8 RGB arrays (H, W, 3) (a uint8 (N, H, W, 3) array counts as N images).
-    Images must be aligned crops of ``input_size`` x ``input_size`` unless ``resize=True``.
+    bytes, PIL images or uint8 RGB arrays (H, W, 3) (a uint8 (N, H, W, 3) array counts as N images);
+    or a torch tensor (N, 3, H, W) or (3, H, W) of RGB images, uint8 0..255 or float in [0, 1] (as
+    torchvision's ``ToTensor`` gives), on any device. Images must be aligned crops of ``input_size``
+    x ``input_size`` unless ``resize=True`` (tensors: area interpolation to shrink, bilinear to
+    enlarge).
     """
 
     def __init__(
@@ -103,14 +106,59 @@ class QualityModel:
             )
         return self.runner(batch)
 
+    def _tensor_batches(self, images: Any, batch_size: int, resize: bool) -> Any:
+        """Model input batches (B, 3, S, S) float32 in [-1, 1] from a torch tensor of RGB images."""
+        import torch
+        import torch.nn.functional as F
+
+        x = images.detach()
+        if x.ndim == 3:
+            x = x.unsqueeze(0)
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise DataError(
+                f"a tensor of images must be (N, 3, H, W) or (3, H, W) RGB, got {tuple(x.shape)}"
+            )
+        if x.dtype == torch.uint8:
+            x = x.float() / 255.0
+        elif x.is_floating_point():
+            x = x.float()
+            if x.numel() and (not torch.isfinite(x).all() or x.min() < -1e-6 or x.max() > 1 + 1e-6):
+                raise DataError(
+                    "a float tensor of images must hold RGB values in [0, 1] (as torchvision's "
+                    "ToTensor gives); scale it, or pass uint8 values 0..255"
+                )
+        else:
+            raise DataError(f"a tensor of images must be uint8 or floating point, got {x.dtype}")
+        size = self.input_size
+        if tuple(x.shape[2:]) != (size, size) and not resize:
+            raise DataError(
+                f"tensor images are {x.shape[3]}x{x.shape[2]} but the model expects {size}x{size} "
+                "aligned crops; align them first or pass resize=True"
+            )
+        for start in range(0, x.shape[0], batch_size):
+            chunk = x[start : start + batch_size].cpu()
+            if tuple(chunk.shape[2:]) != (size, size):
+                shrink = chunk.shape[2] > size or chunk.shape[3] > size
+                mode = "area" if shrink else "bilinear"
+                extra = {} if shrink else {"align_corners": False}
+                chunk = F.interpolate(chunk, size=(size, size), mode=mode, **extra)
+            yield ((chunk - 0.5) / 0.5).numpy().astype(np.float32, copy=False)
+
     def _run(
         self, images: Any, *, batch_size: int, resize: bool, workers: int | None
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        items = as_image_list(images)
         if batch_size < 1:
             raise CheckpointError(f"batch_size must be >= 1, got {batch_size}")
         embeddings: list[np.ndarray] = []
         qualities: list[np.ndarray] = []
+        if type(images).__module__.startswith("torch") and hasattr(images, "detach"):
+            for batch in self._tensor_batches(images, batch_size, resize):
+                embedding, quality = self.forward_batch(batch)
+                embeddings.append(embedding)
+                if quality is not None:
+                    qualities.append(quality)
+            return self._gather(embeddings, qualities)
+        items = as_image_list(images)
         outcomes = ordered_map(
             lambda item: self.prepare(item, resize=resize),
             items,
@@ -125,6 +173,11 @@ class QualityModel:
             embeddings.append(embedding)
             if quality is not None:
                 qualities.append(quality)
+        return self._gather(embeddings, qualities)
+
+    def _gather(
+        self, embeddings: list[np.ndarray], qualities: list[np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         if not embeddings:
             empty = np.zeros((0, self.num_features), np.float32)
             return empty, (np.zeros(0, np.float32) if self.has_quality_head else None)
