@@ -7,6 +7,8 @@ of aligned face crops, or a ``synthetic:...`` spec of the project's synthetic fa
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import warnings
@@ -32,7 +34,7 @@ from igfiqa.inference.loading import load_network
 from igfiqa.inference.model import QualityModel
 from igfiqa.inference.runners import TorchRunner
 
-ONNX_OPSET = 17
+ONNX_OPSET = 18
 DEFAULT_REFERENCE = "synthetic:identities=64,samples=8,seed=12345"
 """Reference set used when none is given: 512 synthetic faces. Pass real aligned crops for a
 calibration that means something for real photos."""
@@ -99,22 +101,30 @@ def export_onnx(network: nn.Module, path: Path, *, opset: int = ONNX_OPSET) -> d
     """
     import onnx
 
+    try:
+        import onnxscript  # noqa: F401  (the dynamo exporter translates through it)
+    except ImportError as error:
+        raise ConfigError(
+            "ONNX export needs onnx and onnxscript: pip install 'igfiqa[onnx]'"
+        ) from error
     size = int(network.input_size)
     outputs = ["embedding", "quality"] if network.has_quality_head else ["embedding"]
     example = torch.zeros(2, 3, size, size)
     temporary = path.with_name(path.name + ".tmp")
-    with warnings.catch_warnings():
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
+        # torch's dynamo-based exporter (the TorchScript-based one is deprecated)
         torch.onnx.export(
             network,
             (example,),
             str(temporary),
-            dynamo=False,
+            dynamo=True,
             input_names=["image"],
             output_names=outputs,
-            dynamic_axes={name: {0: "batch"} for name in ["image", *outputs]},
+            dynamic_shapes=({0: batch},),
             opset_version=opset,
-            do_constant_folding=True,
+            verbose=False,
         )
     onnx.checker.check_model(onnx.load(str(temporary)), full_check=True)
     os.replace(temporary, path)
