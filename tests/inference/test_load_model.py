@@ -232,10 +232,11 @@ def test_torch_tensors_score_like_the_same_images_as_arrays(backbone_path):
     model = igfiqa.load_model(backbone_path)
     expected = model.score(images)
     as_uint8 = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
-    np.testing.assert_allclose(model.score(as_uint8, batch_size=2), expected, atol=1e-6)
+    # (other batch sizes take other kernels: agreement to float32 rounding, not bitwise)
+    np.testing.assert_allclose(model.score(as_uint8, batch_size=2), expected, rtol=1e-5, atol=1e-5)
     as_float = as_uint8.float() / 255.0
-    np.testing.assert_allclose(model.score(as_float), expected, atol=1e-6)
-    np.testing.assert_allclose(model.score(as_float[0]), expected[:1], atol=1e-6)
+    np.testing.assert_allclose(model.score(as_float), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(model.score(as_float[0]), expected[:1], rtol=1e-5, atol=1e-5)
     with pytest.raises(DataError, match=r"in \[0, 1\]"):
         model.score(as_float * 255.0)
     with pytest.raises(DataError, match=r"\(N, 3, H, W\)"):

@@ -93,6 +93,12 @@ def score(
     progress: bool = typer.Option(
         True, "--progress/--no-progress", help="Progress bar on standard error (when a terminal)."
     ),
+    compile_: bool = typer.Option(
+        False,
+        "--compile",
+        help="Run the network through torch.compile (torch backend): faster on long jobs, slower "
+        "to start.",
+    ),
 ) -> None:
     """Score the quality of aligned face images (one row per input, written as it is scored).
 
@@ -121,6 +127,7 @@ def score(
             dtype=dtype,
             backend=backend.value,
             threads=threads,
+            compile=compile_,
         )
         loaded._require_quality()
         if calibrated and loaded.calibration is None:

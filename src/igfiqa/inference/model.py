@@ -256,6 +256,7 @@ def load_model(
     dtype: Any = None,
     backend: str = "torch",
     threads: int | None = None,
+    compile: bool = False,
 ) -> QualityModel:
     """Load a quality model for inference.
 
@@ -263,7 +264,8 @@ def load_model(
     file with its model card, a CR-FIQA ``*backbone.pth`` / insightface ArcFace ``.pth`` state dict
     (architecture inferred from the weights), or with ``backend="onnx"`` an export with ``model.onnx``.
     ``device`` is ``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
-    ``dtype`` is None/"float32" or "bfloat16" (torch backend). Raises CheckpointError for anything else.
+    ``dtype`` is None/"float32" or "bfloat16" (torch backend). ``compile`` runs the network through
+    ``torch.compile`` (torch backend; pays off on long jobs). Raises CheckpointError for anything else.
     """
     path = Path(path)
     if backend == "onnx":
@@ -294,7 +296,8 @@ def load_model(
         import torch
 
         torch.set_num_threads(int(threads))
-    return QualityModel(TorchRunner(network, device=device, dtype=dtype), card, source=path)
+    runner = TorchRunner(network, device=device, dtype=dtype, compile=compile)
+    return QualityModel(runner, card, source=path)
 
 
 __all__ = ["QualityModel", "load_model"]
