@@ -332,3 +332,18 @@ def test_onnx_fr_model(tmp_path, tiny_model_path):
     want = network.embed(torch.from_numpy(R._prepare_batch(images, SIZE))).detach().numpy()
     assert fr.input_size == SIZE
     assert np.allclose(fr.embed(images), want, atol=1e-4)
+
+
+def test_a_cache_file_announcing_a_huge_array_is_recomputed_not_allocated(tmp_path):
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)}
+    )  # 8 TB announced, 16 bytes present
+    with zipfile.ZipFile(tmp_path / "crafted.npz", "w") as archive:
+        archive.writestr("embedding.npy", header.getvalue() + b"\0" * 16)
+    assert R._load_npz(tmp_path / "crafted.npz") is None
+    np.savez(tmp_path / "fine.npz", embedding=np.ones((2, 3), np.float32))
+    assert R._load_npz(tmp_path / "fine.npz")["embedding"].shape == (2, 3)

@@ -92,10 +92,31 @@ def _save_npz(path: Path, **arrays: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+def _npz_sizes_fit(path: Path) -> bool:
+    """Whether every array of an .npz declares no more bytes than its zip member holds (a damaged
+    or crafted header must not make numpy allocate what it announces)."""
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.infolist():
+            with archive.open(member) as handle:
+                version = np.lib.format.read_magic(handle)
+                read_header = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = read_header(handle)
+                declared = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                if declared < 0 or declared > member.file_size:
+                    return False
+    return True
+
+
 def _load_npz(path: Path | None) -> dict[str, np.ndarray] | None:
     if path is None or not path.is_file():
         return None
     try:
+        if not _npz_sizes_fit(path):
+            return None
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
     except (OSError, ValueError, zipfile.BadZipFile):
