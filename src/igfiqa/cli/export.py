@@ -17,7 +17,7 @@ def export(
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Directory to write the export into."),
     onnx: bool = typer.Option(
-        False, "--onnx", help="Also write model.onnx (opset 17, dynamic batch)."
+        False, "--onnx", help="Also write model.onnx (opset 18, dynamic batch)."
     ),
     reference: str = typer.Option(
         "synthetic:identities=64,samples=8,seed=12345",
@@ -30,6 +30,9 @@ def export(
     ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace an existing export in --out."
+    ),
+    progress: bool = typer.Option(
+        True, "--progress/--no-progress", help="Progress bar on standard error (when a terminal)."
     ),
 ) -> None:
     """Export a model for inference: model.safetensors + model_card.json (+ model.onnx).
@@ -48,6 +51,7 @@ def export(
             reference=None if reference.strip().lower() == "none" else reference,
             reference_resize=resize,
             overwrite=overwrite,
+            progress=progress,
         )
     except IgfiqaError as error:
         typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)

@@ -33,6 +33,7 @@ from igfiqa.inference.card import (
 from igfiqa.inference.loading import load_network
 from igfiqa.inference.model import QualityModel
 from igfiqa.inference.runners import TorchRunner
+from igfiqa.progress import ProgressBar
 
 ONNX_OPSET = 18
 DEFAULT_REFERENCE = "synthetic:identities=64,samples=8,seed=12345"
@@ -70,7 +71,12 @@ def reference_images(source: str, input_size: int) -> tuple[list[Any], dict[str,
 
 
 def learn_calibration(
-    model: QualityModel, source: str, *, batch_size: int = 64, resize: bool = False
+    model: QualityModel,
+    source: str,
+    *,
+    batch_size: int = 64,
+    resize: bool = False,
+    progress: bool = False,
 ) -> ScoreCalibration:
     """Score the reference set ``source`` with ``model`` and fit the 0..100 calibration to it.
 
@@ -78,17 +84,26 @@ def learn_calibration(
     """
     images, description = reference_images(source, model.input_size)
     prepared, failures = [], 0
-    for image in images:
-        try:
-            prepared.append(model.prepare(image, resize=resize))
-        except DataError:
-            failures += 1
+    bar = ProgressBar("calibrate: read", len(images), enabled=progress)
+    with bar:
+        for done, image in enumerate(images, start=1):
+            try:
+                prepared.append(model.prepare(image, resize=resize))
+            except DataError:
+                failures += 1
+            bar.update(done)
     if len(prepared) < 2:
         raise DataError(
             f"reference set {source}: only {len(prepared)} of {len(images)} images are usable "
             f"{model.input_size}x{model.input_size} crops; need at least 2 (try --resize)"
         )
-    scores = model.score(np.stack(prepared), batch_size=batch_size, workers=0)
+    stacked = np.stack(prepared)
+    scores = []
+    with ProgressBar("calibrate: score", len(stacked), enabled=progress) as bar:
+        for start in range(0, len(stacked), batch_size):
+            scores.append(model.score(stacked[start : start + batch_size], workers=0))
+            bar.update(min(start + batch_size, len(stacked)))
+    scores = np.concatenate(scores)
     description.update({"images_left_out": failures})
     return ScoreCalibration.fit(scores, reference=description)
 
@@ -170,6 +185,7 @@ def export_model(
     reference_resize: bool = False,
     overwrite: bool = False,
     opset: int = ONNX_OPSET,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Export ``checkpoint`` (anything :func:`load_model` reads) into ``out_dir``; return the card.
 
@@ -192,7 +208,9 @@ def export_model(
 
     if reference is not None and network.has_quality_head:
         model = QualityModel(TorchRunner(network), card, source=checkpoint)
-        card["calibration"] = learn_calibration(model, reference, resize=reference_resize).to_dict()
+        card["calibration"] = learn_calibration(
+            model, reference, resize=reference_resize, progress=progress
+        ).to_dict()
     else:
         card["calibration"] = None
 
