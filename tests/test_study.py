@@ -58,7 +58,7 @@ def test_settings_need_both_fr_models_and_known_variants() -> None:
 
 TINY = dict(
     seeds=2,
-    variants=(BASELINE, "ig_distance", INDEPENDENT_FR),
+    variants=(BASELINE, "crfiqa_official", "ig_distance", "ig_official", INDEPENDENT_FR),
     train_identities=12,
     samples_per_identity=4,
     test_identities=8,
@@ -93,6 +93,15 @@ def test_tiny_study_reports_paired_differences_and_resumes_where_it_stopped(tmp_
         stats = summary["paired_difference"][fr_key]["ig_distance"][cell]
         assert stats["mean"] == pytest.approx(np.mean(diffs))
         assert stats["better_seeds"] == sum(d < 0 for d in diffs)
+    # IG-FIQA on the official training is also compared with the official CR-FIQA run
+    own = summary["paired_difference_own_baseline"]["ig_official"]
+    assert own["baseline"] == "crfiqa_official"
+    table = json.loads((out / "seed_0" / "seed.json").read_text())["fr_models"]["crfiqa"]
+    first = table["ig_official"][cell] - table["crfiqa_official"][cell]
+    table = json.loads((out / "seed_1" / "seed.json").read_text())["fr_models"]["crfiqa"]
+    second = table["ig_official"][cell] - table["crfiqa_official"][cell]
+    assert own["crfiqa"]["mean"] == pytest.approx((first + second) / 2)
+    assert "its baseline" in report
     # guidance weights are reported for the guided variant only
     assert "guidance_weight_low_variance" in summary["per_variant"]["ig_distance"]
     assert "guidance_weight_low_variance" not in summary["per_variant"][BASELINE]

@@ -47,6 +47,7 @@ class StudyVariant:
     overrides: tuple[str, ...] = ()
     question: str = ""
     seed_offset: int = 0
+    baseline: str = "crfiqa"  # the CR-FIQA run that differs from this one only by the method
 
 
 _IG = "synthetic_demo"
@@ -135,6 +136,7 @@ STUDY_VARIANTS: tuple[StudyVariant, ...] = (
         _IG,
         (_DIST, "method.objective.cr_formula=code", "optim.train_embedding_bn_scale=true"),
         "added from the data: IG-FIQA on top of the official CR-FIQA code's pseudo-label",
+        baseline="crfiqa_official",
     ),
     StudyVariant(
         INDEPENDENT_FR,
@@ -726,6 +728,19 @@ def summarise(
                 stats = mean_ci(diffs)
                 stats["better_seeds"] = int(sum(d < 0 for d in diffs if math.isfinite(d)))
                 paired[fr_key][key][c] = stats
+    own: dict[str, Any] = {}  # against the CR-FIQA run with the same recipe, where that differs
+    for variant in settings.selected():
+        if variant.baseline != BASELINE and variant.baseline in keys:
+            own[variant.key] = {"baseline": variant.baseline}
+            for fr_key in FR_MODELS:
+                diffs = [
+                    _cell(s, fr_key, variant.key, cells[0])
+                    - _cell(s, fr_key, variant.baseline, cells[0])
+                    for s in seeds
+                ]
+                stats = mean_ci(diffs)
+                stats["better_seeds"] = int(sum(d < 0 for d in diffs if math.isfinite(d)))
+                own[variant.key][fr_key] = stats
     per_variant: dict[str, Any] = {}
     for key in keys:
         rows = [units[s][key] for s in units]
@@ -770,6 +785,7 @@ def summarise(
         "cells": cells,
         "pauc_normalized": pauc,
         "paired_difference": paired,
+        "paired_difference_own_baseline": own,
         "per_variant": per_variant,
         "real_photos_unavailable": photos.unavailable,
     }
@@ -1010,6 +1026,27 @@ def render_report(
         for fr_key, name in summary["fr_models"].items()
     )
     plots = ", ".join(f"[{f}]({f})" for f in files if f.endswith(".png"))
+    own_rows = [
+        f"| {summary['variants'][key]} | {summary['variants'][entry['baseline']]} | "
+        + " | ".join(
+            f"{_fmt(entry[fr], signed=True)}{_excludes_zero(entry[fr])} ({entry[fr]['better_seeds']}"
+            f"/{len(seeds)})"
+            for fr in summary["fr_models"]
+        )
+        + " |"
+        for key, entry in summary.get("paired_difference_own_baseline", {}).items()
+    ]
+    own_section = (
+        "Against the CR-FIQA run with the same recipe (" + summary["cells"][0] + "):\n\n"
+        "| variant | its baseline | "
+        + " | ".join(f"{name}: paired diff" for name in summary["fr_models"].values())
+        + " |\n|---|---|"
+        + "---|" * len(summary["fr_models"])
+        + "\n"
+        + "\n".join(own_rows)
+        if own_rows
+        else ""
+    )
     return f"""# igfiqa study: does intra-class variance guidance help?
 
 **Synthetic faces, tiny network, CPU.** Every variant is trained on the same rendered data with the
@@ -1031,6 +1068,8 @@ FR model's errors sooner); "better seeds" counts the seeds where it is negative.
 {headline_table(summary)}
 
 {photo_note}
+
+{own_section}
 
 ## Paired differences to CR-FIQA at every L and FMR
 
