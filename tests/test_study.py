@@ -143,3 +143,14 @@ def test_cli_lists_variants_and_refuses_a_file_as_out(tmp_path) -> None:
     assert isinstance(refused.exception, ConfigError) and "is not a folder" in str(
         refused.exception
     )
+
+
+def test_a_budget_sets_fixed_epochs_by_the_demo_cost_model() -> None:
+    from igfiqa.demo import SECONDS_PER_IMAGE_PASS
+
+    settings = StudySettings(variants=(BASELINE, "ig_distance", INDEPENDENT_FR), seeds=2)
+    # crfiqa and fr_only train one stream, ig_distance two: 4 passes over 4000 images per seed
+    per_epoch = 2 * 4 * 4000 * SECONDS_PER_IMAGE_PASS
+    assert settings.epochs_for_budget(per_epoch * 5 / 60) == 5
+    assert settings.epochs_for_budget(per_epoch * 5.9 / 60) == 5
+    assert settings.epochs_for_budget(0.1) == 1

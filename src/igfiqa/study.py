@@ -236,6 +236,25 @@ class StudySettings:
     def selected(self) -> list[StudyVariant]:
         return [v for v in STUDY_VARIANTS if v.key in self.variants]
 
+    def epochs_for_budget(self, minutes: float) -> int:
+        """Epochs per variant that fit ``minutes`` of training for every variant and seed on the
+        reference machine (2 CPU cores), with the demo's cost model: a fixed number, so the same
+        budget always trains the same steps."""
+        from igfiqa.demo import SECONDS_PER_IMAGE_PASS
+
+        images = self.train_identities * self.samples_per_identity
+        passes = 0.0
+        for variant in self.selected():
+            one_stream = variant.preset.endswith("_crfiqa") or any(
+                o.endswith(("fiqa_batch=same", "fiqa_batch=split")) for o in variant.overrides
+            )
+            passes += images * (1 if one_stream else 2)
+        width = 1.0 if self.width is None else self.width / 0.25
+        seconds = (
+            passes * self.seeds * SECONDS_PER_IMAGE_PASS * (self.image_size / 48.0) ** 2 * width
+        )
+        return max(1, math.floor(minutes * 60.0 / seconds))
+
     def seed_list(self) -> list[int]:
         return list(range(self.first_seed, self.first_seed + self.seeds))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import warnings
 from collections.abc import Mapping
@@ -127,20 +128,26 @@ def export_onnx(network: nn.Module, path: Path, *, opset: int = ONNX_OPSET) -> d
     example = torch.zeros(2, 3, size, size)
     temporary = path.with_name(path.name + ".tmp")
     batch = torch.export.Dim("batch", min=1, max=65536)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        # torch's dynamo-based exporter (the TorchScript-based one is deprecated)
-        torch.onnx.export(
-            network,
-            (example,),
-            str(temporary),
-            dynamo=True,
-            input_names=["image"],
-            output_names=outputs,
-            dynamic_shapes=({0: batch},),
-            opset_version=opset,
-            verbose=False,
-        )
+    exporter_log = logging.getLogger("torch.onnx")  # notes about unused torchvision operators
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            # torch's dynamo-based exporter (the TorchScript-based one is deprecated)
+            torch.onnx.export(
+                network,
+                (example,),
+                str(temporary),
+                dynamo=True,
+                input_names=["image"],
+                output_names=outputs,
+                dynamic_shapes=({0: batch},),
+                opset_version=opset,
+                verbose=False,
+            )
+    finally:
+        exporter_log.setLevel(level)
     onnx.checker.check_model(onnx.load(str(temporary)), full_check=True)
     os.replace(temporary, path)
     return {
