@@ -19,7 +19,7 @@ NUM_CLASSES = 6
 FEATURES = 16
 
 
-def setup(seed: int = 0, batch: int = 8, dtype=torch.float64):
+def objective_setup(seed: int = 0, batch: int = 8, dtype=torch.float64):
     torch.manual_seed(seed)
     model = create_model("r18", width=0.125, input_size=16, num_features=FEATURES).to(dtype)
     head = MarginHead(FEATURES, NUM_CLASSES).to(dtype)
@@ -49,7 +49,7 @@ def hand_smooth_l1(x, y, beta=0.5):
 
 @pytest.mark.parametrize("formula", ["paper", "code"])
 def test_crfiqa_mode_equals_ce_plus_10_smooth_l1_by_hand(formula):
-    model, head, images, labels = setup()
+    model, head, images, labels = objective_setup()
     config = ObjectiveConfig(fiqa_batch="same", cr_formula=formula)
     out = compute_objective(model, head, images, labels, config)
     with torch.no_grad():
@@ -74,7 +74,7 @@ def test_crfiqa_mode_equals_ce_plus_10_smooth_l1_by_hand(formula):
 
 
 def test_same_mode_runs_one_forward_pass():
-    model, head, images, labels = setup()
+    model, head, images, labels = objective_setup()
     calls = []
     model.register_forward_hook(lambda *_: calls.append(1))
     compute_objective(model, head, images, labels, ObjectiveConfig(fiqa_batch="same"))
@@ -85,7 +85,7 @@ def test_same_mode_runs_one_forward_pass():
 
 
 def gradients(mode, quality_weight, backbone_grad, *, guidance=True):
-    model, head, images, labels = setup()
+    model, head, images, labels = objective_setup()
     config = ObjectiveConfig(
         fiqa_batch=mode, quality_weight=quality_weight, fiqa_backbone_grad=backbone_grad
     )
@@ -122,7 +122,7 @@ def test_backbone_gets_no_quality_gradient_when_backbone_grad_is_off(mode):
 
 
 def test_split_mode_feeds_disjoint_samples_to_the_two_losses():
-    model, head, images, labels = setup(batch=8)
+    model, head, images, labels = objective_setup(batch=8)
     config = ObjectiveConfig(fiqa_batch="split", split_ratio=0.25)
     assert split_sizes(8, 0.25) == (2, 6)
 
@@ -153,7 +153,7 @@ def test_split_sizes_are_bounded():
 
 
 def test_quality_stream_is_its_own_forward_pass_on_augmented_images():
-    model, head, images, labels = setup()
+    model, head, images, labels = objective_setup()
     config = ObjectiveConfig(fiqa_batch="duplicate")
     out = compute_objective(
         model, head, images, labels, config, augment=QualityAugmentation(seed=9)
@@ -181,7 +181,7 @@ def test_quality_stream_is_its_own_forward_pass_on_augmented_images():
     ],
 )
 def test_guidance_is_updated_with_the_ccs_of_the_ema_source(mode, source):
-    model, head, images, labels = setup()
+    model, head, images, labels = objective_setup()
     config = ObjectiveConfig(fiqa_batch=mode, ema_source=source)
     guidance = IntraClassGuidance(NUM_CLASSES)
     compute_objective(
@@ -202,7 +202,7 @@ def test_guidance_is_updated_with_the_ccs_of_the_ema_source(mode, source):
 
 
 def test_guided_quality_loss_is_the_weighted_mean_over_the_batch():
-    model, head, images, labels = setup()
+    model, head, images, labels = objective_setup()
     guidance = IntraClassGuidance(NUM_CLASSES)
     state = guidance.state_dict()
     state["values"] = torch.tensor([0.0, 0.5, 0.5, 0.5, 0.5, 0.25])  # class 0 far below the mean
@@ -227,7 +227,7 @@ def test_guided_quality_loss_is_the_weighted_mean_over_the_batch():
 
 
 def test_model_without_quality_head_is_rejected():
-    _, head, images, labels = setup(dtype=torch.float32)
+    _, head, images, labels = objective_setup(dtype=torch.float32)
     model = create_model(
         "r18", width=0.125, input_size=16, num_features=FEATURES, quality_head=False
     )
@@ -249,7 +249,7 @@ def test_config_validation_names_the_field():
 
 
 def test_diagnostics_are_floats_and_finite():
-    model, head, images, labels = setup(dtype=torch.float32)
+    model, head, images, labels = objective_setup(dtype=torch.float32)
     out = compute_objective(
         model,
         head,
@@ -292,13 +292,13 @@ def _same_running(a, b):
 
 @pytest.mark.parametrize("mode", ["duplicate", "split"])
 def test_frozen_stats_quality_pass_leaves_the_running_statistics_of_the_clean_pass(mode):
-    model, head, images, labels = setup()
+    model, head, images, labels = objective_setup()
     augment = QualityAugmentation(seed=3)
     config = ObjectiveConfig(fiqa_batch=mode, quality_bn="frozen_stats")
     frozen = compute_objective(model, head, images, labels, config, augment=augment)
     after_frozen = _bn_running(model)
     # The same step with only the FR pass: the running statistics it leaves must be identical.
-    model2, _, _, _ = setup()
+    model2, _, _, _ = objective_setup()
     fr_images = images if mode == "duplicate" else images[4:]
     model2(fr_images)
     assert _same_running(after_frozen, _bn_running(model2))
@@ -310,20 +310,20 @@ def test_frozen_stats_quality_pass_leaves_the_running_statistics_of_the_clean_pa
     # momentum is put back afterwards
     assert all(m.momentum == 0.1 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
     # and "separate" does move the running statistics with the degraded batch
-    model3, head3, _, _ = setup()
+    model3, head3, _, _ = objective_setup()
     separate = ObjectiveConfig(fiqa_batch=mode, quality_bn="separate")
     compute_objective(model3, head3, images, labels, separate, augment=QualityAugmentation(seed=3))
     assert not _same_running(_bn_running(model3), after_frozen)
 
 
 def test_concat_quality_bn_is_one_pass_over_clean_and_augmented_images():
-    model, head, images, labels = setup()
+    model, head, images, labels = objective_setup()
     config = ObjectiveConfig(fiqa_batch="duplicate", quality_bn="concat")
     out = compute_objective(
         model, head, images, labels, config, augment=QualityAugmentation(seed=5)
     )
     augmented = QualityAugmentation(seed=5)(images)
-    model2, head2, _, _ = setup()
+    model2, head2, _, _ = objective_setup()
     with torch.no_grad():
         embedding, quality = model2(torch.cat([images, augmented]))  # shared batch statistics
     ce, _ = hand_arcface_ce(embedding[:8], head2.weight, labels)
@@ -338,12 +338,12 @@ def test_concat_quality_bn_is_one_pass_over_clean_and_augmented_images():
 
 
 def test_clean_cr_diagnostic_is_the_cr_of_the_unaugmented_images():
-    model, head, images, labels = setup()
+    model, head, images, labels = objective_setup()
     config = ObjectiveConfig(fiqa_batch="duplicate")
     out = compute_objective(
         model, head, images, labels, config, augment=QualityAugmentation(seed=1)
     )
-    model2, head2, _, _ = setup()
+    model2, head2, _, _ = objective_setup()
     with torch.no_grad():
         _, cos = hand_arcface_ce(model2(images)[0], head2.weight, labels)
     ccs = cos[torch.arange(8), labels]
