@@ -140,19 +140,28 @@ class DemoSettings:
         """Epochs per variant: given, or derived from the budget (same for every variant)."""
         if self.epochs is not None:
             return self.epochs
-        passes_per_epoch = 0.0
         images = self.train_identities * self.samples_per_identity
-        for variant in self.selected_variants():
-            streams = (
-                1
-                if variant.preset.endswith("_crfiqa")
-                or any(o.endswith("fiqa_batch=same") for o in variant.overrides)
-                else 2
-            )
-            passes_per_epoch += images * streams
-        scale = (self.image_size / 48.0) ** 2
-        seconds_per_epoch = passes_per_epoch * SECONDS_PER_IMAGE_PASS * scale
-        return max(1, math.floor(self.budget_minutes * 60.0 / seconds_per_epoch))
+        return epochs_for_budget(
+            self.budget_minutes, self.selected_variants(), images, self.image_size
+        )
+
+
+def epochs_for_budget(
+    minutes: float, variants: Any, images: int, image_size: int, *, scale: float = 1.0
+) -> int:
+    """Epochs per variant that fit ``minutes`` of training of all ``variants`` (objects with
+    ``preset`` and ``overrides``) on ``images`` images, on the reference machine: a fixed number,
+    so the same budget always trains the same steps. A variant whose quality loss shares the FR
+    pass (``*_crfiqa`` presets, ``fiqa_batch`` same or split) costs one stream, others two;
+    ``scale`` multiplies the cost (e.g. seeds, network width)."""
+    passes_per_epoch = 0.0
+    for variant in variants:
+        one_stream = variant.preset.endswith("_crfiqa") or any(
+            o.endswith(("fiqa_batch=same", "fiqa_batch=split")) for o in variant.overrides
+        )
+        passes_per_epoch += images * (1 if one_stream else 2)
+    seconds = passes_per_epoch * SECONDS_PER_IMAGE_PASS * (image_size / 48.0) ** 2 * scale
+    return max(1, math.floor(minutes * 60.0 / seconds))
 
 
 class RenderedFaces(SyntheticDataset):
@@ -174,6 +183,46 @@ class RenderedFaces(SyntheticDataset):
 
     def ground_truth_quality(self, index: int) -> float:
         return float(self.quality[index])
+
+
+def render_split(
+    *,
+    seed: int,
+    train_identities: int,
+    samples_per_identity: int,
+    test_identities: int,
+    test_samples_per_identity: int,
+    image_size: int,
+    low_variance_share: float,
+    test_low_variance_share: float = 0.0,
+) -> tuple[RenderedFaces, RenderedFaces, str]:
+    """Training faces and held-out identities (numbered after them) rendered into memory, and the
+    ``synthetic:`` spec of the training set. No flips: the identities' freckles and moles are
+    asymmetric, so a mirror image is another face."""
+    train_faces = SyntheticFaces(
+        train_identities,
+        samples_per_identity,
+        seed=seed,
+        image_size=image_size,
+        low_variance_share=low_variance_share,
+    )
+    test_faces = SyntheticFaces(
+        test_identities,
+        test_samples_per_identity,
+        seed=seed,
+        image_size=image_size,
+        low_variance_share=test_low_variance_share,
+        first_identity=train_identities,
+    )
+    spec = (
+        f"synthetic:identities={train_identities},samples={samples_per_identity},"
+        f"seed={seed},low_variance_share={low_variance_share},image_size={image_size}"
+    )
+    return (
+        RenderedFaces(train_faces, seed=seed, hflip=False),
+        RenderedFaces(test_faces, seed=seed, hflip=False),
+        spec,
+    )
 
 
 @dataclass
@@ -292,12 +341,11 @@ class DemoResult:
         return headline_table(self)
 
 
-def _guidance_weights(checkpoint: Path, low_variance: np.ndarray) -> dict[str, float] | None:
-    """Mean weight and zero-weight share of low-variance vs ordinary classes at the end of training."""
-    from igfiqa.engine.checkpoint import load_checkpoint
+def guidance_weights(state: dict[str, Any], low_variance: np.ndarray) -> dict[str, float] | None:
+    """Mean weight and zero-weight share of low-variance vs ordinary classes in a loaded training
+    checkpoint (None without guidance)."""
     from igfiqa.method.guidance import GuidanceConfig
 
-    state = load_checkpoint(checkpoint)
     if not state.get("guidance"):
         return None
     options = state["config"]["method"]["guidance"]
@@ -329,6 +377,7 @@ def run_demo(
     """Render data, train every variant, evaluate on held-out identities, write ``report.md``."""
     from igfiqa.config import load_config
     from igfiqa.data.benchmarks import all_pairs
+    from igfiqa.engine.checkpoint import load_checkpoint
     from igfiqa.engine.trainer import train
     from igfiqa.evaluation.report import write_report
     from igfiqa.evaluation.results import ORACLE, evaluate_scores
@@ -346,30 +395,17 @@ def run_demo(
         f"({settings.image_size}x{settings.image_size}, low-variance share "
         f"{settings.low_variance_share:g})"
     )
-    train_faces = SyntheticFaces(
-        settings.train_identities,
-        settings.samples_per_identity,
+    train_set, test_set, spec = render_split(
         seed=settings.seed,
+        train_identities=settings.train_identities,
+        samples_per_identity=settings.samples_per_identity,
+        test_identities=settings.test_identities,
+        test_samples_per_identity=settings.test_samples_per_identity,
         image_size=settings.image_size,
         low_variance_share=settings.low_variance_share,
-    )
-    test_faces = SyntheticFaces(
-        settings.test_identities,
-        settings.test_samples_per_identity,
-        seed=settings.seed,
-        image_size=settings.image_size,
-        low_variance_share=settings.low_variance_share
+        test_low_variance_share=settings.low_variance_share
         if settings.test_low_variance_share is None
         else settings.test_low_variance_share,
-        first_identity=settings.train_identities,
-    )
-    # No flips: the identities' freckles and moles are asymmetric, a mirror image is another face.
-    train_set = RenderedFaces(train_faces, seed=settings.seed, hflip=False)
-    test_set = RenderedFaces(test_faces, seed=settings.seed, hflip=False)
-    spec = (
-        f"synthetic:identities={settings.train_identities},samples={settings.samples_per_identity},"
-        f"seed={settings.seed},low_variance_share={settings.low_variance_share},"
-        f"image_size={settings.image_size}"
     )
 
     outcomes: list[VariantOutcome] = []
@@ -429,7 +465,7 @@ def run_demo(
         outcome.spearman = spearman(quality, ground_truth)
         outcome.spearman_low_variance = spearman(quality[sample_low], ground_truth[sample_low])
         outcome.spearman_ordinary = spearman(quality[~sample_low], ground_truth[~sample_low])
-        weights = _guidance_weights(Path(outcome.checkpoint), train_set.low_variance)
+        weights = guidance_weights(load_checkpoint(outcome.checkpoint), train_set.low_variance)
         if weights:
             for name, value in weights.items():
                 setattr(outcome, name, value)

@@ -29,7 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from igfiqa.demo import GROUND_TRUTH, RenderedFaces, _guidance_weights
+from igfiqa.demo import (
+    GROUND_TRUTH,
+    RenderedFaces,
+    epochs_for_budget,
+    guidance_weights,
+    render_split,
+)
 from igfiqa.errors import ConfigError, IgfiqaError
 from igfiqa.evaluation.results import ORACLE
 from igfiqa.files import ensure_dir
@@ -240,20 +246,11 @@ class StudySettings:
         """Epochs per variant that fit ``minutes`` of training for every variant and seed on the
         reference machine (2 CPU cores), with the demo's cost model: a fixed number, so the same
         budget always trains the same steps."""
-        from igfiqa.demo import SECONDS_PER_IMAGE_PASS
-
         images = self.train_identities * self.samples_per_identity
-        passes = 0.0
-        for variant in self.selected():
-            one_stream = variant.preset.endswith("_crfiqa") or any(
-                o.endswith(("fiqa_batch=same", "fiqa_batch=split")) for o in variant.overrides
-            )
-            passes += images * (1 if one_stream else 2)
         width = 1.0 if self.width is None else self.width / 0.25
-        seconds = (
-            passes * self.seeds * SECONDS_PER_IMAGE_PASS * (self.image_size / 48.0) ** 2 * width
+        return epochs_for_budget(
+            minutes, self.selected(), images, self.image_size, scale=self.seeds * width
         )
-        return max(1, math.floor(minutes * 60.0 / seconds))
 
     def seed_list(self) -> list[int]:
         return list(range(self.first_seed, self.first_seed + self.seeds))
@@ -368,14 +365,16 @@ def _forward(
 def certainty_ratios(
     embedding: np.ndarray, prototypes: np.ndarray, labels: np.ndarray
 ) -> np.ndarray:
-    """CR = CCS / (NNCCS + 1) of each embedding against the class prototypes (the paper's form)."""
-    e = embedding / np.maximum(np.linalg.norm(embedding, axis=1, keepdims=True), 1e-12)
-    w = prototypes / np.maximum(np.linalg.norm(prototypes, axis=1, keepdims=True), 1e-12)
-    cosine = e @ w.T
-    rows = np.arange(len(labels))
-    ccs = cosine[rows, labels].copy()
-    cosine[rows, labels] = -np.inf
-    return ccs / (cosine.max(axis=1) + 1.0)
+    """CR (the paper's form) of each embedding against the class prototypes, computed with the
+    training objective's own functions (:mod:`igfiqa.method.pseudo_labels`)."""
+    import torch
+
+    from igfiqa.method.pseudo_labels import ccs_nnccs, certainty_ratio
+    from igfiqa.models.heads import prototype_cosine
+
+    cosine = prototype_cosine(torch.from_numpy(embedding).double(), torch.from_numpy(prototypes))
+    ccs, nnccs = ccs_nnccs(cosine, torch.from_numpy(np.asarray(labels)))
+    return certainty_ratio(ccs, nnccs, "paper").numpy()
 
 
 @dataclass
@@ -422,7 +421,7 @@ def _epoch_instruments(
             row[f"quality_{name}"] = float(out["quality"].mean())
             row[f"bn_mean_shift_{name}"] = out["bn_mean_shift"]
             row[f"bn_log_var_ratio_{name}"] = out["bn_log_var_ratio"]
-        weights = _guidance_weights(path, low_variance)
+        weights = guidance_weights(state, low_variance)
         if weights:
             row["weight_low_variance"] = weights["guidance_weight_low_variance"]
             row["weight_ordinary"] = weights["guidance_weight_ordinary"]
@@ -522,7 +521,7 @@ def evaluate_unit(
     out = _forward(state, test.images, device)
     np.save(run_dir / "test_quality.npy", out["quality"])
     np.save(run_dir / "test_embedding.npy", out["embedding"])
-    weights = _guidance_weights(checkpoint, low_variance) or {}
+    weights = guidance_weights(state, low_variance) or {}
     return {
         "format": UNIT_FORMAT,
         "key": variant.key,
@@ -632,25 +631,14 @@ def _clean(value: Any) -> Any:
 
 
 def _render(settings: StudySettings, seed: int) -> tuple[RenderedFaces, RenderedFaces, str]:
-    from igfiqa.data.synthetic import SyntheticFaces
-
-    size, share = settings.image_size, settings.low_variance_share
-    train_faces = SyntheticFaces(
-        settings.train_identities, settings.samples_per_identity, seed=seed, image_size=size,
-        low_variance_share=share,
-    )  # fmt: skip
-    test_faces = SyntheticFaces(
-        settings.test_identities, settings.test_samples_per_identity, seed=seed, image_size=size,
-        low_variance_share=0.0, first_identity=settings.train_identities,
-    )  # fmt: skip
-    spec = (
-        f"synthetic:identities={settings.train_identities},samples={settings.samples_per_identity},"
-        f"seed={seed},low_variance_share={share},image_size={size}"
-    )
-    return (
-        RenderedFaces(train_faces, seed=seed, hflip=False),
-        RenderedFaces(test_faces, seed=seed, hflip=False),
-        spec,
+    return render_split(
+        seed=seed,
+        train_identities=settings.train_identities,
+        samples_per_identity=settings.samples_per_identity,
+        test_identities=settings.test_identities,
+        test_samples_per_identity=settings.test_samples_per_identity,
+        image_size=settings.image_size,
+        low_variance_share=settings.low_variance_share,
     )
 
 

@@ -17,7 +17,14 @@ from igfiqa.errors import CheckpointError, DataError
 from igfiqa.inference.calibration import ScoreCalibration
 from igfiqa.inference.card import CARD_FILE, ONNX_FILE, find_card_for, read_card
 from igfiqa.inference.pipeline import batched, ordered_map
-from igfiqa.inference.preprocess import as_image_list, fit_to_size, normalise_batch, to_rgb_array
+from igfiqa.inference.preprocess import (
+    NORMALISATION_MEAN,
+    NORMALISATION_STD,
+    as_image_list,
+    fit_to_size,
+    normalise_batch,
+    to_rgb_array,
+)
 
 
 class QualityModel:
@@ -142,7 +149,9 @@ class QualityModel:
                 mode = "area" if shrink else "bilinear"
                 extra = {} if shrink else {"align_corners": False}
                 chunk = F.interpolate(chunk, size=(size, size), mode=mode, **extra)
-            yield ((chunk - 0.5) / 0.5).numpy().astype(np.float32, copy=False)
+            mean = torch.tensor(NORMALISATION_MEAN).view(1, 3, 1, 1)
+            std = torch.tensor(NORMALISATION_STD).view(1, 3, 1, 1)
+            yield ((chunk - mean) / std).numpy().astype(np.float32, copy=False)
 
     def _run(
         self, images: Any, *, batch_size: int, resize: bool, workers: int | None
