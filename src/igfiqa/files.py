@@ -1,5 +1,6 @@
-"""Output folders: created where asked, refused with a clear message where they cannot be, and
-locked so that one process at a time writes into a run folder."""
+"""Files and output folders: size-capped reads, folders created where asked (refused with a clear
+message where they cannot be) and locked so that one process at a time writes into a run folder, and
+atomic writes (a crash leaves the old file or the new one, never half of one)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ import json
 import os
 import socket
 import stat
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from igfiqa.errors import ConfigError, DataError
 
@@ -222,3 +226,61 @@ __all__ = [
     "spreadsheet_safe",
     "spreadsheet_unescape",
 ]
+
+
+# ------------------------------------------------------------------------------ atomic writes
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> Path:
+    """Write ``path`` atomically: ``write`` fills a temp file in the same folder, which is
+    fsynced and renamed over ``path``; then the folder entry is fsynced."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    fsync_dir(target.parent)
+    return target
+
+
+def remove_stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the ``.<name>.*.tmp`` files an atomic write left when its process was killed.
+
+    Call only while holding the folder's lock (no other writer can be mid-write)."""
+    folder = Path(folder)
+    removed = []
+    if folder.is_dir():
+        for entry in folder.glob(".*.tmp"):
+            if entry.is_file():
+                entry.unlink(missing_ok=True)
+                removed.append(entry)
+    return removed
+
+
+def atomic_write_bytes(data: bytes, path: str | os.PathLike[str]) -> Path:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_write`)."""
+    return atomic_write(path, lambda handle: handle.write(data))
+
+
+def atomic_write_text(text: str, path: str | os.PathLike[str]) -> Path:
+    """Write a UTF-8 text file atomically (:func:`atomic_write`)."""
+    return atomic_write_bytes(text.encode("utf-8"), path)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Flush a directory entry to disk (no-op where directories cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -613,7 +613,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    from igfiqa.engine.checkpoint import atomic_write_text
+    from igfiqa.files import atomic_write_text
 
     atomic_write_text(json.dumps(_clean(data), indent=1), path)
 

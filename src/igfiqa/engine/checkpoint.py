@@ -16,15 +16,14 @@ from __future__ import annotations
 import os
 import random
 import re
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import torch
 
 from igfiqa.errors import CheckpointError
+from igfiqa.files import atomic_write
 
 FORMAT = "igfiqa.checkpoint"
 FORMAT_VERSION = 1
@@ -50,61 +49,9 @@ REQUIRED_KEYS = (
 _STEP_FILE = re.compile(r"^step_(\d{8,})\.pt$")
 
 
-def _atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> Path:
-    """Write ``path`` atomically: ``write`` fills a temp file in the same folder, which is
-    fsynced and renamed over ``path``; then the folder entry is fsynced."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    fsync_dir(target.parent)
-    return target
-
-
-def remove_stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
-    """Delete the ``.<name>.*.tmp`` files an atomic write left when its process was killed.
-
-    Call only while holding the folder's lock (no other writer can be mid-write)."""
-    folder = Path(folder)
-    removed = []
-    if folder.is_dir():
-        for entry in folder.glob(".*.tmp"):
-            if entry.is_file():
-                entry.unlink(missing_ok=True)
-                removed.append(entry)
-    return removed
-
-
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """``torch.save(obj)`` to ``path`` atomically (temp file, fsync, os.replace, fsync of the folder)."""
-    return _atomic_write(path, lambda handle: torch.save(obj, handle))
-
-
-def atomic_write_text(text: str, path: str | os.PathLike[str]) -> Path:
-    """Write a small UTF-8 text file atomically (same protocol as :func:`atomic_torch_save`)."""
-    return _atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
-
-
-def fsync_dir(folder: Path) -> None:
-    """Flush a directory entry to disk (no-op where directories cannot be opened, e.g. Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    """``torch.save(obj)`` to ``path`` atomically (:func:`igfiqa.files.atomic_write`)."""
+    return atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 # ----------------------------------------------------------------------------------------- RNG state

@@ -41,18 +41,16 @@ from igfiqa.engine import distributed as D
 from igfiqa.engine.checkpoint import (
     FORMAT,
     FORMAT_VERSION,
-    atomic_write_text,
     capture_rng_state,
     latest_checkpoint,
     load_checkpoint,
-    remove_stale_temp_files,
     restore_rng_state,
     save_checkpoint,
 )
 from igfiqa.engine.sampler import FlippedDataset, ResumableDistributedSampler
 from igfiqa.engine.schedules import LRSchedule
 from igfiqa.errors import CheckpointError, ConfigError, IgfiqaError
-from igfiqa.files import FolderLock, ensure_dir
+from igfiqa.files import FolderLock, atomic_write_text, ensure_dir, remove_stale_temp_files
 from igfiqa.models import create_model
 from igfiqa.models.heads import MarginHead
 from igfiqa.models.sharded import ShardedMarginHead
