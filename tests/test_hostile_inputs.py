@@ -172,6 +172,34 @@ def test_a_bad_image_gets_an_error_row_and_the_good_one_is_scored(
     assert name in rows[name]  # the message names the file
 
 
+def test_align_and_score_detect_give_every_bad_image_its_row(
+    world, astronaut, tmp_path, monkeypatch, capsys
+):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a_face.png").write_bytes(png_bytes(astronaut[0]))
+    for name, make, _ in IMAGE_CASES.values():
+        make(folder / name)
+    monkeypatch.setenv("IGFIQA_MAX_FILE_MB", "2")
+    names = {"a_face.png", *(name for name, _, _ in IMAGE_CASES.values())}
+    code, text = run(monkeypatch, capsys, "align", folder, "-o", tmp_path / "crops")
+    assert code == 1 and "Traceback" not in text
+    lines = (tmp_path / "crops" / "faces.csv").read_text().splitlines()[1:]
+    by_name = {Path(line.split(",")[0]).name: line for line in lines}
+    assert len(lines) == len(names) and set(by_name) == names
+    assert (
+        by_name["a_face.png"].split(",")[2] == "a_face.png"
+        and (tmp_path / "crops" / "a_face.png").is_file()
+    )
+    assert all(by_name[n].rstrip().split(",")[-1] for n in names - {"a_face.png"})  # an error each
+    out = tmp_path / "scores.csv"
+    code, text = run(monkeypatch, capsys, "score", world["backbone"], folder, "--detect", "-o", out)
+    assert code == 1 and "Traceback" not in text
+    rows = {Path(r.split(",")[0]).name: r for r in out.read_text().splitlines()[1:]}
+    assert set(rows) == names
+    assert np.isfinite(float(rows["a_face.png"].split(",")[7]))
+
+
 def test_dev_zero_as_an_input_gets_a_row_and_is_never_read(world, tmp_path, monkeypatch, capsys):
     if not os.path.exists("/dev/zero"):
         pytest.skip("no /dev/zero here")

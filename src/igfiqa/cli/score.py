@@ -64,6 +64,25 @@ def score(
         "--resize",
         help="Resize images that are not the model's input size instead of refusing them.",
     ),
+    detect: bool = typer.Option(
+        False,
+        "--detect",
+        help="Find faces in ordinary photographs (MTCNN, five landmarks) and score the largest, "
+        'aligned; adds the columns face,x1,y1,x2,y2,detection. Needs pip install "igfiqa[detect]".',
+    ),
+    all_faces: bool = typer.Option(
+        False, "--all-faces", help="With --detect: one row per face (face 0 = largest)."
+    ),
+    min_face: float = typer.Option(
+        20.0, "--min-face", min=8.0, help="With --detect: smallest face side searched, pixels."
+    ),
+    max_side: int = typer.Option(
+        1600,
+        "--max-side",
+        min=64,
+        help="With --detect: larger photographs are searched shrunk to this longest side (the "
+        "crop is cut at full resolution).",
+    ),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per forward pass."),
     device: str = typer.Option(
         "auto", "--device", help="auto (cuda when available, else cpu), cpu, cuda or cuda:N."
@@ -103,7 +122,8 @@ def score(
     """Score the quality of aligned face images (one row per input, written as it is scored).
 
     Images must be aligned crops of the model's input size (112x112 for published models) unless
-    --landmarks aligns them or --resize resizes them; others get an error row. A file that cannot be
+    --detect finds and aligns the faces in ordinary photographs, --landmarks aligns them or --resize
+    resizes them; others get an error row (so does a photograph without a face). A file that cannot be
     read or decoded gets a row with its error and the run continues. An interrupted run keeps its
     rows; run it again with --resume to finish it without duplicating any.
     """
@@ -119,8 +139,17 @@ def score(
     try:
         if resume and overwrite:
             raise ConfigError("--resume and --overwrite contradict each other; pick one")
+        if all_faces and not detect:
+            raise ConfigError("--all-faces needs --detect")
+        if detect and (landmarks is not None or resize):
+            raise ConfigError("--detect aligns every face itself: drop --landmarks and --resize")
         items = collect_inputs(inputs)
         table = read_landmarks(landmarks) if landmarks is not None else None
+        detector = None
+        if detect:
+            from igfiqa.detection import load_detector
+
+            detector = load_detector(min_face=min_face)
         loaded = load_model(
             model,
             device=device,
@@ -136,7 +165,12 @@ def score(
                 "export the model with `igfiqa export` (which learns one)"
             )
         with ResultWriter(
-            output, fmt=fmt.value, calibrated=calibrated, resume=resume, overwrite=overwrite
+            output,
+            fmt=fmt.value,
+            calibrated=calibrated,
+            resume=resume,
+            overwrite=overwrite,
+            detect=detect,
         ) as writer:
             written = [0]
             todo = sum(1 for item in items if item.path not in writer.done)
@@ -155,6 +189,9 @@ def score(
                     resize=resize,
                     landmarks=table,
                     landmark_source=str(landmarks),
+                    detector=detector,
+                    all_faces=all_faces,
+                    max_side=max_side,
                     workers=workers,
                     on_batch=on_batch,
                 )
@@ -177,8 +214,9 @@ def score(
         typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
         raise typer.Exit(2) from None
     if not quiet:
+        faces = f" ({summary.faces} faces)" if detect else ""
         print(
-            f"scored {summary.scored} images, {summary.failed} failed, {summary.skipped} skipped "
+            f"scored {summary.scored} images{faces}, {summary.failed} failed, {summary.skipped} skipped "
             f"(already in the output) in {summary.seconds:.1f} s "
             f"({summary.images_per_second:.1f} images/s)",
             file=sys.stderr,

@@ -8,6 +8,8 @@ export with ``model.onnx``) onnxruntime.
 from __future__ import annotations
 
 import os
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,18 @@ from igfiqa.inference.preprocess import (
 )
 
 
+@dataclass(frozen=True)
+class ScoredFace:
+    """A face found in a photograph and scored: ``index`` (0 = largest), ``box`` (x1, y1, x2, y2),
+    detector ``confidence``, five ``landmarks`` (5, 2) in pixels of the photograph, ``quality``."""
+
+    index: int
+    box: np.ndarray
+    confidence: float
+    landmarks: np.ndarray
+    quality: float
+
+
 class QualityModel:
     """A loaded face image quality model.
 
@@ -36,7 +50,8 @@ class QualityModel:
     or a torch tensor (N, 3, H, W) or (3, H, W) of RGB images, uint8 0..255 or float in [0, 1] (as
     torchvision's ``ToTensor`` gives), on any device. Images must be aligned crops of ``input_size``
     x ``input_size`` unless ``resize=True`` (tensors: area interpolation to shrink, bilinear to
-    enlarge).
+    enlarge). With ``detect=True`` (``score``) or :meth:`score_faces` the images are ordinary
+    photographs: faces are found (MTCNN, ``pip install "igfiqa[detect]"``), aligned and scored.
     """
 
     def __init__(
@@ -201,12 +216,88 @@ class QualityModel:
             )
 
     def score(
-        self, images: Any, *, batch_size: int = 64, resize: bool = False, workers: int | None = None
+        self,
+        images: Any,
+        *,
+        batch_size: int = 64,
+        resize: bool = False,
+        workers: int | None = None,
+        detect: bool = False,
+        min_face: float = 20.0,
+        max_side: int | None = None,
     ) -> np.ndarray:
-        """Raw quality scores (N,) float32 of ``images``; higher = better for face recognition."""
+        """Raw quality scores (N,) float32 of ``images``; higher = better for face recognition.
+
+        With ``detect=True`` each image is a photograph and its largest face is scored; an image
+        without a face scores NaN (with a warning naming it); :meth:`score_faces` has the details.
+        """
         self._require_quality()
+        if detect:
+            if resize:
+                raise DataError("detect=True aligns every face itself: drop resize=True")
+            faces = self.score_faces(
+                images, batch_size=batch_size, workers=workers, min_face=min_face,
+                max_side=max_side,
+            )  # fmt: skip
+            missing = [i for i, found in enumerate(faces) if not found]
+            if missing:
+                warnings.warn(
+                    f"no face found in image(s) {missing[:20]}{' ...' if len(missing) > 20 else ''}:"
+                    " their score is NaN",
+                    stacklevel=2,
+                )
+            return np.array([f[0].quality if f else np.nan for f in faces], dtype=np.float32)
         _, quality = self._run(images, batch_size=batch_size, resize=resize, workers=workers)
         return quality
+
+    def score_faces(
+        self,
+        images: Any,
+        *,
+        all_faces: bool = False,
+        batch_size: int = 64,
+        workers: int | None = None,
+        min_face: float = 20.0,
+        max_side: int | None = None,
+    ) -> list[list[ScoredFace]]:
+        """For each photograph, its largest face (every face with ``all_faces``, largest first),
+        found, aligned and scored; an empty list where no face was found.
+
+        ``images`` as for :meth:`score`; a tensor counts as N photographs. Unreadable images raise.
+        """
+        from igfiqa.data.align import align_face
+        from igfiqa.detection import DEFAULT_MAX_SIDE, detect_faces, load_detector
+
+        self._require_quality()
+        detector = load_detector(min_face=min_face)
+        items = _photographs(images)
+
+        def find(item: Any) -> tuple[list[Any], list[np.ndarray]]:
+            image = to_rgb_array(item)
+            found = detect_faces(image, detector, max_side=max_side or DEFAULT_MAX_SIDE)
+            found = found if all_faces else found[:1]
+            return found, [align_face(image, f.landmarks, size=self.input_size) for f in found]
+
+        results: list[list[ScoredFace]] = []
+        outcomes = ordered_map(find, items, workers=workers, window=2 * batch_size)
+        for group in batched(outcomes, batch_size):
+            for outcome in group:
+                if outcome.error is not None:
+                    raise outcome.error
+            crops = [crop for outcome in group for crop in outcome.value[1]]
+            quality = self._run(crops, batch_size=batch_size, resize=False, workers=0)[1]
+            position = 0
+            for outcome in group:
+                found = outcome.value[0]
+                results.append(
+                    [
+                        ScoredFace(i, f.box.copy(), float(f.score), f.landmarks.copy(),
+                                   float(quality[position + i]))
+                        for i, f in enumerate(found)
+                    ]
+                )  # fmt: skip
+                position += len(found)
+        return results
 
     def embed(
         self, images: Any, *, batch_size: int = 64, resize: bool = False, workers: int | None = None
@@ -233,6 +324,21 @@ class QualityModel:
                 "learns one from a reference set) to get 0..100 scores"
             )
         return self.calibration(scores)
+
+
+def _photographs(images: Any) -> list[Any]:
+    """Images for detection as a list; a torch tensor (N, 3, H, W) becomes uint8 (H, W, 3) arrays."""
+    if type(images).__module__.startswith("torch") and hasattr(images, "detach"):
+        x = images.detach().cpu()
+        x = x.unsqueeze(0) if x.ndim == 3 else x
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise DataError(f"a tensor of photographs must be (N, 3, H, W), got {tuple(x.shape)}")
+        import torch
+
+        if x.is_floating_point():
+            x = (x.clamp(0, 1) * 255).round()
+        return list(x.to(torch.uint8).permute(0, 2, 3, 1).numpy())
+    return as_image_list(images)
 
 
 def _onnx_files(path: Path) -> tuple[Path, Path]:

@@ -3,7 +3,10 @@
 :func:`score_inputs` decodes (and, with landmarks, aligns) images in a thread pool while the model
 runs, writes one row per input as results arrive and flushes after every batch, so an interrupted run
 keeps every row it wrote; :class:`ResultWriter` with ``resume=True`` skips the paths already present.
-A file that fails gets a row with its error and the run goes on. Nothing here imports torch.
+A file that fails gets a row with its error and the run goes on. With a face detector each input
+gives a row per face it keeps (the largest, or all with ``all_faces``), with the face's index, box and
+detection confidence; the faces of one input are always written together. Nothing here imports
+torch.
 """
 
 from __future__ import annotations
@@ -66,10 +69,12 @@ def _tolerant(stream: IO[str]) -> IO[str]:
 
 @dataclass
 class ScoreSummary:
-    """What one run did: rows written, failures among them, inputs skipped by ``--resume``, time."""
+    """What one run did: inputs scored, inputs failed, faces scored (with a detector), inputs
+    skipped by ``--resume``, time."""
 
     scored: int = 0
     failed: int = 0
+    faces: int = 0
     skipped: int = 0
     seconds: float = 0.0
 
@@ -190,8 +195,34 @@ def _format_quality(value: float) -> str:
     return format(float(value), ".8g") if math.isfinite(value) else "nan"
 
 
+@dataclass(frozen=True)
+class FaceInfo:
+    """Where a scored face was found: ``index`` (0 = largest), ``box`` (x1, y1, x2, y2) and the
+    detector's ``confidence``."""
+
+    index: int
+    box: tuple[float, float, float, float]
+    confidence: float
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One output row: a scored image or face, or an input's error."""
+
+    path: str
+    quality: float | None = None
+    calibrated: int | None = None
+    error: str | None = None
+    face: FaceInfo | None = None
+
+
+FACE_COLUMNS = ["face", "x1", "y1", "x2", "y2", "detection"]
+"""Columns that ``--detect`` adds after ``path``."""
+
+
 class ResultWriter:
-    """Appends result rows to a CSV (``path,quality[,calibrated],error``) or JSON Lines file.
+    """Appends result rows to a CSV (``path,quality[,calibrated],error``; with ``detect``
+    ``path,face,x1,y1,x2,y2,detection,quality[,calibrated],error``) or JSON Lines file.
 
     With ``resume`` an existing file is kept: a truncated last line (an interrupted write) is cut
     off, and :attr:`done` holds the paths already present, which the run skips. Without it an
@@ -206,12 +237,20 @@ class ResultWriter:
         calibrated: bool = False,
         resume: bool = False,
         overwrite: bool = False,
+        detect: bool = False,
     ) -> None:
         if fmt not in ("csv", "jsonl"):
             raise ConfigError(f"unknown output format {fmt!r}: use csv or jsonl")
         self.format = fmt
         self.calibrated = calibrated
-        self.columns = ["path", "quality", *(["calibrated"] if calibrated else []), "error"]
+        self.detect = detect
+        self.columns = [
+            "path",
+            *(FACE_COLUMNS if detect else []),
+            "quality",
+            *(["calibrated"] if calibrated else []),
+            "error",
+        ]
         self.done: set[str] = set()
         self.path = None if path is None or str(path) == "-" else Path(path)
         if self.path is None:
@@ -265,7 +304,7 @@ class ResultWriter:
             if rows and rows[0] != self.columns:
                 raise ConfigError(
                     f"cannot resume {self.path}: its columns {rows[0]} differ from {self.columns} "
-                    "(use the same --format and --calibrated as the first run)"
+                    "(use the same --format, --calibrated and --detect as the first run)"
                 )
             self.done = {spreadsheet_unescape(row[0]) for row in rows[1:] if row}
         else:
@@ -280,33 +319,41 @@ class ResultWriter:
                         f"cannot resume {self.path}: line {number} is not a result record ({error}); "
                         "is it a JSON Lines output of `igfiqa score`?"
                     ) from error
-                if self.calibrated != ("calibrated" in record):
+                if self.calibrated != ("calibrated" in record) or self.detect != ("face" in record):
                     raise ConfigError(
-                        f"cannot resume {self.path}: use the same --calibrated setting as the first run"
+                        f"cannot resume {self.path}: use the same --calibrated and --detect "
+                        "settings as the first run"
                     )
 
-    def write(self, rows: Iterable[tuple[str, float | None, int | None, str | None]]) -> None:
-        """Write ``(path, quality, calibrated, error)`` rows and flush them to the file."""
+    def write(self, rows: Iterable[ResultRow]) -> None:
+        """Write rows and flush them to the file."""
         if self.format == "csv":
             writer = csv.writer(self._handle, lineterminator="\n")
-            for path, quality, calibrated, error in rows:
+            for row in rows:
                 # paths and messages may start with = + - @: never a formula in a spreadsheet
-                row = [spreadsheet_safe(path), "" if quality is None else _format_quality(quality)]
+                fields = [spreadsheet_safe(row.path)]
+                if self.detect:
+                    fields += _face_fields(row.face)
+                fields.append("" if row.quality is None else _format_quality(row.quality))
                 if self.calibrated:
-                    row.append("" if calibrated is None else str(int(calibrated)))
-                row.append(spreadsheet_safe(error or ""))
-                writer.writerow(row)
+                    fields.append("" if row.calibrated is None else str(int(row.calibrated)))
+                fields.append(spreadsheet_safe(row.error or ""))
+                writer.writerow(fields)
         else:
-            for path, quality, calibrated, error in rows:
-                record: dict[str, Any] = {
-                    "path": path,
-                    "quality": None
-                    if quality is None or not math.isfinite(quality)
-                    else float(quality),
-                }
+            for row in rows:
+                record: dict[str, Any] = {"path": row.path}
+                if self.detect:
+                    face = row.face
+                    record["face"] = None if face is None else face.index
+                    record["box"] = None if face is None else [round(v, 2) for v in face.box]
+                    record["detection"] = None if face is None else round(face.confidence, 6)
+                quality = row.quality
+                record["quality"] = (
+                    None if quality is None or not math.isfinite(quality) else float(quality)
+                )
                 if self.calibrated:
-                    record["calibrated"] = None if calibrated is None else int(calibrated)
-                record["error"] = error
+                    record["calibrated"] = None if row.calibrated is None else int(row.calibrated)
+                record["error"] = row.error
                 self._handle.write(json.dumps(record) + "\n")
         self._handle.flush()
 
@@ -323,6 +370,12 @@ class ResultWriter:
         self.close()
 
 
+def _face_fields(face: FaceInfo | None) -> list[str]:
+    if face is None:
+        return [""] * len(FACE_COLUMNS)
+    return [str(face.index), *(f"{v:.2f}" for v in face.box), f"{face.confidence:.6f}"]
+
+
 # ----------------------------------------------------------------------------------- scoring
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
@@ -337,13 +390,18 @@ def score_inputs(
     resize: bool = False,
     landmarks: Mapping[str, np.ndarray] | None = None,
     landmark_source: str = "the landmark file",
+    detector: Any = None,
+    all_faces: bool = False,
+    max_side: int | None = None,
     workers: int | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> ScoreSummary:
     """Score ``items`` with ``model`` (a :class:`~igfiqa.inference.model.QualityModel`), writing rows.
 
-    Items whose path is in ``writer.done`` are skipped. ``on_batch(rows_written_so_far)`` is called
-    after each flushed batch (progress display; tests use it to interrupt a run).
+    Images are used as aligned crops, aligned with ``landmarks``, or searched for faces with
+    ``detector`` (:mod:`igfiqa.detection`; the largest face, every face with ``all_faces``). Items
+    whose path is in ``writer.done`` are skipped. ``on_batch(inputs_done_so_far)`` is called after
+    each flushed batch (progress display; tests use it to interrupt a run).
     """
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
@@ -352,14 +410,24 @@ def score_inputs(
             f"{model.source} has no score calibration in its model card: drop --calibrated, or "
             "export the model with `igfiqa export` (which learns one)"
         )
+    if detector is not None and landmarks is not None:
+        raise ConfigError("--detect and --landmarks both align the images; pass one of them")
+    if (detector is not None) != writer.detect:
+        raise ConfigError("the output's face columns need a detector, and a detector needs them")
     model._require_quality()
     size = model.input_size
     todo = [item for item in items if item.path not in writer.done]
     summary = ScoreSummary(skipped=len(items) - len(todo))
+    crop_faces = _face_finder(detector, size, all_faces, max_side) if detector else None
 
-    def prepare(item: ScoreItem) -> np.ndarray:
+    def prepare(item: ScoreItem) -> list[tuple[FaceInfo | None, np.ndarray]]:
         try:
             image = to_rgb_array(item.path, name=item.path)
+            if crop_faces is not None:
+                return [
+                    (info, normalise_into(crop, np.empty((3, size, size), dtype=np.float32)))
+                    for info, crop in crop_faces(image, item.path)
+                ]
             if landmarks is not None:
                 points = find_landmarks(landmarks, item)
                 if points is None:
@@ -368,47 +436,74 @@ def score_inputs(
 
                 image = align_face(image, points, size=size)
             image = fit_to_size(image, size, resize=resize, name=item.path)
-            return normalise_into(image, np.empty((3, size, size), dtype=np.float32))
+            return [(None, normalise_into(image, np.empty((3, size, size), dtype=np.float32)))]
         except IgfiqaError:
             raise
         except (OSError, ValueError, RuntimeError) as error:  # OpenCV / Pillow internals
             raise DataError(f"{item.path}: {type(error).__name__}: {_one_line(error)}") from error
 
-    buffer = np.empty((batch_size, 3, size, size), dtype=np.float32)
     start = time.perf_counter()
     outcomes = ordered_map(prepare, todo, workers=workers, window=3 * batch_size)
+    done = 0
     for group in batched(outcomes, batch_size):
-        good = [outcome for outcome in group if outcome.error is None]
-        qualities: dict[int, float] = {}
-        calibrated: dict[int, int] = {}
-        if good:
-            batch = buffer[: len(good)]
-            for slot, outcome in enumerate(good):
-                batch[slot] = outcome.value
-            _, quality = model.forward_batch(batch)
-            levels = model.calibration(quality) if writer.calibrated else None
-            for slot, outcome in enumerate(good):
-                qualities[id(outcome)] = float(quality[slot])
-                if levels is not None:
-                    calibrated[id(outcome)] = int(levels[slot])
-        rows = []
+        # Every face of the group's inputs in one array; an input's faces are never split.
+        arrays = [a for o in group if o.error is None for _, a in o.value]
+        quality = np.empty(0, np.float32)
+        if arrays:
+            quality = np.concatenate(
+                [
+                    model.forward_batch(np.stack(arrays[i : i + batch_size]))[1]
+                    for i in range(0, len(arrays), batch_size)
+                ]
+            )
+        levels = model.calibration(quality) if writer.calibrated and len(quality) else None
+        rows, slot = [], 0
         for outcome in group:
-            if outcome.error is None:
-                key = id(outcome)
-                rows.append((outcome.item.path, qualities[key], calibrated.get(key), None))
-            else:
-                rows.append((outcome.item.path, None, None, _one_line(outcome.error)))
+            if outcome.error is not None:
+                rows.append(ResultRow(outcome.item.path, error=_one_line(outcome.error)))
                 summary.failed += 1
-        summary.scored += len(good)
+                continue
+            for info, _ in outcome.value:
+                level = None if levels is None else int(levels[slot])
+                rows.append(ResultRow(outcome.item.path, float(quality[slot]), level, face=info))
+                slot += 1
+            summary.scored += 1
+            summary.faces += len(outcome.value)
         writer.write(rows)
+        done += len(group)
         summary.seconds = time.perf_counter() - start
         if on_batch is not None:
-            on_batch(summary.scored + summary.failed)
+            on_batch(done)
     summary.seconds = time.perf_counter() - start
     return summary
 
 
+def _face_finder(
+    detector: Any, size: int, all_faces: bool, max_side: int | None
+) -> Callable[[np.ndarray, str], list[tuple[FaceInfo, np.ndarray]]]:
+    """``(image, name) -> [(face info, aligned crop)]`` with the detection policy."""
+    from igfiqa.detection import DEFAULT_MAX_SIDE, find_faces
+
+    def crop_faces(image: np.ndarray, name: str) -> list[tuple[FaceInfo, np.ndarray]]:
+        found = find_faces(
+            image, detector, size=size, all_faces=all_faces,
+            max_side=max_side or DEFAULT_MAX_SIDE, name=name,
+        )  # fmt: skip
+        return [(face_info(f.index, f.face), f.crop) for f in found]
+
+    return crop_faces
+
+
+def face_info(index: int, face: Any) -> FaceInfo:
+    """The output record of a detected :class:`~igfiqa.detection.Face`."""
+    box = tuple(float(v) for v in face.box)
+    return FaceInfo(index, box, float(face.score))  # type: ignore[arg-type]
+
+
 __all__ = [
+    "FACE_COLUMNS",
+    "FaceInfo",
+    "ResultRow",
     "ResultWriter",
     "ScoreItem",
     "ScoreSummary",
