@@ -23,8 +23,9 @@ import numpy as np
 import torch
 
 from igfiqa.data.benchmarks import open_benchmark
+from igfiqa.data.pixels import normalise_batch
 from igfiqa.evaluation.runner import image_pass, load_fr_model
-from igfiqa.inference.preprocess import normalise_batch, to_rgb_array
+from igfiqa.inference.preprocess import to_rgb_array
 from igfiqa.models import create_model
 from score_speed import make_folder, make_model
 

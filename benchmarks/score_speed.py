@@ -26,9 +26,10 @@ import cv2
 import numpy as np
 import torch
 
+from igfiqa.data.pixels import normalise_batch
 from igfiqa.inference import load_model
 from igfiqa.inference.export import export_model
-from igfiqa.inference.preprocess import normalise_batch, to_rgb_array
+from igfiqa.inference.preprocess import to_rgb_array
 from igfiqa.inference.scorer import ResultWriter, collect_inputs, score_inputs
 from igfiqa.models import create_model
 

@@ -51,3 +51,38 @@ def test_read_regular_file_refuses_fifos_devices_links_and_oversize_files_withou
     (tmp_path / "latin.txt").write_bytes(b"caf\xe9\n")
     with pytest.raises(DataError, match=r"latin\.txt: not UTF-8 text \(byte 3\)"):
         read_text_file(tmp_path / "latin.txt")
+
+
+def test_atomic_output_keeps_the_old_file_on_failure_and_sets_the_mode(tmp_path) -> None:
+    import os
+    import stat
+
+    import pytest
+
+    from igfiqa.files import atomic_output, atomic_write_bytes
+
+    target = tmp_path / "out.bin"
+    atomic_write_bytes(b"old", target, private=False)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+    with pytest.raises(RuntimeError), atomic_output(target) as temporary:
+        temporary.write_bytes(b"half")
+        raise RuntimeError("writer crashed")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]  # no temporary left behind
+    atomic_write_bytes(b"new", target)
+    assert target.read_bytes() == b"new" and stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_json_safe_cleans_numpy_nan_infinity_and_objects() -> None:
+    import math
+    from pathlib import Path
+
+    import numpy as np
+
+    from igfiqa.files import json_safe
+
+    value = {1: (np.float32(0.5), np.int64(3), math.nan, math.inf), "p": Path("/x"), "a": np.eye(2)}
+    assert json_safe(value) == {"1": [0.5, 3, None, None], "p": "/x", "a": [[1.0, 0.0], [0.0, 1.0]]}
+    assert json_safe([-math.inf, math.inf], infinite_as_text=True) == ["-inf", "inf"]

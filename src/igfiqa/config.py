@@ -175,15 +175,6 @@ class IgfiqaConfig(_Section):
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
-    @property
-    def crfiqa_mode(self) -> bool:
-        """Guidance off, augmentation off and ``fiqa_batch: same`` (METHOD.md s.5)."""
-        return (
-            not self.method.guidance.enabled
-            and not self.method.augment.enabled
-            and self.method.objective.fiqa_batch == "same"
-        )
-
     def check_paths(self) -> None:
         """Raise ConfigError if the data source or a verification set does not exist."""
         source = self.data.source.strip()

@@ -375,9 +375,9 @@ def run_demo(
     log: Callable[[str], None] = print,
 ) -> DemoResult:
     """Render data, train every variant, evaluate on held-out identities, write ``report.md``."""
+    from igfiqa.checkpoint import load_checkpoint
     from igfiqa.config import load_config
     from igfiqa.data.benchmarks import all_pairs
-    from igfiqa.engine.checkpoint import load_checkpoint
     from igfiqa.engine.trainer import train
     from igfiqa.evaluation.report import write_report
     from igfiqa.evaluation.results import ORACLE, evaluate_scores
@@ -536,21 +536,13 @@ def run_demo(
 
 
 def _json_ready(result: DemoResult) -> dict[str, Any]:
+    from igfiqa.files import json_safe
+
     data = asdict(result)
     data["out_dir"] = str(result.out_dir)
     if result.check is not None:
         data["check"]["passed"] = result.check.passed
-
-    def clean(value: Any) -> Any:
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        if isinstance(value, dict):
-            return {str(k): clean(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [clean(v) for v in value]
-        return value
-
-    return clean(data)
+    return json_safe(data)
 
 
 def _f(value: float | None, digits: int = 3) -> str:

@@ -4,15 +4,18 @@ atomic writes (a crash leaves the old file or the new one, never half of one).""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
+import math
 import os
 import socket
 import stat
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from igfiqa.errors import ConfigError, DataError
 
@@ -229,23 +232,40 @@ __all__ = [
 
 
 # ------------------------------------------------------------------------------ atomic writes
-def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> Path:
-    """Write ``path`` atomically: ``write`` fills a temp file in the same folder, which is
-    fsynced and renamed over ``path``; then the folder entry is fsynced."""
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str], *, private: bool = True) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to (for writers that want a file name); on
+    success it is fsynced and renamed over ``path`` and the folder entry fsynced, on failure
+    removed. ``private`` keeps the temporary file's mode 0600; otherwise the file gets the usual
+    0666 & ~umask."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    temporary = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
+        yield temporary
+        if not private:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(temporary, 0o666 & ~umask)
+        with temporary.open("rb+") as handle:
             os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
+        os.replace(temporary, target)
     except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
     fsync_dir(target.parent)
-    return target
+
+
+def atomic_write(
+    path: str | os.PathLike[str], write: Callable[[BinaryIO], None], *, private: bool = True
+) -> Path:
+    """Write ``path`` atomically (:func:`atomic_output`): ``write`` fills the temporary file, so a
+    crash or preemption leaves either the old or the new file, never half of one."""
+    with atomic_output(path, private=private) as temporary, temporary.open("wb") as handle:
+        write(handle)
+    return Path(path)
 
 
 def remove_stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
@@ -262,14 +282,14 @@ def remove_stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
     return removed
 
 
-def atomic_write_bytes(data: bytes, path: str | os.PathLike[str]) -> Path:
+def atomic_write_bytes(data: bytes, path: str | os.PathLike[str], *, private: bool = True) -> Path:
     """Write ``data`` to ``path`` atomically (:func:`atomic_write`)."""
-    return atomic_write(path, lambda handle: handle.write(data))
+    return atomic_write(path, lambda handle: handle.write(data), private=private)
 
 
-def atomic_write_text(text: str, path: str | os.PathLike[str]) -> Path:
+def atomic_write_text(text: str, path: str | os.PathLike[str], *, private: bool = True) -> Path:
     """Write a UTF-8 text file atomically (:func:`atomic_write`)."""
-    return atomic_write_bytes(text.encode("utf-8"), path)
+    return atomic_write_bytes(text.encode("utf-8"), path, private=private)
 
 
 def fsync_dir(folder: Path) -> None:
@@ -284,3 +304,27 @@ def fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# ----------------------------------------------------------------------------------------- JSON
+def json_safe(value: Any, *, infinite_as_text: bool = False) -> Any:
+    """A JSON-serialisable copy of ``value``: mappings (keys as str), lists and tuples -> lists,
+    numpy / torch scalars and arrays -> Python values, NaN -> None, infinities -> None (or
+    ``"inf"`` / ``"-inf"`` with ``infinite_as_text``), dataclasses -> dicts, any other object -> str."""
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v, infinite_as_text=infinite_as_text) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v, infinite_as_text=infinite_as_text) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        if infinite_as_text and not math.isnan(value):
+            return "inf" if value > 0 else "-inf"
+        return None
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return json_safe(dataclasses.asdict(value), infinite_as_text=infinite_as_text)
+    if hasattr(value, "tolist"):  # numpy / torch scalars and small arrays
+        return json_safe(value.tolist(), infinite_as_text=infinite_as_text)
+    return str(value)

@@ -289,7 +289,7 @@ def _config(variant: StudyVariant, settings: StudySettings, seed: int, spec: str
 
 def _train_unit(config: Any, run_dir: Path, data: RenderedFaces, progress: bool) -> Path:
     """Train (or finish training) one unit; returns its final checkpoint."""
-    from igfiqa.engine.checkpoint import latest_checkpoint, load_checkpoint
+    from igfiqa.checkpoint import latest_checkpoint, load_checkpoint
     from igfiqa.engine.trainer import train
 
     folder = run_dir / "checkpoints"
@@ -315,7 +315,7 @@ def _forward(
     var)|, averaged over the layers."""
     import torch
 
-    from igfiqa.inference.preprocess import normalise_batch
+    from igfiqa.data.pixels import normalise_batch
     from igfiqa.models import create_model
 
     model = create_model(**state["model_spec"])
@@ -404,7 +404,7 @@ def _epoch_instruments(
 ) -> list[dict[str, float]]:
     """Per epoch checkpoint: CR and predicted quality of clean vs degraded probe images, BN
     mismatch on them, and the guidance weights of low-variance vs ordinary classes."""
-    from igfiqa.engine.checkpoint import list_checkpoints, load_checkpoint
+    from igfiqa.checkpoint import list_checkpoints, load_checkpoint
 
     rows = []
     # one checkpoint per epoch end (checkpoint.every_steps=0, keep=0)
@@ -514,7 +514,7 @@ def evaluate_unit(
     device: str,
 ) -> dict[str, Any]:
     """Everything one trained unit contributes; its arrays are saved beside ``unit.json``."""
-    from igfiqa.engine.checkpoint import load_checkpoint
+    from igfiqa.checkpoint import load_checkpoint
     from igfiqa.evaluation.correlation import spearman
 
     state = load_checkpoint(checkpoint)
@@ -613,21 +613,9 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    from igfiqa.files import atomic_write_text
+    from igfiqa.files import atomic_write_text, json_safe
 
-    atomic_write_text(json.dumps(_clean(data), indent=1), path)
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (np.floating, np.integer)):
-        return _clean(value.item())
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
+    atomic_write_text(json.dumps(json_safe(data), indent=1), path)
 
 
 def _render(settings: StudySettings, seed: int) -> tuple[RenderedFaces, RenderedFaces, str]:

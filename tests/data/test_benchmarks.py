@@ -34,7 +34,7 @@ def test_bin_written_from_synthetic_reads_back(tmp_path: Path) -> None:
     source = open_training_dataset(SPEC, hflip=False)
     path = write_verification_bin(source, tmp_path / "lfw.bin", num_pairs=12, image_format="png")
     bench = open_benchmark("bin", path)
-    assert bench.name == "lfw" and bench.num_samples == 24 and not bench.uses_templates
+    assert bench.name == "lfw" and bench.num_samples == 24 and bench.sample_template is None
     assert bench.pairs.tolist() == [[2 * i, 2 * i + 1] for i in range(12)]
     assert bench.mated.tolist() == [True, False] * 6
     bins, issame = pickle.loads(path.read_bytes())
@@ -182,7 +182,7 @@ def _ijb(root: Path, prefix: str = "ijbc") -> list[np.ndarray]:
 def test_ijb_reader_templates_and_alignment(tmp_path: Path, prefix: str) -> None:
     aligned = _ijb(tmp_path, prefix)
     bench = open_benchmark(prefix, tmp_path)
-    assert bench.uses_templates and bench.num_samples == 6 and bench.num_templates == 4
+    assert bench.sample_template is not None and bench.num_samples == 6 and bench.num_templates == 4
     assert bench.template_ids.tolist() == [7, 9, 11, 40]
     assert bench.sample_template.tolist() == [2, 2, 3, 3, 0, 1]
     assert bench.sample_media.tolist() == [0, 0, 1, 1, 2, 2]

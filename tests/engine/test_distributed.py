@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from igfiqa.engine.checkpoint import load_checkpoint
+from igfiqa.checkpoint import load_checkpoint
 from igfiqa.engine.trainer import Trainer, train
 
 from ._dist import run_gloo

@@ -9,7 +9,7 @@ import signal
 import pytest
 import torch
 
-from igfiqa.engine.checkpoint import REQUIRED_KEYS, list_checkpoints, load_checkpoint
+from igfiqa.checkpoint import REQUIRED_KEYS, list_checkpoints, load_checkpoint
 from igfiqa.engine.trainer import NonFiniteLossError, train
 from igfiqa.errors import CheckpointError
 

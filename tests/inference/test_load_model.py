@@ -201,7 +201,7 @@ def test_bfloat16_close_to_float32(backbone_path):
 
 
 def test_run_folder_loads_latest_checkpoint_of_the_engine_writer(tmp_path, checkpoint_path, model):
-    from igfiqa.engine.checkpoint import save_checkpoint
+    from igfiqa.checkpoint import save_checkpoint
 
     payload = torch.load(checkpoint_path, weights_only=True)
     older = tiny_model(seed=9)

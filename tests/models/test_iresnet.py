@@ -13,7 +13,7 @@ STAGES = (64, 128, 256, 512)
 
 
 def expected_shapes(layers, *, quality_head: bool, features: int = 512, side: int = 7):
-    """Key -> shape of a published iResNet, built from the FORMATS.md s.7 naming rule."""
+    """Key -> shape of a published iResNet, built from the insightface / CR-FIQA naming rule (docs/method.md, module map)."""
     shapes: dict[str, tuple[int, ...]] = {}
 
     def bn(prefix: str, channels: int) -> None:

@@ -88,11 +88,6 @@ class PairSet:
             return 0
         return int(self.sample_template.max()) + 1 if len(self.sample_template) else 0
 
-    @property
-    def uses_templates(self) -> bool:
-        """Whether ``pairs`` index templates rather than samples."""
-        return self.sample_template is not None
-
     def load_sample(self, index: int) -> np.ndarray:
         """Sample ``index`` as an aligned RGB uint8 image."""
         if not 0 <= index < self.num_samples:

@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import Dataset
 
 from igfiqa.data.decode import IMAGE_EXTENSIONS, decode_image
+from igfiqa.data.pixels import normalise_into
 from igfiqa.errors import ConfigError, DataError
 from igfiqa.files import MAX_TABLE_BYTES, read_text_file
 
@@ -51,9 +52,9 @@ def flip_decision(seed: int, epoch: int, index: int) -> bool:
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """(S, S, 3) uint8 RGB -> float32 (3, S, S) tensor ``(pixel / 255 - 0.5) / 0.5``."""
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).to(torch.float32)
-    return tensor.div_(127.5).sub_(1.0)
+    """(S, S, 3) uint8 RGB -> float32 (3, S, S) tensor (:func:`igfiqa.data.pixels.normalise_into`)."""
+    out = np.empty((3, image.shape[0], image.shape[1]), dtype=np.float32)
+    return torch.from_numpy(normalise_into(image, out))
 
 
 def resize_square(image: np.ndarray, size: int) -> np.ndarray:

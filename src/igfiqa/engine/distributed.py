@@ -100,35 +100,6 @@ def barrier() -> None:
         dist.barrier()
 
 
-def all_gather_cat(tensor: Tensor) -> Tensor:
-    """Concatenate ``tensor`` (same trailing shape, any first dimension) from every rank, in rank order.
-
-    No gradient; for labels, statistics and metrics.
-    """
-    if not is_initialized() or dist.get_world_size() == 1:
-        return tensor
-    world = dist.get_world_size()
-    size = torch.tensor([tensor.shape[0]], device=tensor.device, dtype=torch.long)
-    sizes = [torch.zeros_like(size) for _ in range(world)]
-    dist.all_gather(sizes, size)
-    counts = [int(s.item()) for s in sizes]
-    largest = max(counts)
-    padded = tensor.new_zeros((largest, *tensor.shape[1:]))
-    padded[: tensor.shape[0]] = tensor
-    parts = [torch.empty_like(padded) for _ in range(world)]
-    dist.all_gather(parts, padded.contiguous())
-    return torch.cat([part[:count] for part, count in zip(parts, counts, strict=True)])
-
-
-def all_reduce_mean(values: Tensor) -> Tensor:
-    """Mean of ``values`` over ranks (a copy)."""
-    if not is_initialized() or dist.get_world_size() == 1:
-        return values.clone()
-    out = values.detach().clone()
-    dist.all_reduce(out)
-    return out / dist.get_world_size()
-
-
 def all_reduce_gradients(
     parameters: list[torch.nn.Parameter], bucket_bytes: int = 25 << 20
 ) -> None:

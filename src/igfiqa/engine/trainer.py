@@ -36,9 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from igfiqa import __version__
-from igfiqa.config import IgfiqaConfig, config_from_dict
-from igfiqa.engine import distributed as D
-from igfiqa.engine.checkpoint import (
+from igfiqa.checkpoint import (
     FORMAT,
     FORMAT_VERSION,
     capture_rng_state,
@@ -47,6 +45,8 @@ from igfiqa.engine.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from igfiqa.config import IgfiqaConfig, config_from_dict
+from igfiqa.engine import distributed as D
 from igfiqa.engine.sampler import FlippedDataset, ResumableDistributedSampler
 from igfiqa.engine.schedules import LRSchedule
 from igfiqa.errors import CheckpointError, ConfigError, IgfiqaError
@@ -367,7 +367,7 @@ class Trainer:
 
     # -------------------------------------------------------------------------------- checkpoints
     def checkpoint_payload(self) -> dict[str, Any]:
-        """The checkpoint dict (FORMATS.md s.7); collective: every rank must call it."""
+        """The checkpoint dict (:mod:`igfiqa.checkpoint`); collective: every rank must call it."""
         head_state = self.head.state_dict()
         head_opt = self.opt_head.state_dict()
         if isinstance(self.head, ShardedMarginHead):

@@ -1,6 +1,6 @@
 """Error versus discard characteristic (EDC), the CR-FIQA error versus reject curve (ERC), pAUC.
 
-Terms used throughout (EVALUATION.md):
+Terms used throughout (docs/evaluation.md):
 
 * **comparison** / **pair**: two samples (images or templates) compared by a face recognition (FR)
   model; its **similarity** (comparison score) is higher for more similar faces.
@@ -327,11 +327,6 @@ def normalized_pauc(pauc_value: float, e0: float, limit: float) -> float:
 # reference lines
 
 
-def random_pauc(e0: float, limit: float) -> float:
-    """Area under the random-discard line (flat at e0, in expectation) on [0, limit]: e0 * limit."""
-    return float(e0) * float(limit)
-
-
 def theoretical_best_fnmr(e0: float, discard_fraction: np.ndarray) -> np.ndarray:
     """Theoretical-best line (Olsen et al.): max(0, e0 - d), from (0, e0) to (e0, 0)."""
     return np.maximum(0.0, e0 - np.asarray(discard_fraction, dtype=np.float64))
@@ -375,14 +370,6 @@ def oracle_edc(num_errors: int, num_mated: int) -> tuple[np.ndarray, np.ndarray]
 def oracle_pauc(num_errors: int, num_mated: int, limit: float) -> float:
     """Stepwise pAUC of the discrete comparison-level oracle (:func:`oracle_edc`) on [0, L]."""
     return pauc(*oracle_edc(num_errors, num_mated), limit)
-
-
-def oracle_pauc_continuous(e0: float, limit: float) -> float:
-    """Integral of the oracle curve on [0, L]: a + (1 - e0) * ln(1 - a), a = min(L, e0)."""
-    a = min(float(limit), float(e0))
-    if a >= 1.0:
-        return 1.0 if e0 >= 1.0 else float("nan")
-    return float(a + (1.0 - e0) * math.log1p(-a))
 
 
 def relative_to_oracle(pauc_value: float, e0: float, limit: float, oracle_value: float) -> float:

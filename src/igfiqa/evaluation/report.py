@@ -30,7 +30,7 @@ from igfiqa.evaluation.results import (
     BenchmarkResult,
     FmrResult,
 )
-from igfiqa.files import ensure_dir
+from igfiqa.files import ensure_dir, json_safe
 
 _REFERENCE_STYLE = {
     RANDOM: {"color": "0.45", "linestyle": "--", "linewidth": 1.2},
@@ -246,18 +246,6 @@ def markdown(results: list[BenchmarkResult]) -> str:
     return "\n".join(lines)
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        return _json_safe(value.item())
-    return value
-
-
 def write_report(
     results: BenchmarkResult | list[BenchmarkResult],
     out_dir: str | Path,
@@ -298,7 +286,8 @@ def write_report(
         writer.writerows(rows)
     json_path = out / "results.json"
     json_path.write_text(
-        json.dumps(_json_safe([r.summary() for r in results]), indent=2), encoding="utf-8"
+        json.dumps(json_safe([r.summary() for r in results], infinite_as_text=True), indent=2),
+        encoding="utf-8",
     )
     md_path = out / "results.md"
     md_path.write_text(markdown(results), encoding="utf-8")

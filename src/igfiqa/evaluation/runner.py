@@ -12,7 +12,7 @@
 * **Comparison scores** = cosine similarity of L2-normalised features. ``flip`` chooses the feature:
   ``none`` (emb(img)), ``concat`` (CR-FIQA: [emb/|emb|, emb_f/|emb_f|], cosine = mean of the two
   cosines), ``sum`` (emb(img) + emb(flipped img)); ``auto`` = ``sum`` for template benchmarks (the
-  IJB recipe of FORMATS.md s.4) and ``none`` otherwise. Templates: mean of the image features of
+  IJB recipe of docs/formats.md, "Benchmarks") and ``none`` otherwise. Templates: mean of the image features of
   each media, sum over the template's media, L2-normalise; template quality = min over its images.
 * **Caches** (``cache_dir``): embeddings (raw and flipped), similarities and model quality scores
   are stored per benchmark and model as ``.npz``/``.npy`` files whose names carry a key derived
@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from igfiqa.data.pixels import normalise_batch
 from igfiqa.errors import CheckpointError, ConfigError, DataError
 from igfiqa.evaluation import edc as E
 from igfiqa.evaluation.report import slug
@@ -47,7 +48,7 @@ from igfiqa.evaluation.results import (
     BenchmarkResult,
     evaluate_scores,
 )
-from igfiqa.files import MAX_TABLE_BYTES, read_text_file, spreadsheet_unescape
+from igfiqa.files import MAX_TABLE_BYTES, atomic_write, read_text_file, spreadsheet_unescape
 from igfiqa.inference.runners import resolve_device
 from igfiqa.progress import ProgressBar
 
@@ -85,11 +86,7 @@ def _digest(*parts: str | bytes) -> str:
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with tmp.open("wb") as handle:
-        np.savez(handle, **arrays)
-    os.replace(tmp, path)
+    atomic_write(path, lambda handle: np.savez(handle, **arrays), private=False)
 
 
 def _npz_sizes_fit(path: Path) -> bool:
@@ -135,11 +132,7 @@ def _prepare_batch(images: np.ndarray, size: int) -> np.ndarray:
         images = np.stack(
             [cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images]
         )
-    batch = images.transpose(0, 3, 1, 2).astype(np.float32)
-    batch /= 255.0
-    batch -= 0.5
-    batch /= 0.5
-    return batch
+    return normalise_batch(images)
 
 
 @dataclass

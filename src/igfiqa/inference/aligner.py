@@ -203,7 +203,7 @@ def align_inputs(
                 for found in outcome.value:
                     name = crop_name(outcome.item.relative, found.index if all_faces else None)
                     name = _unique(name, tables.used_names)
-                    atomic_write_bytes(encode_png(found.crop), out / name)
+                    atomic_write_bytes(encode_png(found.crop), out / name, private=False)
                     names.append(name)
                 tables.write_faces(outcome.item, outcome.value, names)
                 summary.aligned += 1

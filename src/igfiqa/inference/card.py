@@ -8,14 +8,14 @@ read its score (calibration). Nothing here imports torch.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from igfiqa.data.pixels import COLOUR_ORDER, NORMALISATION_MEAN, NORMALISATION_STD
 from igfiqa.errors import CheckpointError
-from igfiqa.inference.preprocess import COLOUR_ORDER, NORMALISATION_MEAN, NORMALISATION_STD
+from igfiqa.files import atomic_write_text, json_safe
 
 CARD_FORMAT = "igfiqa.model_card"
 CARD_VERSION = 1
@@ -25,21 +25,6 @@ ONNX_FILE = "model.onnx"
 SAFETENSORS_CARD_KEY = "igfiqa_model_card"
 
 LANDMARK_ORDER = ("left_eye", "right_eye", "nose_tip", "left_mouth_corner", "right_mouth_corner")
-
-
-def json_safe(value: Any) -> Any:
-    """A JSON-serialisable copy of ``value`` (tuples -> lists, paths/other objects -> str, NaN -> None)."""
-    if isinstance(value, Mapping):
-        return {str(key): json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(item) for item in value]
-    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if hasattr(value, "tolist"):  # numpy / torch scalars and small arrays
-        return json_safe(value.tolist())
-    return str(value)
 
 
 def alignment_template(input_size: int) -> list[list[float]]:
@@ -146,11 +131,8 @@ def read_card(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def write_card(card: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
-    """Write a model card as indented JSON (atomically: temporary file, then rename)."""
-    path = Path(path)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(json_safe(card), indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    """Write a model card as indented JSON, atomically."""
+    atomic_write_text(json.dumps(json_safe(card), indent=2) + "\n", path, private=False)
 
 
 def find_card_for(path: Path) -> Path | None:
@@ -170,7 +152,6 @@ __all__ = [
     "WEIGHTS_FILE",
     "alignment_template",
     "find_card_for",
-    "json_safe",
     "make_model_card",
     "read_card",
     "validate_card",

@@ -22,13 +22,13 @@ import torch
 from torch import nn
 
 from igfiqa.errors import CheckpointError, ConfigError, DataError
+from igfiqa.files import atomic_output, json_safe
 from igfiqa.inference.calibration import ScoreCalibration
 from igfiqa.inference.card import (
     CARD_FILE,
     ONNX_FILE,
     SAFETENSORS_CARD_KEY,
     WEIGHTS_FILE,
-    json_safe,
     write_card,
 )
 from igfiqa.inference.loading import load_network
@@ -126,30 +126,29 @@ def export_onnx(network: nn.Module, path: Path, *, opset: int = ONNX_OPSET) -> d
     size = int(network.input_size)
     outputs = ["embedding", "quality"] if network.has_quality_head else ["embedding"]
     example = torch.zeros(2, 3, size, size)
-    temporary = path.with_name(path.name + ".tmp")
     batch = torch.export.Dim("batch", min=1, max=65536)
     exporter_log = logging.getLogger("torch.onnx")  # notes about unused torchvision operators
     level = exporter_log.level
     exporter_log.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            # torch's dynamo-based exporter (the TorchScript-based one is deprecated)
-            torch.onnx.export(
-                network,
-                (example,),
-                str(temporary),
-                dynamo=True,
-                input_names=["image"],
-                output_names=outputs,
-                dynamic_shapes=({0: batch},),
-                opset_version=opset,
-                verbose=False,
-            )
-    finally:
-        exporter_log.setLevel(level)
-    onnx.checker.check_model(onnx.load(str(temporary)), full_check=True)
-    os.replace(temporary, path)
+    with atomic_output(path, private=False) as temporary:
+        try:
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                # torch's dynamo-based exporter (the TorchScript-based one is deprecated)
+                torch.onnx.export(
+                    network,
+                    (example,),
+                    str(temporary),
+                    dynamo=True,
+                    input_names=["image"],
+                    output_names=outputs,
+                    dynamic_shapes=({0: batch},),
+                    opset_version=opset,
+                    verbose=False,
+                )
+        finally:
+            exporter_log.setLevel(level)
+        onnx.checker.check_model(onnx.load(str(temporary)), full_check=True)
     return {
         "file": path.name,
         "opset": opset,
@@ -239,16 +238,12 @@ def export_model(
     state = {
         key: value.detach().contiguous().clone() for key, value in network.state_dict().items()
     }
-    temporary = out / (WEIGHTS_FILE + ".tmp")
-    save_file(
-        state,
-        str(temporary),
-        metadata={"format": "igfiqa.export", SAFETENSORS_CARD_KEY: json.dumps(card)},
-    )
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)
-    os.replace(temporary, out / WEIGHTS_FILE)
+    with atomic_output(out / WEIGHTS_FILE, private=False) as temporary:
+        save_file(
+            state,
+            str(temporary),
+            metadata={"format": "igfiqa.export", SAFETENSORS_CARD_KEY: json.dumps(card)},
+        )
     write_card(card, out / CARD_FILE)
     return card
 

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from igfiqa.engine.checkpoint import FORMAT as CHECKPOINT_FORMAT
-from igfiqa.engine.checkpoint import FORMAT_VERSION as CHECKPOINT_VERSION
+from igfiqa.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from igfiqa.checkpoint import FORMAT_VERSION as CHECKPOINT_VERSION
 from igfiqa.errors import CheckpointError, ConfigError
 from igfiqa.inference.card import (
     CARD_FILE,
@@ -316,7 +316,7 @@ def load_safetensors_export(
 
 def latest_training_checkpoint(folder: Path) -> Path | None:
     """The newest ``step_*.pt`` of a training run folder (or its ``checkpoints/``), if any."""
-    from igfiqa.engine.checkpoint import latest_checkpoint
+    from igfiqa.checkpoint import latest_checkpoint
 
     for candidate in (folder, folder / "checkpoints"):
         found = latest_checkpoint(candidate)

@@ -1,6 +1,6 @@
 """The inference API: ``load_model(path)`` -> :class:`QualityModel` with ``score`` / ``embed``.
 
-Quality = R(f(x)) for aligned face crops (METHOD.md s.6); the embedding f(x) comes for free and is a
+Quality = R(f(x)) for aligned face crops (docs/scoring.md, "What the score is"); the embedding f(x) comes for free and is a
 usable face recognition template. Works on CPU or GPU, in float32 or bfloat16, with PyTorch or (for an
 export with ``model.onnx``) onnxruntime.
 """
@@ -15,18 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from igfiqa.data.pixels import NORMALISATION_MEAN, NORMALISATION_STD, normalise_batch
 from igfiqa.errors import CheckpointError, DataError
 from igfiqa.inference.calibration import ScoreCalibration
 from igfiqa.inference.card import CARD_FILE, ONNX_FILE, find_card_for, read_card
 from igfiqa.inference.pipeline import batched, ordered_map
-from igfiqa.inference.preprocess import (
-    NORMALISATION_MEAN,
-    NORMALISATION_STD,
-    as_image_list,
-    fit_to_size,
-    normalise_batch,
-    to_rgb_array,
-)
+from igfiqa.inference.preprocess import as_image_list, fit_to_size, to_rgb_array
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Turn user images (paths, bytes, PIL images, uint8 arrays) into the model's input tensor layout.
 
-The model input is float32 (B, 3, S, S), RGB, ``(pixel / 255 - 0.5) / 0.5`` in [-1, 1]. Decoding goes
+The model input is float32 (B, 3, S, S), RGB, ``(pixel / 255 - 0.5) / 0.5`` in [-1, 1]
+(:mod:`igfiqa.data.pixels`). Decoding goes
 through the project's one decoder :func:`igfiqa.data.decode.decode_image`; alignment through
 :func:`igfiqa.data.align.align_face`. Nothing here imports torch.
 """
@@ -8,7 +9,7 @@ through the project's one decoder :func:`igfiqa.data.decode.decode_image`; align
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,6 @@ import numpy as np
 
 from igfiqa.data.decode import IMAGE_EXTENSIONS
 from igfiqa.errors import DataError
-
-NORMALISATION_MEAN = (0.5, 0.5, 0.5)
-NORMALISATION_STD = (0.5, 0.5, 0.5)
-COLOUR_ORDER = "RGB"
 
 
 def is_pil_image(obj: Any) -> bool:
@@ -71,25 +68,6 @@ def fit_to_size(
     return np.ascontiguousarray(cv2.resize(image, (size, size), interpolation=interpolation))
 
 
-def normalise_into(image: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Write ``(image / 255 - 0.5) / 0.5`` of an (S, S, 3) uint8 RGB image into ``out`` (3, S, S) float32."""
-    np.divide(image.transpose(2, 0, 1), np.float32(255.0), out=out)
-    out -= np.float32(NORMALISATION_MEAN[0])
-    out /= np.float32(NORMALISATION_STD[0])
-    return out
-
-
-def normalise_batch(images: Sequence[np.ndarray]) -> np.ndarray:
-    """Stack (S, S, 3) uint8 RGB images into the model input float32 (B, 3, S, S) in [-1, 1]."""
-    if not images:
-        raise DataError("no images to normalise")
-    size = images[0].shape[0]
-    batch = np.empty((len(images), 3, size, size), dtype=np.float32)
-    for index, image in enumerate(images):
-        normalise_into(image, batch[index])
-    return batch
-
-
 def as_image_list(images: Any) -> list[Any]:
     """A single image or a collection of them -> a list of single images.
 
@@ -120,14 +98,9 @@ def find_images(folder: Path) -> list[Path]:
 
 
 __all__ = [
-    "COLOUR_ORDER",
     "IMAGE_EXTENSIONS",
-    "NORMALISATION_MEAN",
-    "NORMALISATION_STD",
     "as_image_list",
     "find_images",
     "fit_to_size",
-    "normalise_batch",
-    "normalise_into",
     "to_rgb_array",
 ]

@@ -26,6 +26,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from igfiqa.data.decode import IMAGE_EXTENSIONS
+from igfiqa.data.pixels import normalise_into
 from igfiqa.errors import ConfigError, DataError, IgfiqaError
 from igfiqa.files import (
     MAX_TABLE_BYTES,
@@ -34,13 +36,7 @@ from igfiqa.files import (
     spreadsheet_unescape,
 )
 from igfiqa.inference.pipeline import batched, ordered_map
-from igfiqa.inference.preprocess import (
-    IMAGE_EXTENSIONS,
-    find_images,
-    fit_to_size,
-    normalise_into,
-    to_rgb_array,
-)
+from igfiqa.inference.preprocess import find_images, fit_to_size, to_rgb_array
 
 LIST_SUFFIXES = (".txt", ".lst")
 

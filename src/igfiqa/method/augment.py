@@ -1,4 +1,5 @@
-"""On-the-fly degradations for the quality branch (IG-FIQA, METHOD.md section 4)."""
+"""On-the-fly degradations for the quality branch (IG-FIQA; docs/method.md, "Quality-stream
+augmentation")."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ class AugmentConfig:
     """Degradations of the quality stream; each one draws its own parameters per image.
 
     Every operation is switched off by ``enabled=False`` (all of them) or by its probability 0.
-    Ranges are closed intervals ``[min, max]``; defaults are METHOD.md section 4.
+    Ranges are closed intervals ``[min, max]``; defaults are the paper's (docs/method.md).
 
     Attributes:
         enabled: master switch.

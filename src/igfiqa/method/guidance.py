@@ -1,4 +1,4 @@
-"""IG-FIQA's intra-class variance guidance (METHOD.md section 3).
+"""IG-FIQA's intra-class variance guidance (docs/method.md, "Intra-class variance guidance").
 
 For every class c a running statistic ``v_c`` approximates its intra-class variance: the EMA of the
 per-sample distance to the class prototype ``d_i = 1 - CCS_i`` (``statistic="distance"``, the
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
 
+from igfiqa import collective
 from igfiqa.errors import CheckpointError, ConfigError
 
 STATISTICS = ("distance", "similarity")
@@ -196,7 +196,7 @@ class IntraClassGuidance:
     def _use_distributed(self) -> bool:
         if self.distributed is not None:
             return bool(self.distributed)
-        return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        return collective.active()
 
     # ----------------------------------------------------------------------------------- weights
     def class_weights(self) -> Tensor:
@@ -299,24 +299,10 @@ class IntraClassGuidance:
 
 
 def _all_gather_pairs(labels: Tensor, values: Tensor, group: Any) -> tuple[Tensor, Tensor]:
-    """Concatenate the (label, value) pairs of every process, in rank order.
-
-    Local batches may differ in size: the sizes are gathered first and every process pads to the
-    largest (padding rows carry label -1 and are dropped).
-    """
-    world = dist.get_world_size(group)
-    device = labels.device
-    size = torch.tensor([labels.numel()], dtype=torch.long, device=device)
-    sizes = [torch.zeros_like(size) for _ in range(world)]
-    dist.all_gather(sizes, size, group=group)
-    counts = [int(s.item()) for s in sizes]
-    longest = max(counts)
-    packed = torch.full((longest, 2), -1.0, dtype=torch.float64, device=device)
-    packed[: labels.numel(), 0] = labels.to(torch.float64)
-    packed[: labels.numel(), 1] = values.to(torch.float64)
-    gathered = [torch.empty_like(packed) for _ in range(world)]
-    dist.all_gather(gathered, packed, group=group)
-    rows = torch.cat([part[:count] for part, count in zip(gathered, counts, strict=True)])
+    """Concatenate the (label, value) pairs of every process, in rank order (local batches may
+    differ in size)."""
+    packed = torch.stack([labels.to(torch.float64), values.to(torch.float64)], dim=1)
+    rows = collective.all_gather_rows(packed, group)
     return rows[:, 0].to(torch.long), rows[:, 1].to(values.dtype)
 
 

@@ -1,6 +1,6 @@
 """One training step's losses: ArcFace/CosFace CE for recognition plus the (guided) quality loss.
 
-See ``docs/method.md`` and METHOD.md sections 2-5.
+See docs/method.md, "One training step".
 """
 
 from __future__ import annotations

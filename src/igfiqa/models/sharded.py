@@ -26,9 +26,9 @@ import math
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 
+from igfiqa import collective
 from igfiqa.errors import CheckpointError, ConfigError
 from igfiqa.models.heads import MARGIN_KINDS, MarginHead, prototype_cosine
 
@@ -44,38 +44,18 @@ def class_ranges(num_classes: int, world_size: int) -> list[tuple[int, int]]:
     return ranges
 
 
-def _dist_active(group: Any) -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size(group) > 1
-
-
-def _gather_sizes(count: int, device: torch.device, group: Any) -> list[int]:
-    size = torch.tensor([count], dtype=torch.long, device=device)
-    sizes = [torch.zeros_like(size) for _ in range(dist.get_world_size(group))]
-    dist.all_gather(sizes, size, group=group)
-    return [int(s.item()) for s in sizes]
-
-
-def _gather_rows(tensor: Tensor, sizes: list[int], group: Any) -> Tensor:
-    longest = max(sizes)
-    padded = tensor.new_zeros((longest, *tensor.shape[1:]))
-    padded[: tensor.shape[0]] = tensor
-    parts = [torch.empty_like(padded) for _ in sizes]
-    dist.all_gather(parts, padded.contiguous(), group=group)
-    return torch.cat([part[:n] for part, n in zip(parts, sizes, strict=True)])
-
-
 class _GatherEmbeddings(torch.autograd.Function):
     """All-gather rows with autograd: backward sums the gradient over ranks and keeps own rows."""
 
     @staticmethod
     def forward(ctx: Any, local: Tensor, sizes: list[int], rank: int, scale: float, group: Any):
         ctx.sizes, ctx.rank, ctx.scale, ctx.group = sizes, rank, scale, group
-        return _gather_rows(local.detach(), sizes, group)
+        return collective.all_gather_rows(local.detach(), group, sizes)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor):
         grad = grad.contiguous().clone()
-        dist.all_reduce(grad, group=ctx.group)
+        collective.all_reduce(grad, "sum", ctx.group)
         start = sum(ctx.sizes[: ctx.rank])
         local = grad[start : start + ctx.sizes[ctx.rank]]
         if ctx.scale != 1.0:
@@ -90,15 +70,13 @@ class _ShardedCrossEntropy(torch.autograd.Function):
     def forward(ctx: Any, logits: Tensor, local_target: Tensor, owned: Tensor, group: Any):
         logits = logits.float()
         row_max = logits.detach().amax(dim=1)
-        if _dist_active(group):
-            dist.all_reduce(row_max, op=dist.ReduceOp.MAX, group=group)
+        collective.all_reduce(row_max, "max", group)
         exp = torch.exp(logits - row_max.unsqueeze(1))
         denominator = exp.sum(dim=1)
         index = local_target.clamp(min=0).unsqueeze(1)
         target = torch.where(owned, logits.gather(1, index).squeeze(1), torch.zeros_like(row_max))
-        if _dist_active(group):
-            dist.all_reduce(denominator, group=group)
-            dist.all_reduce(target, group=group)
+        collective.all_reduce(denominator, "sum", group)
+        collective.all_reduce(target, "sum", group)
         per_sample = torch.log(denominator) + row_max - target
         softmax = exp / denominator.unsqueeze(1)
         ctx.save_for_backward(softmax, index, owned)
@@ -150,9 +128,8 @@ class ShardedMarginHead(nn.Module):
         self.kind, self.s, self.m = kind, float(s), float(m)
         self.group = group
         self.embedding_grad_scale = float(embedding_grad_scale)
-        active = _dist_active(group)
-        self.rank = dist.get_rank(group) if active else 0
-        self.world_size = dist.get_world_size(group) if active else 1
+        self.rank = collective.rank(group)
+        self.world_size = collective.world_size(group)
         if self.world_size > self.num_classes:
             raise ConfigError(
                 f"cannot split {self.num_classes} classes over {self.world_size} ranks"
@@ -177,9 +154,9 @@ class ShardedMarginHead(nn.Module):
 
     # ------------------------------------------------------------------------------ collectives
     def _gather_embeddings(self, embeddings: Tensor) -> Tensor:
-        if not _dist_active(self.group):
+        if not collective.active(self.group):
             return embeddings
-        sizes = _gather_sizes(embeddings.shape[0], embeddings.device, self.group)
+        sizes = collective.gather_sizes(embeddings.shape[0], embeddings.device, self.group)
         return _GatherEmbeddings.apply(
             embeddings, sizes, self.rank, self.embedding_grad_scale, self.group
         )
@@ -187,16 +164,16 @@ class ShardedMarginHead(nn.Module):
     def _global_labels(self, labels: Tensor, num_rows: int) -> tuple[Tensor, int, int]:
         """Labels of the global batch, and this rank's row offset and count."""
         labels = labels.long().reshape(-1)
-        if not _dist_active(self.group):
+        if not collective.active(self.group):
             return labels, 0, labels.shape[0]
-        sizes = _gather_sizes(labels.shape[0], labels.device, self.group)
+        sizes = collective.gather_sizes(labels.shape[0], labels.device, self.group)
         if sum(sizes) != num_rows:
             raise ValueError(
                 f"pass this rank's local labels ({labels.shape[0]} here), the global batch has "
                 f"{num_rows} rows but the ranks hold {sum(sizes)} labels in total"
             )
         offset = sum(sizes[: self.rank])
-        return _gather_rows(labels, sizes, self.group), offset, labels.shape[0]
+        return collective.all_gather_rows(labels, self.group, sizes), offset, labels.shape[0]
 
     def _local_targets(self, labels: Tensor) -> tuple[Tensor, Tensor]:
         owned = (labels >= self.class_start) & (labels < self.class_end)
@@ -239,26 +216,25 @@ class ShardedMarginHead(nn.Module):
         ccs = torch.where(owned, cosine.gather(1, index).squeeze(1), torch.zeros_like(cosine[:, 0]))
         masked = torch.where(owned.unsqueeze(1), cosine.scatter(1, index, float("-inf")), cosine)
         nnccs = masked.amax(dim=1) if masked.shape[1] else torch.full_like(ccs, float("-inf"))
-        if _dist_active(self.group):
-            dist.all_reduce(ccs, group=self.group)
-            dist.all_reduce(nnccs, op=dist.ReduceOp.MAX, group=self.group)
+        collective.all_reduce(ccs, "sum", self.group)
+        collective.all_reduce(nnccs, "max", self.group)
         return ccs[offset : offset + count], nnccs[offset : offset + count]
 
     # ------------------------------------------------------------------------------ whole-matrix I/O
     def full_weight(self) -> Tensor:
         """The (C, F) prototype matrix assembled from all shards (a detached copy, on every rank)."""
         local = self.weight.detach()
-        if not _dist_active(self.group):
+        if not collective.active(self.group):
             return local.clone()
         sizes = [end - start for start, end in class_ranges(self.num_classes, self.world_size)]
-        return _gather_rows(local, sizes, self.group)
+        return collective.all_gather_rows(local, self.group, sizes)
 
     def gather_shards(self, tensor: Tensor) -> Tensor:
         """Assemble any per-shard (C_local, ...) tensor (e.g. a momentum buffer) into (C, ...)."""
-        if not _dist_active(self.group):
+        if not collective.active(self.group):
             return tensor.detach().clone()
         sizes = [end - start for start, end in class_ranges(self.num_classes, self.world_size)]
-        return _gather_rows(tensor.detach(), sizes, self.group)
+        return collective.all_gather_rows(tensor.detach(), self.group, sizes)
 
     def shard_of(self, full: Tensor) -> Tensor:
         """This rank's rows of a (C, ...) tensor."""

@@ -1,4 +1,4 @@
-"""The one checkpoint writer and reader (FORMATS.md s.7).
+"""The one checkpoint writer and reader (docs/training.md, "Checkpoints").
 
 A training checkpoint is a ``torch.save`` of a plain dict (tensors, dicts, lists, str, numbers,
 bools, None) so that it loads with ``torch.load(path, weights_only=True)``, which never runs code.
