@@ -157,3 +157,34 @@ def test_config_file_layers_on_a_preset_and_round_trips_through_yaml(tmp_path) -
     scalar.write_text("42\n")
     with pytest.raises(ConfigError, match="must hold a YAML mapping"):
         load_config(config_file=scalar)
+
+
+def test_a_preset_extends_another_and_cycles_are_refused(monkeypatch) -> None:
+    import igfiqa.config as config_module
+
+    texts = {
+        "base": "name: base\ntrain: {epochs: 3, seed: 1}\nmethod: {guidance: {enabled: true}}\n",
+        "child": "extends: base\nname: child\ntrain: {epochs: 5}\n",
+        "loop_a": "extends: loop_b\n",
+        "loop_b": "extends: loop_a\n",
+    }
+    monkeypatch.setattr(config_module, "preset_text", lambda name: texts[name])
+    child = config_module.preset_mapping("child")
+    assert child == {
+        "name": "child",
+        "train": {"epochs": 5, "seed": 1},
+        "method": {"guidance": {"enabled": True}},
+    }
+    with pytest.raises(ConfigError, match="loop_a -> loop_b -> loop_a"):
+        config_module.preset_mapping("loop_a")
+
+
+def test_baseline_presets_are_their_recipe_with_three_switches_changed() -> None:
+    for name in ("casia_r50", "ms1mv2_r100", "synthetic_demo"):
+        ig, base = load_config(name).to_dict(), load_config(f"{name}_crfiqa").to_dict()
+        assert (
+            base["model"] == ig["model"]
+            and base["data"] == ig["data"]
+            and base["train"] == ig["train"]
+        )
+        assert base["method"]["guidance"] == {**ig["method"]["guidance"], "enabled": False}

@@ -213,6 +213,20 @@ def preset_text(name: str) -> str:
     return (resources.files("igfiqa") / "presets" / f"{name}.yaml").read_text(encoding="utf-8")
 
 
+def preset_mapping(name: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The settings of a packaged preset, with ``extends: OTHER`` resolved: the preset's own
+    settings deep-merged over those of the preset it extends (chains allowed, cycles refused)."""
+    if name in _seen:
+        raise ConfigError(f"preset {name!r} extends itself: {' -> '.join([*_seen, name])}")
+    data = _read_yaml(preset_text(name), f"preset {name}")
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"preset {name}: extends must name another preset, got {base!r}")
+    return deep_merge(preset_mapping(base, (*_seen, name)), data)
+
+
 def _read_yaml(text: str, origin: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
@@ -388,7 +402,7 @@ def load_config(
         if preset.endswith((".yaml", ".yml")) or Path(preset).is_file():
             raw = read_config_file(preset)
         else:
-            raw = _read_yaml(preset_text(preset), f"preset {preset}")
+            raw = preset_mapping(preset)
         origin_parts.append(f"preset {preset}")
     if config_file is not None:
         raw = deep_merge(raw, read_config_file(config_file))
@@ -433,5 +447,6 @@ __all__ = [
     "list_presets",
     "load_config",
     "parse_override",
+    "preset_mapping",
     "preset_text",
 ]
