@@ -46,7 +46,7 @@ from igfiqa.checkpoint import (
     save_checkpoint,
 )
 from igfiqa.config import IgfiqaConfig, config_from_dict
-from igfiqa.engine import distributed as D
+from igfiqa.engine import distributed
 from igfiqa.engine.sampler import FlippedDataset, ResumableDistributedSampler
 from igfiqa.engine.schedules import LRSchedule
 from igfiqa.errors import CheckpointError, ConfigError, IgfiqaError
@@ -183,16 +183,16 @@ def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManag
 
 def _gather_objects(obj: Any) -> list[Any]:
     """Every rank's ``obj`` (our own processes' state: RNG and augmentation generators)."""
-    if not D.is_initialized() or D.get_world_size() == 1:
+    if not distributed.is_initialized() or distributed.get_world_size() == 1:
         return [obj]
-    out: list[Any] = [None] * D.get_world_size()
+    out: list[Any] = [None] * distributed.get_world_size()
     dist.all_gather_object(out, obj)
     return out
 
 
 def _any_rank(flag: bool, device: torch.device) -> bool:
     """True when ``flag`` is true on any rank."""
-    if not D.is_initialized() or D.get_world_size() == 1:
+    if not distributed.is_initialized() or distributed.get_world_size() == 1:
         return flag
     value = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
@@ -227,7 +227,7 @@ class Trainer:
         self.max_steps = max_steps if max_steps is not None else config.train.max_steps
         self.show_progress = progress and config.logging.progress
         self.dataset = dataset
-        self.info = D.setup(config.train.device)
+        self.info = distributed.setup(config.train.device)
         self.device = self.info.device
 
     # -------------------------------------------------------------------------------- building
@@ -347,7 +347,7 @@ class Trainer:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = DistributedDataParallel(self.model, device_ids=device_ids)
             if not sharded:
-                D.broadcast_module(self.head)
+                distributed.broadcast_module(self.head)
         if cfg.train.compile:
             self.train_model = torch.compile(self.train_model)
 
@@ -419,7 +419,7 @@ class Trainer:
             path = save_checkpoint(
                 payload, self.run_dir / CHECKPOINT_DIR, keep=self.config.checkpoint.keep
             )
-        D.barrier()
+        distributed.barrier()
         self.last_checkpoint = path
         return path
 
@@ -540,7 +540,7 @@ class Trainer:
             self.opt_head.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if self.info.distributed and not self.sharded:
-                D.all_reduce_gradients(list(self.head.parameters()))
+                distributed.all_reduce_gradients(list(self.head.parameters()))
             self.scaler.unscale_(self.opt_backbone)
             self.scaler.unscale_(self.opt_head)
             if cfg.optim.grad_clip is not None:
@@ -776,7 +776,7 @@ class Trainer:
                 self._set_train_mode(True)
             for name, values in results.items():
                 log.write({"kind": "verification", "set": name, "step": self.step, **values})
-        D.barrier()
+        distributed.barrier()
         return results
 
 
@@ -826,7 +826,7 @@ def train(
     finally:
         if lock is not None:
             lock.release()
-        D.teardown(trainer.info)
+        distributed.teardown(trainer.info)
         torch.use_deterministic_algorithms(deterministic)
         torch.backends.cudnn.benchmark = cudnn_benchmark
 

@@ -47,7 +47,9 @@ DEFAULT_ERC_RATIOS = np.arange(0.0, 0.98, 0.05)
 # input checks
 
 
-def _as_1d(name: str, values: object, dtype: type = np.float64) -> np.ndarray:
+def as_1d(name: str, values: object, dtype: type = np.float64) -> np.ndarray:
+    """``values`` as a 1-d array of ``dtype`` (bool: only booleans or 0/1); NaN is refused with the
+    positions named."""
     array = np.asarray(values)
     if array.ndim != 1:
         raise DataError(f"{name} must be a 1-d array, got shape {array.shape}")
@@ -64,7 +66,8 @@ def _as_1d(name: str, values: object, dtype: type = np.float64) -> np.ndarray:
     return array
 
 
-def _check_same_length(**arrays: np.ndarray) -> int:
+def same_length(**arrays: np.ndarray) -> int:
+    """The common length of the named arrays; a DataError naming every length otherwise."""
     lengths = {name: len(a) for name, a in arrays.items()}
     if len(set(lengths.values())) != 1:
         raise DataError(f"arrays must have the same length, got {lengths}")
@@ -102,7 +105,7 @@ def pair_quality(quality: np.ndarray, pairs: np.ndarray, reduce: PairReduce = "m
 
     ``quality`` holds one value per sample (or per template, when ``pairs`` index templates).
     """
-    quality = _as_1d("quality", quality)
+    quality = as_1d("quality", quality)
     pairs = np.asarray(pairs)
     if pairs.ndim != 2 or pairs.shape[1] != 2:
         raise DataError(f"pairs must have shape (P, 2), got {pairs.shape}")
@@ -121,9 +124,9 @@ def template_quality(
     ``sample_template[i]`` is the template index (0 .. T-1) of sample i. Templates without images
     get NaN.
     """
-    sample_quality = _as_1d("sample_quality", sample_quality)
+    sample_quality = as_1d("sample_quality", sample_quality)
     sample_template = np.asarray(sample_template, dtype=np.int64)
-    _check_same_length(sample_quality=sample_quality, sample_template=sample_template)
+    same_length(sample_quality=sample_quality, sample_template=sample_template)
     if sample_template.size and sample_template.min() < 0:
         raise DataError("sample_template must hold template indices >= 0")
     count = int(sample_template.max()) + 1 if sample_template.size else 0
@@ -197,7 +200,7 @@ def _kth_largest(values: np.ndarray, k: int) -> float:
 
 def threshold_info(nonmated_similarity: np.ndarray, fmr: float) -> ThresholdInfo:
     """Threshold at a target FMR with its achieved FMR and resolution flag (see :func:`threshold_at_fmr`)."""
-    scores = _as_1d("nonmated_similarity", nonmated_similarity)
+    scores = as_1d("nonmated_similarity", nonmated_similarity)
     n = len(scores)
     k = allowed_false_matches(n, fmr)
     threshold = -math.inf if k >= n else float(np.nextafter(_kth_largest(scores, k + 1), math.inf))
@@ -232,7 +235,7 @@ def threshold_at_fnmr(mated_similarity: np.ndarray, fnmr: float) -> float:
     With s_(j) the j-th smallest mated similarity and K the largest count with K / G <= fnmr,
     t = s_(K+1) (``+inf`` when K = G): exactly the mated pairs below s_(K+1) are non-matches.
     """
-    scores = _as_1d("mated_similarity", mated_similarity)
+    scores = as_1d("mated_similarity", mated_similarity)
     g = len(scores)
     if g == 0:
         raise DataError("no mated comparisons: a starting-FNMR threshold needs at least one")
@@ -249,10 +252,10 @@ def threshold_at_fnmr(mated_similarity: np.ndarray, fnmr: float) -> float:
 def _mated_arrays(
     similarity: np.ndarray, mated: np.ndarray, pair_quality_: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    similarity = _as_1d("similarity", similarity)
-    mated = _as_1d("mated", mated, bool)
-    pair_quality_ = _as_1d("pair_quality", pair_quality_)
-    _check_same_length(similarity=similarity, mated=mated, pair_quality=pair_quality_)
+    similarity = as_1d("similarity", similarity)
+    mated = as_1d("mated", mated, bool)
+    pair_quality_ = as_1d("pair_quality", pair_quality_)
+    same_length(similarity=similarity, mated=mated, pair_quality=pair_quality_)
     if not mated.any():
         raise DataError("no mated comparisons: the FNM-EDC needs at least one")
     return similarity[mated], pair_quality_[mated]
@@ -304,9 +307,9 @@ def pauc(discard_fraction: np.ndarray, error: np.ndarray, limit: float) -> float
     The curve is the step function error[i] on [d[i], d[i+1]) (d = discard_fraction, starting at 0,
     non-decreasing); the last step is cut at ``limit`` (and extended to it if the curve ends before).
     """
-    d = _as_1d("discard_fraction", discard_fraction)
-    e = _as_1d("error", error)
-    _check_same_length(discard_fraction=d, error=e)
+    d = as_1d("discard_fraction", discard_fraction)
+    e = as_1d("error", error)
+    same_length(discard_fraction=d, error=e)
     limit = _check_rate("limit", limit)
     if len(d) == 0 or d[0] != 0.0:
         raise DataError("discard_fraction must start at 0")
@@ -392,7 +395,7 @@ def greedy_sample_oracle(pairs: np.ndarray, error: np.ndarray, num_samples: int)
     highest quality. With min pair quality its EDC is the greedy sample-level oracle curve.
     """
     pairs = np.asarray(pairs, dtype=np.int64)
-    error = _as_1d("error", error, bool)
+    error = as_1d("error", error, bool)
     if pairs.ndim != 2 or pairs.shape[1] != 2 or len(pairs) != len(error):
         raise DataError(
             f"pairs must be (P, 2) with one error flag each; got {pairs.shape}, {error.shape}"
@@ -486,9 +489,9 @@ class SortedComparisons:
     """
 
     def __init__(self, similarity: np.ndarray, mated: np.ndarray) -> None:
-        similarity = _as_1d("similarity", similarity)
-        mated = _as_1d("mated", mated, bool)
-        self.num_pairs = _check_same_length(similarity=similarity, mated=mated)
+        similarity = as_1d("similarity", similarity)
+        mated = as_1d("mated", mated, bool)
+        self.num_pairs = same_length(similarity=similarity, mated=mated)
         if self.num_pairs == 0:
             raise DataError("no comparisons")
         sides = []
@@ -517,10 +520,10 @@ def erc_curves(
     if prepared is None:
         prepared = SortedComparisons(similarity, mated)
     n = prepared.num_pairs
-    quality = _as_1d("pair_quality", pair_quality)
+    quality = as_1d("pair_quality", pair_quality)
     if len(quality) != n:
         raise DataError(f"pair_quality has {len(quality)} values for {n} comparisons")
-    ratios = _as_1d("ratios", ratios)
+    ratios = as_1d("ratios", ratios)
     if rule not in ("crfiqa", "iso"):
         raise ConfigError(f"erc rule must be 'crfiqa' or 'iso', got {rule!r}")
     fmrs = [_check_rate("fmr", f) for f in fmrs]
@@ -583,9 +586,9 @@ def erc(
 
 def erc_auc(ratios: np.ndarray, fnmr: np.ndarray) -> float:
     """Trapezoid area under the ERC over the given ratios (CR-FIQA: [0, 0.95]); not normalised."""
-    x = _as_1d("ratios", ratios)
+    x = as_1d("ratios", ratios)
     y = np.asarray(fnmr, dtype=np.float64)
-    _check_same_length(ratios=x, fnmr=y)
+    same_length(ratios=x, fnmr=y)
     if len(x) < 2:
         return 0.0
     return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0))

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from igfiqa.errors import ConfigError, DataError
-from igfiqa.evaluation import edc as E
+from igfiqa.evaluation import edc
 from igfiqa.evaluation.verification import tar_at_fmr, ten_fold_accuracy
 
 DEFAULT_FMRS = (1e-3, 1e-4)
@@ -64,7 +64,7 @@ class CurveResult:
 class FmrResult:
     """Everything measured at one target FMR: the fixed EDC threshold, e0 and every curve."""
 
-    threshold: E.ThresholdInfo
+    threshold: edc.ThresholdInfo
     e0: float
     num_errors: int
     curves: list[CurveResult]
@@ -137,22 +137,22 @@ def _curve(
     limits: Sequence[float],
     oracle: Mapping[float, float] | None,
 ) -> CurveResult:
-    paucs = {limit: E.pauc(d, f, limit) for limit in limits}
+    paucs = {limit: edc.pauc(d, f, limit) for limit in limits}
     return CurveResult(
         name=name,
         kind=kind,
         discard_fraction=d,
         fnmr=f,
         pauc=paucs,
-        pauc_normalized={L: E.normalized_pauc(v, e0, L) for L, v in paucs.items()},
+        pauc_normalized={L: edc.normalized_pauc(v, e0, L) for L, v in paucs.items()},
         pauc_vs_oracle={
-            L: (E.relative_to_oracle(v, e0, L, oracle[L]) if oracle is not None else math.nan)
+            L: (edc.relative_to_oracle(v, e0, L, oracle[L]) if oracle is not None else math.nan)
             for L, v in paucs.items()
         },
     )
 
 
-def resolution_warning(benchmark: str, info: E.ThresholdInfo) -> str:
+def resolution_warning(benchmark: str, info: edc.ThresholdInfo) -> str:
     """The warning text for an FMR below a benchmark's resolution."""
     return (
         f"{benchmark}: FMR {info.target_fmr:g} is below this benchmark's resolution "
@@ -169,9 +169,9 @@ def evaluate_scores(
     limits: Sequence[float] = DEFAULT_LIMITS,
     *,
     pairs: np.ndarray | None = None,
-    erc_ratios: np.ndarray = E.DEFAULT_ERC_RATIOS,
-    erc_rule: E.ErcRule = "crfiqa",
-    pair_reduce: E.PairReduce = "min",
+    erc_ratios: np.ndarray = edc.DEFAULT_ERC_RATIOS,
+    erc_rule: edc.ErcRule = "crfiqa",
+    pair_reduce: edc.PairReduce = "min",
     benchmark: str = "benchmark",
     fr_model: str = "FR model",
     sample_oracle: bool = True,
@@ -195,8 +195,8 @@ def evaluate_scores(
     similarity = np.asarray(similarity, dtype=np.float64)  # NaN allowed: excluded below
     if similarity.ndim != 1:
         raise DataError(f"similarity must be 1-d, got shape {similarity.shape}")
-    mated = E._as_1d("mated", mated, bool)
-    E._check_same_length(similarity=similarity, mated=mated)
+    mated = edc.as_1d("mated", mated, bool)
+    edc.same_length(similarity=similarity, mated=mated)
     if not qualities:
         raise ConfigError("no quality methods to evaluate")
     limits = tuple(float(L) for L in limits)
@@ -224,7 +224,7 @@ def evaluate_scores(
                 raise DataError(
                     f"quality {name!r} has {len(values)} values but pairs index up to {pairs.max()}"
                 )
-            pair_q[name] = E.combine_pair_quality(
+            pair_q[name] = edc.combine_pair_quality(
                 values[pairs[:, 0]], values[pairs[:, 1]], pair_reduce
             )
     valid = np.isfinite(similarity)
@@ -246,28 +246,28 @@ def evaluate_scores(
         raise DataError(f"{benchmark}: need both mated and non-mated pairs, got {num_mated} mated")
     nonmated_sim = similarity[~mated]
     mated_sim = similarity[mated]
-    prepared = E.SortedComparisons(similarity, mated)
+    prepared = edc.SortedComparisons(similarity, mated)
     erc_all = {
-        name: E.erc_curves(
+        name: edc.erc_curves(
             similarity, mated, q, list(fmrs), erc_ratios, rule=erc_rule, prepared=prepared
         )
         for name, q in pair_q.items()
     }
     per_fmr: list[FmrResult] = []
     for row, fmr in enumerate(fmrs):
-        info = E.threshold_info(nonmated_sim, fmr)
+        info = edc.threshold_info(nonmated_sim, fmr)
         if info.below_resolution:
             warnings.append(resolution_warning(benchmark, info))
         error = mated_sim < info.threshold
         num_errors = int(np.count_nonzero(error))
         e0 = num_errors / num_mated
-        oracle = {L: E.oracle_pauc(num_errors, num_mated, L) for L in limits}
+        oracle = {L: edc.oracle_pauc(num_errors, num_mated, L) for L in limits}
         curves: list[CurveResult] = []
         for name, q in pair_q.items():
-            d, f = E.edc(similarity, mated, q, info.threshold)
+            d, f = edc.edc(similarity, mated, q, info.threshold)
             curve = _curve(name, "method", d, f, e0, limits, oracle)
             curve.erc_fnmr = erc_all[name][row]
-            curve.erc_auc = E.erc_auc(erc_ratios, curve.erc_fnmr)
+            curve.erc_auc = edc.erc_auc(erc_ratios, curve.erc_fnmr)
             curves.append(curve)
         flat = np.array([0.0, 1.0])
         curves.append(_curve(RANDOM, "reference", flat, np.array([e0, e0]), e0, limits, oracle))
@@ -276,25 +276,28 @@ def evaluate_scores(
             THEORETICAL_BEST,
             "reference",
             grid,
-            E.theoretical_best_fnmr(e0, grid),
+            edc.theoretical_best_fnmr(e0, grid),
             e0,
             limits,
             oracle,
         )
-        best.pauc = {L: E.theoretical_best_pauc(e0, L) for L in limits}  # exact line integral
-        best.pauc_normalized = {L: E.normalized_pauc(v, e0, L) for L, v in best.pauc.items()}
+        best.pauc = {L: edc.theoretical_best_pauc(e0, L) for L in limits}  # exact line integral
+        best.pauc_normalized = {L: edc.normalized_pauc(v, e0, L) for L, v in best.pauc.items()}
         best.pauc_vs_oracle = {
-            L: E.relative_to_oracle(v, e0, L, oracle[L]) for L, v in best.pauc.items()
+            L: edc.relative_to_oracle(v, e0, L, oracle[L]) for L, v in best.pauc.items()
         }
         curves.append(best)
-        od, of = E.oracle_edc(num_errors, num_mated)
+        od, of = edc.oracle_edc(num_errors, num_mated)
         curves.append(_curve(ORACLE, "reference", od, of, e0, limits, oracle))
         if pairs is not None and sample_oracle:
             mated_pairs = pairs[mated]
             num_units = int(mated_pairs.max()) + 1
-            sq = E.greedy_sample_oracle(mated_pairs, error, num_units)
-            sd, sf = E.edc(
-                mated_sim, np.ones(num_mated, bool), E.pair_quality(sq, mated_pairs), info.threshold
+            sq = edc.greedy_sample_oracle(mated_pairs, error, num_units)
+            sd, sf = edc.edc(
+                mated_sim,
+                np.ones(num_mated, bool),
+                edc.pair_quality(sq, mated_pairs),
+                info.threshold,
             )
             curves.append(_curve(SAMPLE_ORACLE, "reference", sd, sf, e0, limits, oracle))
         per_fmr.append(FmrResult(info, e0, num_errors, curves))

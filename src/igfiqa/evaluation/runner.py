@@ -40,7 +40,7 @@ import numpy as np
 
 from igfiqa.data.pixels import normalise_batch
 from igfiqa.errors import CheckpointError, ConfigError, DataError
-from igfiqa.evaluation import edc as E
+from igfiqa.evaluation import edc
 from igfiqa.evaluation.report import slug
 from igfiqa.evaluation.results import (
     DEFAULT_FMRS,
@@ -886,7 +886,7 @@ class BenchmarkRunner:
         out = {}
         for name, q in sample_quality.items():
             q = np.where(np.isfinite(q), q, np.inf)  # failed images do not lower a template
-            tq = E.template_quality(q, template, count)
+            tq = edc.template_quality(q, template, count)
             tq[~np.isfinite(tq)] = np.nan
             out[name] = tq
         return out
@@ -899,9 +899,9 @@ class BenchmarkRunner:
         flip: Flip = "auto",
         fmrs: Sequence[float] = DEFAULT_FMRS,
         limits: Sequence[float] = DEFAULT_LIMITS,
-        erc_ratios: np.ndarray = E.DEFAULT_ERC_RATIOS,
-        erc_rule: E.ErcRule = "crfiqa",
-        pair_reduce: E.PairReduce = "min",
+        erc_ratios: np.ndarray = edc.DEFAULT_ERC_RATIOS,
+        erc_rule: edc.ErcRule = "crfiqa",
+        pair_reduce: edc.PairReduce = "min",
     ) -> RunOutput:
         """Evaluate quality methods (specs or :class:`QualityMethod`) with one FR model."""
         model = load_fr_model(fr_model, device=self.device)

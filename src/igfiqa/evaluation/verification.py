@@ -11,13 +11,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from igfiqa.errors import ConfigError, DataError
-from igfiqa.evaluation.edc import _as_1d, _check_same_length, threshold_info
+from igfiqa.evaluation.edc import as_1d, same_length, threshold_info
 
 
 def _split(similarity: np.ndarray, mated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    similarity = _as_1d("similarity", similarity)
-    mated = _as_1d("mated", mated, bool)
-    _check_same_length(similarity=similarity, mated=mated)
+    similarity = as_1d("similarity", similarity)
+    mated = as_1d("mated", mated, bool)
+    same_length(similarity=similarity, mated=mated)
     if not mated.any() or mated.all():
         raise DataError("verification metrics need both mated and non-mated comparisons")
     return similarity[mated], similarity[~mated]
@@ -110,10 +110,10 @@ def ten_fold_accuracy(
     is applied to the held-out fold. Reports the mean and (population) std of the fold accuracies.
     All thresholds are evaluated at once with sorted arrays.
     """
-    similarity = _as_1d("similarity", similarity)
-    mated = _as_1d("mated", mated, bool)
-    n = _check_same_length(similarity=similarity, mated=mated)
-    grid = np.arange(0.0, 4.0, 0.01) if thresholds is None else _as_1d("thresholds", thresholds)
+    similarity = as_1d("similarity", similarity)
+    mated = as_1d("mated", mated, bool)
+    n = same_length(similarity=similarity, mated=mated)
+    grid = np.arange(0.0, 4.0, 0.01) if thresholds is None else as_1d("thresholds", thresholds)
     distance = 2.0 - 2.0 * similarity
     accuracies, chosen = [], []
     all_index = np.arange(n)
