@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -328,3 +329,28 @@ def json_safe(value: Any, *, infinite_as_text: bool = False) -> Any:
     if hasattr(value, "tolist"):  # numpy / torch scalars and small arrays
         return json_safe(value.tolist(), infinite_as_text=infinite_as_text)
     return str(value)
+
+
+# ------------------------------------------------------------------------------------ cache keys
+def file_signature(path: str | os.PathLike[str]) -> str:
+    """Path, size and mtime of a file, or of every file in a directory (sorted): what a cache key
+    of data read from it must change with."""
+    path = Path(path).resolve()
+    if path.is_dir():
+        parts = [str(path)]
+        for child in sorted(path.iterdir()):
+            if child.is_file():
+                info = child.stat()
+                parts.append(f"{child.name}:{info.st_size}:{info.st_mtime_ns}")
+        return "|".join(parts)
+    info = path.stat()
+    return f"{path}:{info.st_size}:{info.st_mtime_ns}"
+
+
+def content_digest(*parts: str | bytes) -> str:
+    """A 32-hex-digit BLAKE2b digest of ``parts`` (separated, so ("ab", "c") != ("a", "bc"))."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        h.update(part.encode() if isinstance(part, str) else part)
+        h.update(b"\x00")
+    return h.hexdigest()

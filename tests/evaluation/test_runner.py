@@ -12,7 +12,11 @@ import torch
 from igfiqa.data.synthetic import SyntheticFaces
 from igfiqa.errors import ConfigError, DataError, ImageDecodeError
 from igfiqa.evaluation import runner as R
+from igfiqa.evaluation.quality import parse_quality_spec
+from igfiqa.evaluation.quality.csv_scores import read_quality_csv
+from igfiqa.evaluation.quality.serfiq import serfiq_quality
 from igfiqa.evaluation.report import write_report
+from igfiqa.inference.fr_models import fr_batch, load_fr_model
 from igfiqa.models import create_model
 
 SIZE = 32
@@ -127,13 +131,13 @@ def test_quality_csv_matching(tmp_path):
     names = ["a/x.jpg", "b/y.jpg"]
     path = tmp_path / "q.csv"
     path.write_text("path,quality,error\n/data/set/a/x.jpg,0.5,\nb/y.jpg,0.25,\n")
-    assert np.allclose(R.read_quality_csv(path, names), [0.5, 0.25])
+    assert np.allclose(read_quality_csv(path, names), [0.5, 0.25])
     path.write_text("path,quality,error\n/data/set/a/x.jpg,0.5,\nb/y.jpg,,decode failed\n")
     with pytest.raises(DataError, match=r"1 of 2 samples.*b/y.jpg"):
-        R.read_quality_csv(path, names)
+        read_quality_csv(path, names)
     path.write_text("p/a/x.jpg,1\nq/a/x.jpg,2\nb/y.jpg,3\n")
     with pytest.raises(DataError, match="several rows"):
-        R.read_quality_csv(path, names)
+        read_quality_csv(path, names)
 
 
 def test_quality_csv_refuses_bad_encoding_non_finite_values_and_conflicting_rows(tmp_path):
@@ -141,31 +145,56 @@ def test_quality_csv_refuses_bad_encoding_non_finite_values_and_conflicting_rows
     path = tmp_path / "q.csv"
     path.write_bytes(b"\x00\xff,1\n")
     with pytest.raises(DataError, match=r"q\.csv \(quality CSV\): not UTF-8"):
-        R.read_quality_csv(path, names)
+        read_quality_csv(path, names)
     for bad in ("nan", "inf", "-inf"):
         path.write_text(f"a.jpg,0.5\nb.jpg,{bad}\n")
         with pytest.raises(DataError, match=rf"q\.csv:2: quality '{bad}' is not a finite number"):
-            R.read_quality_csv(path, names)
+            read_quality_csv(path, names)
     path.write_text("a.jpg,0.5\nb.jpg,0.2\na.jpg,0.7\n")
     with pytest.raises(
         DataError, match=r"q\.csv:3: 'a.jpg' has quality 0.7 here but 0.5 on line 1"
     ):
-        R.read_quality_csv(path, names)
+        read_quality_csv(path, names)
     path.write_text("a.jpg,0.5\nb.jpg,0.2\na.jpg,0.5\n")  # an identical repeat is harmless
-    assert np.allclose(R.read_quality_csv(path, names), [0.5, 0.2])
+    assert np.allclose(read_quality_csv(path, names), [0.5, 0.2])
     with pytest.raises(DataError, match="is a directory"):
-        R.read_quality_csv(tmp_path, names)
+        read_quality_csv(tmp_path, names)
 
 
 def test_parse_quality_specs(tmp_path):
-    assert R.parse_quality_spec("random:7").options == {"seed": "7"}
-    assert R.parse_quality_spec("mine=random").name == "mine"
-    s = R.parse_quality_spec("serfiq:m=5,p=0.3")
+    assert parse_quality_spec("random:7").options == {"seed": "7"}
+    assert parse_quality_spec("mine=random").name == "mine"
+    s = parse_quality_spec("serfiq:m=5,p=0.3")
     assert s.kind == "serfiq" and s.options == {"m": "5", "p": "0.3"}
     with pytest.raises(ConfigError):
-        R.parse_quality_spec("serfiq:k=1")
-    with pytest.raises(ConfigError, match="neither a built-in"):
-        R.parse_quality_spec(str(tmp_path / "nothing.pth"))
+        parse_quality_spec("serfiq:k=1")
+    with pytest.raises(ConfigError, match="neither one of"):
+        parse_quality_spec(str(tmp_path / "nothing.pth"))
+
+
+def test_a_new_quality_method_is_one_class_and_one_registration(monkeypatch, tmp_path):
+    from igfiqa.evaluation import quality
+
+    monkeypatch.setattr(quality.base, "QUALITY_METHODS", dict(quality.QUALITY_METHODS))
+
+    @quality.register
+    class Brightness(quality.QualityMethod):
+        kind = "brightness"
+        needs_images = True
+
+        @classmethod
+        def parse(cls, rest, name):
+            return cls(name or "brightness")
+
+        def image_function(self, model, device):
+            return lambda images: images.reshape(len(images), -1).mean(axis=1)
+
+    pairs = ToyPairs()
+    out = R.BenchmarkRunner(pairs).run(
+        load_fr_model(pixel_embed, name="pixels"), ["brightness"], fmrs=(0.1,)
+    )
+    expected = [pairs.load_sample(i).mean() for i in range(pairs.num_samples)]
+    assert np.allclose(out.qualities["brightness"], expected)
 
 
 def test_serfiq_stable_embeddings_give_quality_one_and_noise_lowers_it(tiny_model_path):
@@ -173,14 +202,14 @@ def test_serfiq_stable_embeddings_give_quality_one_and_noise_lowers_it(tiny_mode
 
     network = load_model(tiny_model_path).runner.network
     batch = np.random.default_rng(0).uniform(-1, 1, (3, 3, SIZE, SIZE)).astype(np.float32)
-    q = R.serfiq_quality(network, batch, m=6, p=0.5)
+    q = serfiq_quality(network, batch, m=6, p=0.5)
     assert q.shape == (3,) and np.all((q > 0) & (q < 1))
     # with fc weights zero the dropout cannot change the embedding: 2 * sigmoid(0) = 1
     saved = network.fc.weight.detach().clone()
     with torch.no_grad():
         network.fc.weight.zero_()
     try:
-        assert np.allclose(R.serfiq_quality(network, batch, m=4, p=0.5), 1.0)
+        assert np.allclose(serfiq_quality(network, batch, m=4, p=0.5), 1.0)
     finally:
         with torch.no_grad():
             network.fc.weight.copy_(saved)
@@ -208,7 +237,7 @@ def test_serfiq_matches_formula_on_explicit_embeddings(tiny_model_path):
             np.linalg.norm(embs[i][b] - embs[j][b]) for i in range(m) for j in range(i + 1, m)
         )
         want = 2 / (1 + np.exp(2 * total / m**2))
-        got = R.serfiq_quality(network, batch, m=m, p=p, seed=3)[b]
+        got = serfiq_quality(network, batch, m=m, p=p, seed=3)[b]
         assert got == pytest.approx(want, rel=1e-4)
 
 
@@ -221,7 +250,7 @@ def test_runner_caches_and_adds_methods_cheaply(tmp_path):
         return pixel_embed(images)
 
     runner = R.BenchmarkRunner(pairset, cache_dir=tmp_path / "cache", batch_size=8, workers=0)
-    model = R.load_fr_model(fr, name="pixels")
+    model = load_fr_model(fr, name="pixels")
     out = runner.run(model, ["random:1", "oracle"], fmrs=(0.01,))
     first = calls["fr"]
     assert first == pairset.num_samples + 1  # every image once, plus one probe of the width
@@ -279,7 +308,7 @@ def test_runner_with_igfiqa_model_torchscript_and_failures(tmp_path, tiny_model_
     traced = torch.jit.trace(Embed(network).eval(), torch.zeros(1, 3, SIZE, SIZE))
     ts_path = tmp_path / "fr.pt"
     traced.save(str(ts_path))
-    fr = R.load_fr_model(str(ts_path), input_size=SIZE)
+    fr = load_fr_model(str(ts_path), input_size=SIZE)
     ts_out = R.BenchmarkRunner(pairset, batch_size=8, workers=0).run(fr, ["random"], fmrs=(0.01,))
     valid = np.isfinite(out.similarity)
     assert np.allclose(ts_out.similarity[valid], out.similarity[valid], atol=1e-4)
@@ -292,7 +321,7 @@ def test_runner_with_igfiqa_model_torchscript_and_failures(tmp_path, tiny_model_
 def test_template_benchmark_uses_template_min_quality(tmp_path):
     pairset = ToyPairs(identities=4, samples=4, templates=True)
     runner = R.BenchmarkRunner(pairset, batch_size=16, workers=0)
-    out = runner.run(R.load_fr_model(pixel_embed, name="pixels"), ["oracle"], fmrs=(0.1,))
+    out = runner.run(load_fr_model(pixel_embed, name="pixels"), ["oracle"], fmrs=(0.1,))
     feats = pixel_embed(np.stack([pairset.load_sample(i) for i in range(16)]))
     flipped = pixel_embed(np.stack([pairset.load_sample(i)[:, ::-1] for i in range(16)]))
     tf = R.template_features(feats + flipped, pairset.sample_template, pairset.sample_media)
@@ -327,9 +356,9 @@ def test_onnx_fr_model(tmp_path, tiny_model_path):
         dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
         dynamo=False,
     )
-    fr = R.load_fr_model(str(path))
+    fr = load_fr_model(str(path))
     images = np.stack([ToyPairs().load_sample(i) for i in range(3)])
-    want = network.embed(torch.from_numpy(R._prepare_batch(images, SIZE))).detach().numpy()
+    want = network.embed(torch.from_numpy(fr_batch(images, SIZE))).detach().numpy()
     assert fr.input_size == SIZE
     assert np.allclose(fr.embed(images), want, atol=1e-4)
 

@@ -240,7 +240,7 @@ def test_links_pipes_and_gifs_in_a_folder_each_get_a_row(backbone_path, model, t
 def test_formula_like_file_names_are_escaped_in_csv_and_resume_and_evaluate_read_them_back(
     backbone_path, tmp_path, monkeypatch
 ):
-    from igfiqa.evaluation.runner import read_quality_csv
+    from igfiqa.evaluation.quality.csv_scores import read_quality_csv
 
     root = tmp_path / "names"
     images = random_images(2, seed=4)

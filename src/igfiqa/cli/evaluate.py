@@ -111,8 +111,9 @@ def evaluate(
 ) -> None:
     """Evaluate quality methods on benchmarks: EDC (fixed threshold) pAUC and the CR-FIQA ERC."""
     from igfiqa.data.benchmarks import open_benchmark
+    from igfiqa.evaluation.quality import parse_quality_spec
     from igfiqa.evaluation.report import write_report
-    from igfiqa.evaluation.runner import BenchmarkRunner, parse_quality_spec
+    from igfiqa.evaluation.runner import BenchmarkRunner
     from igfiqa.files import ensure_dir
 
     methods = [parse_quality_spec(q) for q in qualities]

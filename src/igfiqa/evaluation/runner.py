@@ -1,46 +1,40 @@
 """Run FR models and quality methods on a benchmark, with on-disk caches, and evaluate them.
 
-* An **FR model** maps aligned uint8 RGB faces (B, S, S, 3) to embeddings (B, F). It is an igfiqa
-  checkpoint / export / CR-FIQA backbone (:func:`igfiqa.inference.load_model`), a TorchScript file,
-  an ONNX file (onnxruntime, the ``onnx`` extra), or from Python any callable. External models get
-  the project's input layout: float32 (B, 3, S, S), RGB, ``(pixel / 255 - 0.5) / 0.5``.
-* A **quality method** gives one score per sample (higher = better): an igfiqa model, ``csv:PATH``
-  (rows ``path,quality`` matched to the benchmark's sample names), or a built-in baseline:
-  ``random[:SEED]``, ``oracle`` (a synthetic benchmark's ground-truth quality),
-  ``embedding-norm`` (MagFace-style: the L2 norm of the FR model's raw embedding) and
-  ``serfiq[:m=...,p=...,seed=...,model=PATH]`` (SER-FIQ-style stochastic-embedding robustness).
+* An **FR model** maps aligned uint8 RGB faces (B, S, S, 3) to embeddings (B, F)
+  (:mod:`igfiqa.inference.fr_models`: igfiqa models, TorchScript, ONNX, Python callables).
+* A **quality method** gives one score per sample (higher = better); each kind is one module of
+  :mod:`igfiqa.evaluation.quality` (an igfiqa model, ``csv:PATH``, ``random``, ``oracle``,
+  ``embedding-norm``, ``serfiq``). Methods that need the images run in the same decoding pass as
+  the FR model.
 * **Comparison scores** = cosine similarity of L2-normalised features. ``flip`` chooses the feature:
   ``none`` (emb(img)), ``concat`` (CR-FIQA: [emb/|emb|, emb_f/|emb_f|], cosine = mean of the two
   cosines), ``sum`` (emb(img) + emb(flipped img)); ``auto`` = ``sum`` for template benchmarks (the
-  IJB recipe of docs/formats.md, "Benchmarks") and ``none`` otherwise. Templates: mean of the image features of
-  each media, sum over the template's media, L2-normalise; template quality = min over its images.
+  IJB recipe of docs/formats.md, "Benchmarks") and ``none`` otherwise. Templates: mean of the image
+  features of each media, sum over the template's media, L2-normalise; template quality = min over
+  its images.
 * **Caches** (``cache_dir``): embeddings (raw and flipped), similarities and model quality scores
-  are stored per benchmark and model as ``.npz``/``.npy`` files whose names carry a key derived
-  from the files' path, size and modification time and from the benchmark's sample names and pairs,
-  so adding a quality method later only computes that method's scores.
+  are stored per benchmark and model as ``.npz`` files whose names carry a key derived from the
+  files' path, size and modification time and from the benchmark's sample names and pairs, so
+  adding a quality method later only computes that method's scores.
 
 Images that fail to load are recorded (``failed_samples``) and their pairs excluded, not fatal.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
 import itertools
-import math
 import os
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from igfiqa.data.pixels import normalise_batch
 from igfiqa.errors import CheckpointError, ConfigError, DataError
 from igfiqa.evaluation import edc
+from igfiqa.evaluation.quality import Consumer, QualityMethod, SampleContext, parse_quality_spec
 from igfiqa.evaluation.report import slug
 from igfiqa.evaluation.results import (
     DEFAULT_FMRS,
@@ -48,41 +42,22 @@ from igfiqa.evaluation.results import (
     BenchmarkResult,
     evaluate_scores,
 )
-from igfiqa.files import MAX_TABLE_BYTES, atomic_write, read_text_file, spreadsheet_unescape
-from igfiqa.inference.runners import resolve_device
+from igfiqa.files import (
+    atomic_write,
+    content_digest,
+    file_signature,
+)
+from igfiqa.inference.fr_models import FRModel, load_fr_model
 from igfiqa.progress import ProgressBar
 
 Flip = Literal["auto", "none", "concat", "sum"]
 ImageFunction = Callable[[np.ndarray], np.ndarray]
 
 _CHUNK = 131_072  # pairs per chunk of the row-wise dot product
-_MODEL_RUN = ("model", "serfiq", "callable")  # quality methods that need a pass over the images
 
 
 # --------------------------------------------------------------------------------------------------
 # keys and atomic cache files
-
-
-def _file_signature(path: Path) -> str:
-    """Path, size and mtime of a file, or of every file in a directory (sorted)."""
-    path = path.resolve()
-    if path.is_dir():
-        parts = [str(path)]
-        for child in sorted(path.iterdir()):
-            if child.is_file():
-                stat = child.stat()
-                parts.append(f"{child.name}:{stat.st_size}:{stat.st_mtime_ns}")
-        return "|".join(parts)
-    stat = path.stat()
-    return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
-
-
-def _digest(*parts: str | bytes) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    for part in parts:
-        h.update(part.encode() if isinstance(part, str) else part)
-        h.update(b"\x00")
-    return h.hexdigest()
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
@@ -124,331 +99,6 @@ def _load_npz(path: Path | None) -> dict[str, np.ndarray] | None:
 # FR models
 
 
-def _prepare_batch(images: np.ndarray, size: int) -> np.ndarray:
-    """uint8 (B, H, W, 3) RGB -> float32 (B, 3, size, size) in [-1, 1], resizing if needed."""
-    if images.shape[1] != size or images.shape[2] != size:
-        import cv2
-
-        images = np.stack(
-            [cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images]
-        )
-    return normalise_batch(images)
-
-
-@dataclass
-class FRModel:
-    """A face recognition model: ``embed(uint8 (B, S, S, 3)) -> float32 (B, F)`` raw embeddings.
-
-    ``key`` identifies the model for caching (None = never cached); ``network`` is the igfiqa
-    iResNet when there is one (SER-FIQ needs it); ``quality_model`` the loaded igfiqa model.
-    """
-
-    name: str
-    embed: ImageFunction
-    key: str | None
-    input_size: int = 112
-    network: Any = None
-    quality_model: Any = None
-
-
-def _is_torchscript(path: Path) -> bool:
-    if path.suffix.lower() in (".ts", ".torchscript", ".jit"):
-        return True
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any("/code/" in name or name.startswith("code/") for name in archive.namelist())
-
-
-def _torchscript_model(path: Path, device: str, input_size: int) -> ImageFunction:
-    import torch
-
-    try:
-        module = torch.jit.load(str(path), map_location=device).eval()
-    except (RuntimeError, ValueError) as error:
-        raise CheckpointError(f"{path}: not a loadable TorchScript file ({error})") from error
-
-    def embed(images: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            out = module(torch.from_numpy(_prepare_batch(images, input_size)).to(device))
-        if isinstance(out, (tuple, list)):
-            out = out[0]
-        return out.float().cpu().numpy()
-
-    return embed
-
-
-def _onnx_model(path: Path, device: str) -> tuple[ImageFunction, int]:
-    try:
-        import onnxruntime as ort
-    except ImportError as error:
-        raise ConfigError(
-            f"{path}: ONNX FR models need onnxruntime; install the extra: pip install 'igfiqa[onnx]'"
-        ) from error
-    providers = ["CPUExecutionProvider"]
-    cuda_here = "CUDAExecutionProvider" in ort.get_available_providers()
-    if device.startswith("cuda") or (device == "auto" and cuda_here):
-        providers.insert(0, "CUDAExecutionProvider")
-    try:
-        session = ort.InferenceSession(str(path), providers=providers)
-    except Exception as error:  # onnxruntime raises its own exception types
-        raise CheckpointError(f"{path}: onnxruntime cannot load it ({error})") from error
-    meta = session.get_inputs()[0]
-    shape = meta.shape
-    size = shape[-1] if len(shape) == 4 and isinstance(shape[-1], int) else 112
-
-    def embed(images: np.ndarray) -> np.ndarray:
-        out = session.run(None, {meta.name: _prepare_batch(images, size)})[0]
-        return np.asarray(out, dtype=np.float32)
-
-    return embed, size
-
-
-def load_fr_model(
-    spec: str | os.PathLike[str] | Callable[[np.ndarray], np.ndarray] | FRModel,
-    *,
-    device: str = "auto",
-    name: str | None = None,
-    input_size: int = 112,
-) -> FRModel:
-    """Resolve an FR model spec.
-
-    ``spec`` is an :class:`FRModel`; a callable (aligned uint8 (B, S, S, 3) -> (B, F); cached only
-    when ``name`` is given, under that name); ``torchscript:PATH`` / ``onnx:PATH`` / ``igfiqa:PATH``;
-    or a path whose kind is detected: ``.onnx`` -> onnxruntime, a TorchScript archive -> TorchScript,
-    anything else -> :func:`igfiqa.inference.load_model` (checkpoint, export, CR-FIQA backbone).
-    """
-    if isinstance(spec, FRModel):
-        return spec
-    if callable(spec) and not isinstance(spec, (str, os.PathLike)):
-        label = name or getattr(spec, "__name__", type(spec).__name__)
-        key = _digest("callable", name) if name else None
-        return FRModel(label, spec, key, input_size)
-    text = os.fspath(spec)
-    if device == "auto":  # onnxruntime decides for itself below; torch paths need a name
-        device = (
-            "auto" if text.startswith("onnx:") or text.endswith(".onnx") else resolve_device(device)
-        )
-    kind = None
-    for prefix in ("torchscript:", "onnx:", "igfiqa:"):
-        if text.startswith(prefix):
-            kind, text = prefix[:-1], text[len(prefix) :]
-    path = Path(text).expanduser()
-    if not path.exists():
-        raise CheckpointError(f"FR model {path} does not exist")
-    if kind is None:
-        if path.suffix.lower() == ".onnx":
-            kind = "onnx"
-        elif path.is_file() and _is_torchscript(path):
-            kind = "torchscript"
-        else:
-            kind = "igfiqa"
-    label = name or path.name
-    key = _digest(kind, _file_signature(path))
-    if kind == "torchscript":
-        return FRModel(label, _torchscript_model(path, device, input_size), key, input_size)
-    if kind == "onnx":
-        from igfiqa.inference.card import find_card_for
-
-        if path.is_dir() or find_card_for(path) is not None:  # an igfiqa ONNX export
-            from igfiqa.inference import load_model
-
-            model = load_model(path, device=device, backend="onnx")
-            return _from_quality_model(model, label, key)
-        embed, size = _onnx_model(path, device)
-        return FRModel(label, embed, key, size)
-    from igfiqa.inference import load_model
-
-    return _from_quality_model(load_model(path, device=device), label, key)
-
-
-def _from_quality_model(model: Any, label: str, key: str) -> FRModel:
-    size = int(model.input_size)
-
-    def embed(images: np.ndarray) -> np.ndarray:
-        return model.forward_batch(_prepare_batch(images, size))[0]
-
-    network = getattr(model.runner, "network", None)
-    return FRModel(label, embed, key, size, network=network, quality_model=model)
-
-
-# --------------------------------------------------------------------------------------------------
-# quality methods
-
-
-@dataclass
-class QualityMethod:
-    """A parsed quality spec: ``kind`` in model / csv / random / oracle / embedding-norm / serfiq /
-    callable, with its ``name`` (shown in results) and options."""
-
-    kind: str
-    name: str
-    path: Path | None = None
-    options: dict[str, str] = field(default_factory=dict)
-    function: Callable[[np.ndarray], np.ndarray] | None = None
-
-
-def _options(text: str) -> dict[str, str]:
-    out = {}
-    for part in filter(None, text.split(",")):
-        if "=" not in part:
-            raise ConfigError(f"quality option {part!r} must look like key=value")
-        key, value = part.split("=", 1)
-        out[key.strip()] = value.strip()
-    return out
-
-
-def parse_quality_spec(
-    spec: str | os.PathLike[str] | Callable[[np.ndarray], np.ndarray], name: str | None = None
-) -> QualityMethod:
-    """Parse ``--quality``: ``random[:SEED]``, ``oracle``, ``embedding-norm``,
-    ``serfiq[:m=10,p=0.5,seed=0,model=PATH]``, ``csv:PATH``, ``model:PATH`` or a model path; a
-    Python callable (uint8 (B, S, S, 3) -> (B,) scores) is also accepted. ``NAME=SPEC`` sets the
-    name shown in the results."""
-    if callable(spec) and not isinstance(spec, (str, os.PathLike)):
-        return QualityMethod(
-            "callable", name or getattr(spec, "__name__", "quality"), function=spec
-        )
-    text = os.fspath(spec)
-    if name is None and "=" in text.split(":", 1)[0]:
-        name, text = text.split("=", 1)
-    head, _, rest = text.partition(":")
-    if head == "random":
-        seed = rest or "0"
-        if not seed.isdigit():
-            raise ConfigError(f"random quality seed must be an integer, got {seed!r}")
-        return QualityMethod("random", name or f"random (seed {seed})", options={"seed": seed})
-    if head == "oracle":
-        return QualityMethod("oracle", name or "oracle (ground truth)")
-    if head in ("embedding-norm", "magface-norm"):
-        return QualityMethod("embedding-norm", name or "embedding norm")
-    if head == "serfiq":
-        options = _options(rest)
-        unknown = set(options) - {"m", "p", "seed", "model"}
-        if unknown:
-            raise ConfigError(f"serfiq options are m, p, seed, model; got {sorted(unknown)}")
-        path = Path(options.pop("model")) if "model" in options else None
-        return QualityMethod("serfiq", name or "SER-FIQ-style", path=path, options=options)
-    if head == "csv":
-        path = Path(rest).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"quality CSV {path} does not exist")
-        return QualityMethod("csv", name or path.stem, path=path)
-    if head == "model":
-        text = rest
-    path = Path(text).expanduser()
-    if not path.exists():
-        raise ConfigError(
-            f"quality method {text!r} is neither a built-in (random, oracle, embedding-norm, "
-            "serfiq), csv:PATH, nor an existing model file"
-        )
-    return QualityMethod("model", name or path.name, path=path)
-
-
-def _same_value(a: float, b: float) -> bool:
-    return a == b or (math.isnan(a) and math.isnan(b))
-
-
-def read_quality_csv(path: Path, sample_names: Sequence[str]) -> np.ndarray:
-    """Quality per sample from a CSV of ``path,quality[,error]`` rows (header optional).
-
-    A row matches a sample when its path equals the sample name or ends with ``/`` + the name
-    (so absolute paths written by ``igfiqa score`` match relative names). Rows with an error or an
-    empty quality count as missing. Missing samples raise :class:`DataError` listing a few.
-    """
-    by_suffix: dict[str, float] = {}
-    ambiguous: set[str] = set()
-    seen: dict[str, tuple[float, int]] = {}
-    text = read_text_file(path, f"{path} (quality CSV)", MAX_TABLE_BYTES)
-    try:
-        rows = list(enumerate(csv.reader(io.StringIO(text, newline="")), start=1))
-    except csv.Error as error:
-        raise DataError(f"{path}: not a readable CSV file ({error})") from error
-    for line_no, row in rows:
-        if not row or (line_no == 1 and row[0].strip().lower() in ("path", "name", "image")):
-            continue
-        if len(row) < 2:
-            raise DataError(f"{path}:{line_no}: expected 'path,quality', got {row!r}")
-        if len(row) > 2 and row[2].strip():
-            continue  # a per-item failure recorded by the scorer
-        try:
-            value = float(row[1]) if row[1].strip() else math.nan
-        except ValueError as error:
-            raise DataError(f"{path}:{line_no}: quality {row[1]!r} is not a number") from error
-        if row[1].strip() and not math.isfinite(value):
-            raise DataError(
-                f"{path}:{line_no}: quality {row[1].strip()!r} is not a finite number; "
-                "leave the quality empty (or write an error column) for a failed image"
-            )
-        name = spreadsheet_unescape(row[0].strip())
-        if name in seen and not _same_value(seen[name][0], value):
-            raise DataError(
-                f"{path}:{line_no}: {name!r} has quality {row[1].strip()} here but "
-                f"{seen[name][0]:g} on line {seen[name][1]}; keep one row per image"
-            )
-        seen.setdefault(name, (value, line_no))
-        parts = name.replace("\\", "/").removeprefix("./").split("/")
-        for start in range(len(parts)):
-            key = "/".join(parts[start:])
-            if key in by_suffix and start > 0:
-                ambiguous.add(key)
-            by_suffix.setdefault(key, value)
-    names = [str(n).replace("\\", "/").removeprefix("./") for n in sample_names]
-    values = np.array([by_suffix.get(n, math.nan) for n in names], dtype=np.float64)
-    missing = [n for n, v in zip(names, values, strict=True) if not math.isfinite(v)]
-    clashing = [n for n in names if n in ambiguous]
-    if clashing:
-        raise DataError(
-            f"{path}: {len(clashing)} sample names match several rows (e.g. {clashing[:3]}); "
-            "write full paths relative to the benchmark root"
-        )
-    if missing:
-        raise DataError(
-            f"{path}: no quality for {len(missing)} of {len(names)} samples, e.g. {missing[:5]}; "
-            "the first column must hold the benchmark's sample names (or paths ending with them)"
-        )
-    return values
-
-
-def serfiq_quality(
-    network: Any,
-    batch: np.ndarray,
-    *,
-    m: int = 10,
-    p: float = 0.5,
-    seed: int = 0,
-) -> np.ndarray:
-    """SER-FIQ-style quality of a prepared float32 batch (B, 3, S, S) on an igfiqa iResNet.
-
-    The backbone runs once; the dropout before the final ``fc`` layer is then applied ``m`` times
-    (rate ``p``, inverted scaling, seeded) to give m stochastic embeddings x_1..x_m, L2-normalised.
-    Quality (Terhorst et al., CVPR 2020, eq. 2) = 2 * sigmoid(-(2 / m^2) * sum_{i<j} ||x_i - x_j||):
-    1 for perfectly stable embeddings, lower as they spread.
-    """
-    import torch
-
-    if not 0.0 < p < 1.0 or m < 2:
-        raise ConfigError(f"serfiq needs m >= 2 and 0 < p < 1, got m={m}, p={p}")
-    param = next(network.parameters())
-    generator = torch.Generator(device="cpu").manual_seed(int(seed))
-    with torch.inference_mode():
-        x = torch.from_numpy(batch).to(device=param.device, dtype=param.dtype)
-        x = network.prelu(network.bn1(network.conv1(x)))
-        x = network.layer4(network.layer3(network.layer2(network.layer1(x))))
-        hidden = torch.flatten(network.bn2(x), 1)
-        embeddings = []
-        for _ in range(m):
-            keep = torch.rand(hidden.shape, generator=generator) >= p
-            mask = keep.to(device=hidden.device, dtype=hidden.dtype) / (1.0 - p)
-            out = network.features(network.fc(hidden * mask)).float()
-            embeddings.append(torch.nn.functional.normalize(out, dim=1))
-        stack = torch.stack(embeddings, dim=1)  # (B, m, F)
-        distances = torch.cdist(stack, stack)  # (B, m, m), symmetric
-        pair_sum = distances.sum(dim=(1, 2)) / 2.0
-        quality = 2.0 * torch.sigmoid(-(2.0 / (m * m)) * pair_sum)
-    return quality.cpu().numpy().astype(np.float64)
-
-
 # --------------------------------------------------------------------------------------------------
 # benchmark features
 
@@ -457,7 +107,7 @@ def benchmark_key(pairset: Any, source: str | os.PathLike[str] | None = None) ->
     """Cache key of a benchmark: its source files' signatures, sample names, pairs and labels."""
     parts: list[str | bytes] = [str(getattr(pairset, "name", "benchmark"))]
     if source is not None and Path(source).exists():
-        parts.append(_file_signature(Path(source)))
+        parts.append(file_signature(Path(source)))
     elif source is not None:
         parts.append(str(source))
     parts.append("\n".join(map(str, pairset.sample_names)))
@@ -466,7 +116,7 @@ def benchmark_key(pairset: Any, source: str | os.PathLike[str] | None = None) ->
     for attr in ("sample_template", "sample_media"):
         value = getattr(pairset, attr, None)
         parts.append(b"" if value is None else np.asarray(value, dtype=np.int64).tobytes())
-    return _digest(*parts)
+    return content_digest(*parts)
 
 
 def _iter_batches(
@@ -502,9 +152,6 @@ def _iter_batches(
             yield np.array([o.item for o in ok], dtype=np.int64), images, failures
         else:
             yield np.zeros(0, np.int64), np.zeros((0, 1, 1, 3), np.uint8), failures
-
-
-Consumer = Callable[[np.ndarray], np.ndarray]
 
 
 def image_pass(
@@ -738,16 +385,16 @@ class BenchmarkRunner:
         method_paths: dict[str, Path | None] = {}
         qualities: dict[str, np.ndarray] = {}
         for method in methods:
-            if method.kind not in _MODEL_RUN:
+            if not method.needs_images:
                 continue
-            key = self._method_key(method, model)
+            key = method.cache_key(model)
             path = self._path("quality", key)
             hit = _load_npz(path)
             if hit is not None:
                 qualities[method.name] = hit["quality"]
                 continue
             method_paths[method.name] = path
-            consumers[f"quality:{method.name}"] = (self._quality_function(method, model), 1)
+            consumers[f"quality:{method.name}"] = (method.image_function(model, self.device), 1)
         if consumers:
             self.log(
                 f"{self.name}: running {', '.join(consumers)} on {self.pairset.num_samples} images"
@@ -777,50 +424,6 @@ class BenchmarkRunner:
                     _save_npz(path, quality=qualities[name])
         return cached, qualities
 
-    def _method_key(self, method: QualityMethod, model: FRModel) -> str | None:
-        """Cache key of a model-run quality method (None: not cached, e.g. a Python callable)."""
-        if method.kind == "model":
-            return _digest("model", _file_signature(method.path))
-        if method.kind == "serfiq":
-            base = _digest(_file_signature(method.path)) if method.path is not None else model.key
-            if base is None:
-                return None
-            return _digest("serfiq", base, repr(sorted(method.options.items())))
-        return None
-
-    def _quality_function(self, method: QualityMethod, model: FRModel) -> Consumer:
-        if method.kind == "model":
-            from igfiqa.inference import load_model
-
-            quality_model = load_model(method.path, device=self.device)
-            size = int(quality_model.input_size)
-            if not quality_model.has_quality_head:
-                raise ConfigError(
-                    f"{method.path} has no quality head: it cannot be a quality method"
-                )
-            return lambda images: quality_model.forward_batch(_prepare_batch(images, size))[1]
-        if method.kind == "serfiq":
-            network, size = model.network, model.input_size
-            if method.path is not None:
-                from igfiqa.inference import load_model
-
-                other = load_model(method.path, device=self.device)
-                network, size = getattr(other.runner, "network", None), int(other.input_size)
-            if network is None or not hasattr(network, "fc"):
-                raise ConfigError(
-                    "serfiq needs an igfiqa iResNet (dropout before fc); the FR model "
-                    f"{model.name!r} is not one: pass serfiq:model=PATH"
-                )
-            m = int(method.options.get("m", 10))
-            p = float(method.options.get("p", getattr(network, "dropout_p", 0.0) or 0.5))
-            seed = int(method.options.get("seed", 0))
-            return lambda images: serfiq_quality(
-                network, _prepare_batch(images, size), m=m, p=p, seed=seed
-            )
-        if method.kind == "callable":
-            return method.function
-        raise AssertionError(method.kind)
-
     def sample_qualities(
         self,
         methods: Sequence[QualityMethod],
@@ -829,6 +432,7 @@ class BenchmarkRunner:
     ) -> dict[str, np.ndarray]:
         """Per-sample quality of every method (model-run ones from ``computed``)."""
         n = int(self.pairset.num_samples)
+        context = SampleContext(self.pairset, self.name, emb.get("embedding"))
         out: dict[str, np.ndarray] = {}
         for method in methods:
             if method.name in out:
@@ -837,24 +441,8 @@ class BenchmarkRunner:
                 )
             if method.name in computed:
                 out[method.name] = np.asarray(computed[method.name], dtype=np.float64)
-            elif method.kind == "random":
-                rng = np.random.default_rng(int(method.options["seed"]))
-                out[method.name] = rng.random(n)
-            elif method.kind == "oracle":
-                truth = getattr(self.pairset, "ground_truth_quality", None)
-                if truth is None:
-                    raise ConfigError(
-                        f"quality 'oracle' needs ground-truth qualities, which {self.name} does not "
-                        "have (synthetic benchmarks do); the comparison-level and greedy sample-level "
-                        "oracle lines are drawn as references anyway"
-                    )
-                out[method.name] = np.array(truth, dtype=np.float64)  # a copy: edited below
-            elif method.kind == "embedding-norm":
-                out[method.name] = np.linalg.norm(emb["embedding"].astype(np.float64), axis=1)
-            elif method.kind == "csv":
-                out[method.name] = read_quality_csv(method.path, list(self.pairset.sample_names))
             else:
-                raise AssertionError(method.kind)
+                out[method.name] = method.sample_quality(context)
             if len(out[method.name]) != n:
                 raise DataError(
                     f"quality {method.name!r}: {len(out[method.name])} values for {n} samples"
@@ -864,7 +452,7 @@ class BenchmarkRunner:
     def similarity(self, model: FRModel, emb: Mapping[str, np.ndarray], flip: str) -> np.ndarray:
         """Comparison scores of all pairs (cached per FR model and flip recipe)."""
         path = self._path(
-            "similarity", None if model.key is None else _digest(model.key, flip), ".npz"
+            "similarity", None if model.key is None else content_digest(model.key, flip), ".npz"
         )
         hit = _load_npz(path)
         if hit is not None:

@@ -113,13 +113,22 @@ class TorchRunner:
 
 
 class OnnxRunner:
-    """Runs an exported ``model.onnx`` with onnxruntime (CPU, or CUDA when ``device`` is cuda)."""
+    """Runs an exported ``model.onnx`` with onnxruntime (CPU, or CUDA when ``device`` is cuda).
+
+    ``names="igfiqa"`` expects igfiqa's input ``image`` and outputs ``embedding`` [, ``quality``];
+    ``names="first"`` takes any model's first input and first output (an embedding-only FR model).
+    """
 
     backend = "onnx"
     dtype = "float32"
 
     def __init__(
-        self, path: str | os.PathLike[str], *, device: str = "cpu", threads: int | None = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+        names: str = "igfiqa",
     ) -> None:
         try:
             import onnxruntime as ort
@@ -148,6 +157,16 @@ class OnnxRunner:
             raise CheckpointError(f"{self.path} is not a loadable ONNX model: {error}") from error
         inputs = self.session.get_inputs()
         outputs = [output.name for output in self.session.get_outputs()]
+        self._input = "image"
+        if names == "first":  # any FR model: its first input, its first output is the embedding
+            self._input = inputs[0].name
+            self.has_quality_head = False
+            self._outputs = [outputs[0]]
+            shape = inputs[0].shape
+            side = shape[-1] if len(shape) == 4 else None
+            self.input_size = int(side) if isinstance(side, int) else None
+            self.num_features = None
+            return
         if [i.name for i in inputs] != ["image"] or "embedding" not in outputs:
             raise CheckpointError(
                 f"{self.path}: expected input 'image' and outputs 'embedding' [, 'quality'], got "
@@ -160,7 +179,9 @@ class OnnxRunner:
         self.num_features = None
 
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        result = self.session.run(self._outputs, {"image": np.ascontiguousarray(batch, np.float32)})
+        result = self.session.run(
+            self._outputs, {self._input: np.ascontiguousarray(batch, np.float32)}
+        )
         quality = result[1][:, 0] if self.has_quality_head else None
         return result[0], quality
 

@@ -143,12 +143,30 @@ class IResNet(nn.Module):
     def has_quality_head(self) -> bool:
         return self.qs is not None
 
-    def embed(self, x: Tensor) -> Tensor:
-        """The embedding: output of the final BatchNorm1d, not L2-normalised."""
+    def hidden(self, x: Tensor) -> Tensor:
+        """The flattened output of ``bn2``: what the dropout before ``fc`` acts on."""
         x = self.prelu(self.bn1(self.conv1(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        x = self.dropout(torch.flatten(self.bn2(x), 1))
-        return self.features(self.fc(x))
+        return torch.flatten(self.bn2(x), 1)
+
+    def embed(self, x: Tensor) -> Tensor:
+        """The embedding: output of the final BatchNorm1d, not L2-normalised."""
+        return self.features(self.fc(self.dropout(self.hidden(x))))
+
+    def stochastic_embeddings(
+        self, x: Tensor, m: int, p: float, generator: torch.Generator
+    ) -> Tensor:
+        """SER-FIQ's stochastic embeddings (Terhorst et al., CVPR 2020): the backbone runs once, then
+        ``m`` dropout masks of rate ``p`` (inverted scaling, drawn on the CPU from ``generator``) go
+        through ``fc`` and ``features``; returns (B, m, F), L2-normalised, in float32."""
+        hidden = self.hidden(x)
+        embeddings = []
+        for _ in range(m):
+            keep = torch.rand(hidden.shape, generator=generator) >= p
+            mask = keep.to(device=hidden.device, dtype=hidden.dtype) / (1.0 - p)
+            out = self.features(self.fc(hidden * mask)).float()
+            embeddings.append(torch.nn.functional.normalize(out, dim=1))
+        return torch.stack(embeddings, dim=1)
 
     def quality(self, embedding: Tensor) -> Tensor:
         """The quality score R(e), shape (B, 1)."""
