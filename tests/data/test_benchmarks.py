@@ -14,12 +14,12 @@ import pytest
 from igfiqa.data.align import ARCFACE_TEMPLATE
 from igfiqa.data.benchmarks import (
     HELD_OUT_FIRST_IDENTITY,
-    _triangle_index,
     all_pairs,
     load_verification_bin,
     open_benchmark,
     restricted_unpickle,
 )
+from igfiqa.data.benchmarks.pairset import _triangle_index
 from igfiqa.data.convert import encode_image, write_identity_folder, write_verification_bin
 from igfiqa.data.datasets import open_training_dataset
 from igfiqa.errors import ConfigError, DataError, UnsafePickleError
@@ -282,3 +282,27 @@ def test_open_benchmark_errors(tmp_path: Path) -> None:
     )
     with pytest.raises(DataError, match="no mated pair"):
         open_benchmark("folder", tmp_path / "solo")
+
+
+def test_a_new_reader_is_one_registration(tmp_path, monkeypatch) -> None:
+    import igfiqa.data.benchmarks.registry as registry
+    from igfiqa.data.benchmarks import BenchmarkReader, PairSet, open_benchmark, register_benchmark
+
+    monkeypatch.setattr(registry, "BENCHMARK_READERS", dict(registry.BENCHMARK_READERS))
+    marker = tmp_path / "pairs.toy"
+    marker.write_text("x")
+
+    class Blank:
+        def load(self, index):
+            return np.zeros((8, 8, 3), np.uint8)
+
+    def open_toy(path, **options):
+        return PairSet("toy", ["a", "b"], np.array([[0, 1]]), np.array([True]), Blank())
+
+    register_benchmark(
+        BenchmarkReader("toy", open_toy, detect=lambda p: p.endswith(".toy"), priority=5)
+    )
+    assert open_benchmark("auto", marker).name == "toy"
+    assert open_benchmark("toy", marker).num_samples == 2
+    with pytest.raises(ConfigError, match=r"choose one of .*toy"):
+        open_benchmark("nope", marker)

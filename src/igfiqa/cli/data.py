@@ -39,12 +39,12 @@ def inspect(
     a contact sheet)."""
     import numpy as np
 
-    from igfiqa.data.benchmarks import _detect_kind, open_benchmark
+    from igfiqa.data.benchmarks import detect_kind, open_benchmark
     from igfiqa.data.datasets import detect_format, open_training_dataset
     from igfiqa.data.preview import contact_sheet, write_png
     from igfiqa.errors import ImageDecodeError
 
-    kind = _detect_kind(path) if not path.lower().startswith("synthetic") else "synthetic"
+    kind = detect_kind(path)
     failures: list[str] = []
 
     def safe(load, index):

@@ -10,8 +10,6 @@ import typer
 from igfiqa.cli import app
 from igfiqa.errors import ConfigError
 
-BENCHMARK_KINDS = ("bin", "xqlfw", "ijbb", "ijbc", "folder", "synthetic")
-
 
 class FlipChoice(str, Enum):
     auto = "auto"
@@ -39,6 +37,8 @@ def parse_benchmark(text: str) -> tuple[str, str, str]:
     ``meta/``, else a labelled folder). ``synthetic:key=value,...`` is a synthetic benchmark spec.
     ``LABEL=NAME:PATH`` sets the name shown in the results.
     """
+    from igfiqa.data.benchmarks import benchmark_kinds
+
     label = None
     head = text.split(":", 1)[0]
     if "=" in head:
@@ -48,7 +48,7 @@ def parse_benchmark(text: str) -> tuple[str, str, str]:
     name, sep, path = text.partition(":")
     if not sep or not path or not name:
         raise ConfigError(f"--benchmark {text!r}: expected NAME:PATH (e.g. lfw:/data/lfw.bin)")
-    if name in BENCHMARK_KINDS:
+    if name in benchmark_kinds():
         return label or Path(path).stem or name, name, path
     return label or name, "auto", path
 
