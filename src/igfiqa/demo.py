@@ -381,6 +381,7 @@ def run_demo(
     from igfiqa.engine.trainer import train
     from igfiqa.evaluation.report import write_report
     from igfiqa.evaluation.results import ORACLE, evaluate_scores
+    from igfiqa.evaluation.similarity import pair_similarity
     from igfiqa.inference import load_model
 
     settings = settings or DemoSettings()
@@ -449,9 +450,8 @@ def run_demo(
     by_key = {o.key: o for o in outcomes}
     # One pass of the FR variant gives both the comparison embeddings and its own quality.
     fr_quality, embeddings = load_model(by_key[FR_VARIANT].checkpoint).score_and_embed(images)
-    embeddings = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
     pairs, mated = all_pairs(test_set.labels, max_nonmated=None, seed=settings.seed)
-    similarity = np.einsum("ij,ij->i", embeddings[pairs[:, 0]], embeddings[pairs[:, 1]])
+    similarity = pair_similarity(embeddings, pairs)
 
     ground_truth = test_set.quality
     sample_low = test_set.low_variance[test_set.labels]

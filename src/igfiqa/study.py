@@ -38,6 +38,7 @@ from igfiqa.demo import (
 )
 from igfiqa.errors import ConfigError, IgfiqaError
 from igfiqa.evaluation.results import ORACLE
+from igfiqa.evaluation.similarity import pair_similarity
 from igfiqa.files import ensure_dir
 
 UNIT_FORMAT = 1
@@ -537,11 +538,6 @@ def evaluate_unit(
 
 
 # ------------------------------------------------------------------------------------ one seed
-def _similarity(embedding: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    e = embedding / np.maximum(np.linalg.norm(embedding, axis=1, keepdims=True), 1e-12)
-    return np.einsum("ij,ij->i", e[pairs[:, 0]], e[pairs[:, 1]])
-
-
 def _pauc_key(fmr: float, limit: float) -> str:
     return f"L={limit:g}, FMR={fmr:g}"
 
@@ -564,7 +560,7 @@ def evaluate_seed(
     qualities[GROUND_TRUTH] = test.quality
     result: dict[str, Any] = {"seed": seed, "fr_models": {}, "backbone_fnmr": {}, "curves": {}}
     for fr_key, fr_name in FR_MODELS.items():
-        similarity = _similarity(np.load(unit_dirs[fr_key] / "test_embedding.npy"), pairs)
+        similarity = pair_similarity(np.load(unit_dirs[fr_key] / "test_embedding.npy"), pairs)
         evaluation = evaluate_scores(
             similarity, mated, qualities, pairs=pairs, fmrs=settings.fmrs, limits=settings.limits,
             benchmark=f"synthetic held-out identities, seed {seed}", fr_model=fr_name,
@@ -587,7 +583,7 @@ def evaluate_seed(
         result["fr_models"][fr_key] = table
         result["curves"][fr_key] = curves
     for key in units:  # each backbone as an FR model of its own: FNMR at the fixed FMR threshold
-        similarity = _similarity(np.load(unit_dirs[key] / "test_embedding.npy"), pairs)
+        similarity = pair_similarity(np.load(unit_dirs[key] / "test_embedding.npy"), pairs)
         result["backbone_fnmr"][key] = _fnmr_at_fmr(similarity, mated, settings.fmrs)
     return result
 

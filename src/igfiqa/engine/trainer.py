@@ -207,6 +207,28 @@ def open_dataset(config: IgfiqaConfig) -> Any:
     return open_training_dataset(config.data.source, image_size=size, hflip=False)
 
 
+class _Speedometer:
+    """Images per second over the current logging window (``lap``) and over the whole run."""
+
+    def __init__(self) -> None:
+        self.start = self.window_start = time.perf_counter()
+        self.window_images = self.run_images = 0
+        self.last = 0.0
+
+    def add(self, images: int) -> None:
+        self.window_images += images
+        self.run_images += images
+
+    def lap(self) -> float:
+        now = time.perf_counter()
+        self.last = self.window_images / max(now - self.window_start, 1e-9)
+        self.window_images, self.window_start = 0, now
+        return self.last
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+
 # --------------------------------------------------------------------------------------- the trainer
 class Trainer:
     """All state of one training run; :func:`train` is the public entry point."""
@@ -597,21 +619,14 @@ class Trainer:
             yield images, labels.to(self.device, non_blocking=True).long()
 
     def run(self) -> TrainResult:
-        cfg = self.config
+        """Train until the epochs, ``max_steps`` or a signal end the run; save and verify at the end."""
         info = self.info
         # A finished run resumed again keeps its final checkpoint as it is.
         self.last_checkpoint: Path | None = self.resumed_from
         if info.is_main:
-            ensure_dir(self.run_dir, "the run folder (--out)")
-            for folder in (self.run_dir, self.run_dir / CHECKPOINT_DIR):  # left by a kill -9
-                remove_stale_temp_files(folder)
-            atomic_write_text(cfg.to_yaml(), self.run_dir / CONFIG_FILE)
-            if self.resumed_from is not None:
-                truncate_metrics(self.run_dir / METRICS_FILE, self.step)
-        log = _MetricsLog(self.run_dir if info.is_main else None, cfg.logging.tensorboard)
-        limit = (
-            self.total_steps if self.max_steps is None else min(self.max_steps, self.total_steps)
-        )
+            self._prepare_run_folder()
+        log = _MetricsLog(self.run_dir if info.is_main else None, self.config.logging.tensorboard)
+        limit = self._step_limit()
         bar = ProgressBar(
             "train",
             limit,
@@ -622,142 +637,175 @@ class Trainer:
         )
         stop = _StopFlag()
         stop.install()
-        stopped = "completed"
-        verification: dict[str, dict[str, float]] = {}
-        window_images, window_start = 0, time.perf_counter()
-        speed = 0.0
-        run_images, run_start = 0, time.perf_counter()
-        every = cfg.checkpoint.every_steps
+        speed = _Speedometer()
+        self._verification: dict[str, dict[str, float]] = {}
         try:
             if info.is_main and self.step == 0:
-                log.write(
-                    {
-                        "kind": "start",
-                        "step": 0,
-                        "world_size": info.world_size,
-                        "num_classes": self.num_classes,
-                        "num_images": len(self.dataset),
-                        "steps_per_epoch": self.steps_per_epoch,
-                        "lr": self.lr,
-                        "device": str(self.device),
-                    }
-                )
-            while self.step < limit:
-                self.epoch = self.step // self.steps_per_epoch
-                if self.epoch >= cfg.train.epochs:
+                log.write(self._start_record())
+            stopped = "completed"
+            while (
+                self.step < limit and self.step // self.steps_per_epoch < self.config.train.epochs
+            ):
+                if self._train_one_epoch(limit, log, bar, stop, speed):
+                    stopped = "signal"
                     break
-                position = (self.step % self.steps_per_epoch) * self.sampler.global_batch
-                if self.sampler.epoch != self.epoch or self.sampler.position != position:
-                    self.sampler.set_epoch(self.epoch, position)
-                if self.guidance is not None:
-                    self.guidance.set_epoch(self.epoch, cfg.train.epochs)
-                self._set_train_mode(True)
-                for images, labels in self._batches():
-                    lr = self.schedule.get_last_lr()[0]
-                    metrics = self.train_step(images, labels)
-                    self.sampler.advance()
-                    self.schedule.step()
-                    self.step += 1
-                    batch = images.shape[0] * info.world_size
-                    window_images += batch
-                    run_images += batch
-                    if metrics is not None:
-                        self.last_metrics = metrics
-                    elif info.is_main:
-                        log.write(
-                            {
-                                "kind": "nonfinite",
-                                "step": self.step,
-                                "epoch": self.epoch,
-                                "in_a_row": self.nonfinite_in_a_row,
-                                "total": self.nonfinite_total,
-                            }
-                        )
-                    if self.step % cfg.logging.every_steps == 0 or self.step == limit:
-                        now = time.perf_counter()
-                        speed = window_images / max(now - window_start, 1e-9)
-                        window_images, window_start = 0, now
-                        record = {
-                            "kind": "train",
-                            "step": self.step,
-                            "epoch": self.epoch,
-                            "lr": lr,
-                            "images_per_s": speed,
-                            "nonfinite_total": self.nonfinite_total,
-                            **self.last_metrics,
-                        }
-                        if self.guidance is not None:
-                            record["guidance_momentum"] = float(self.guidance.momentum)
-                        if info.is_main:
-                            log.write(record)
-                    bar.update(
-                        self.step,
-                        epoch=self.epoch + 1,
-                        speed=speed,
-                        loss=self.last_metrics.get("loss", float("nan")),
-                    )
-                    signalled = _any_rank(stop.signum is not None, self.device)
-                    if signalled:
-                        stopped = "signal"
-                        break
-                    if every and self.step % every == 0:
-                        self.save()
-                    if (
-                        cfg.verification.every_steps
-                        and cfg.verification.sets
-                        and self.step % cfg.verification.every_steps == 0
-                    ):
-                        verification = self.verify(log)
-                    if self.step >= limit:
-                        break
-                if stopped == "signal":
-                    break
-                epoch_done = self.step % self.steps_per_epoch == 0
-                if (
-                    epoch_done
-                    and cfg.checkpoint.at_epoch_end
-                    and self.step < limit
-                    and not (every and self.step % every == 0)
-                ):
-                    self.save()
+                self._end_of_epoch_checkpoint(limit)
             if stopped != "signal":
                 stopped = "completed" if self.step >= self.total_steps else "max_steps"
-            self.epoch = self.step // self.steps_per_epoch
-            elapsed = time.perf_counter() - run_start  # training only, not the final save/checks
-            if self.last_checkpoint is None or not self.last_checkpoint.name.endswith(
-                f"{self.step:08d}.pt"
-            ):
-                self.save()
-            if stopped != "signal" and cfg.verification.at_end and cfg.verification.sets:
-                verification = self.verify(log)
-            result = TrainResult(
-                run_dir=self.run_dir,
-                checkpoint=self.last_checkpoint,
-                step=self.step,
-                epoch=self.epoch,
-                stopped=stopped,
-                signum=stop.signum if stopped == "signal" else None,
-                metrics=dict(self.last_metrics),
-                verification=verification,
-                nonfinite_steps=self.nonfinite_total,
-                images_per_second=run_images / max(elapsed, 1e-9),
-            )
-            if info.is_main:
-                log.write(
-                    {
-                        "kind": "end",
-                        "step": self.step,
-                        "epoch": self.epoch,
-                        "stopped": stopped,
-                        "checkpoint": str(self.last_checkpoint),
-                        "images_per_s": result.images_per_second,
-                    }
-                )
-            return result
+            return self._finish(stopped, stop, speed, log)
         finally:
             stop.restore()
             bar.close()
             log.close()
+
+    def _prepare_run_folder(self) -> None:
+        """The run folder, cleaned of a killed run's temporary files, with the resolved config; a
+        resumed run's metrics are cut back to its checkpoint's step."""
+        ensure_dir(self.run_dir, "the run folder (--out)")
+        for folder in (self.run_dir, self.run_dir / CHECKPOINT_DIR):  # left by a kill -9
+            remove_stale_temp_files(folder)
+        atomic_write_text(self.config.to_yaml(), self.run_dir / CONFIG_FILE)
+        if self.resumed_from is not None:
+            truncate_metrics(self.run_dir / METRICS_FILE, self.step)
+
+    def _step_limit(self) -> int:
+        return self.total_steps if self.max_steps is None else min(self.max_steps, self.total_steps)
+
+    def _start_record(self) -> dict[str, Any]:
+        return {
+            "kind": "start",
+            "step": 0,
+            "world_size": self.info.world_size,
+            "num_classes": self.num_classes,
+            "num_images": len(self.dataset),
+            "steps_per_epoch": self.steps_per_epoch,
+            "lr": self.lr,
+            "device": str(self.device),
+        }
+
+    def _train_one_epoch(
+        self, limit: int, log: _MetricsLog, bar: ProgressBar, stop: _StopFlag, speed: _Speedometer
+    ) -> bool:
+        """Steps of the current epoch, from wherever the sampler stands, until its end or ``limit``.
+        Returns whether a signal asked the run to stop."""
+        cfg = self.config
+        self.epoch = self.step // self.steps_per_epoch
+        position = (self.step % self.steps_per_epoch) * self.sampler.global_batch
+        if self.sampler.epoch != self.epoch or self.sampler.position != position:
+            self.sampler.set_epoch(self.epoch, position)
+        if self.guidance is not None:
+            self.guidance.set_epoch(self.epoch, cfg.train.epochs)
+        self._set_train_mode(True)
+        for images, labels in self._batches():
+            lr = self.schedule.get_last_lr()[0]
+            metrics = self.train_step(images, labels)
+            self.sampler.advance()
+            self.schedule.step()
+            self.step += 1
+            speed.add(images.shape[0] * self.info.world_size)
+            if metrics is not None:
+                self.last_metrics = metrics
+            elif self.info.is_main:
+                log.write(self._nonfinite_record())
+            if self.step % cfg.logging.every_steps == 0 or self.step == limit:
+                record = self._train_record(lr, speed.lap())
+                if self.info.is_main:
+                    log.write(record)
+            bar.update(
+                self.step,
+                epoch=self.epoch + 1,
+                speed=speed.last,
+                loss=self.last_metrics.get("loss", float("nan")),
+            )
+            if _any_rank(stop.signum is not None, self.device):
+                return True
+            self._periodic_checkpoint_and_verification(log)
+            if self.step >= limit:
+                break
+        return False
+
+    def _nonfinite_record(self) -> dict[str, Any]:
+        return {
+            "kind": "nonfinite",
+            "step": self.step,
+            "epoch": self.epoch,
+            "in_a_row": self.nonfinite_in_a_row,
+            "total": self.nonfinite_total,
+        }
+
+    def _train_record(self, lr: float, images_per_s: float) -> dict[str, Any]:
+        record = {
+            "kind": "train",
+            "step": self.step,
+            "epoch": self.epoch,
+            "lr": lr,
+            "images_per_s": images_per_s,
+            "nonfinite_total": self.nonfinite_total,
+            **self.last_metrics,
+        }
+        if self.guidance is not None:
+            record["guidance_momentum"] = float(self.guidance.momentum)
+        return record
+
+    def _periodic_checkpoint_and_verification(self, log: _MetricsLog) -> None:
+        cfg = self.config
+        every = cfg.checkpoint.every_steps
+        if every and self.step % every == 0:
+            self.save()
+        verify_every = cfg.verification.every_steps
+        if verify_every and cfg.verification.sets and self.step % verify_every == 0:
+            self._verification = self.verify(log)
+
+    def _end_of_epoch_checkpoint(self, limit: int) -> None:
+        """At an epoch's end (not the run's), unless the step cadence just saved."""
+        every = self.config.checkpoint.every_steps
+        epoch_done = self.step % self.steps_per_epoch == 0
+        if (
+            epoch_done
+            and self.config.checkpoint.at_epoch_end
+            and self.step < limit
+            and not (every and self.step % every == 0)
+        ):
+            self.save()
+
+    def _finish(
+        self, stopped: str, stop: _StopFlag, speed: _Speedometer, log: _MetricsLog
+    ) -> TrainResult:
+        """The final checkpoint (unless the last save was this step's), the final verification and
+        the run's result, logged."""
+        cfg = self.config
+        self.epoch = self.step // self.steps_per_epoch
+        elapsed = speed.elapsed()  # training only, not the final save/checks
+        if self.last_checkpoint is None or not self.last_checkpoint.name.endswith(
+            f"{self.step:08d}.pt"
+        ):
+            self.save()
+        if stopped != "signal" and cfg.verification.at_end and cfg.verification.sets:
+            self._verification = self.verify(log)
+        result = TrainResult(
+            run_dir=self.run_dir,
+            checkpoint=self.last_checkpoint,
+            step=self.step,
+            epoch=self.epoch,
+            stopped=stopped,
+            signum=stop.signum if stopped == "signal" else None,
+            metrics=dict(self.last_metrics),
+            verification=self._verification,
+            nonfinite_steps=self.nonfinite_total,
+            images_per_second=speed.run_images / max(elapsed, 1e-9),
+        )
+        if self.info.is_main:
+            log.write(
+                {
+                    "kind": "end",
+                    "step": self.step,
+                    "epoch": self.epoch,
+                    "stopped": stopped,
+                    "checkpoint": str(self.last_checkpoint),
+                    "images_per_s": result.images_per_second,
+                }
+            )
+        return result
 
     def _set_train_mode(self, training: bool) -> None:
         self.model.train(training)

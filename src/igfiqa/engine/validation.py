@@ -53,16 +53,13 @@ def embed_and_score(
     return torch.cat(embeddings).numpy(), torch.cat(qualities).numpy()
 
 
-def _normalise(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def synthetic_edc(
     model: nn.Module, spec: str, *, device: torch.device, batch_size: int = 64
 ) -> dict[str, float]:
     """EDC summary of ``model`` on all pairs of the synthetic split ``spec`` (see module doc)."""
     from igfiqa.data.synthetic import synthetic_from_spec
     from igfiqa.evaluation.edc import edc, pauc, threshold_at_fmr
+    from igfiqa.evaluation.similarity import pair_similarity
 
     faces = synthetic_from_spec(spec)
     images, truth = [], []
@@ -72,9 +69,8 @@ def synthetic_edc(
         truth.append(quality)
     embeddings, quality = embed_and_score(model, images, device=device, batch_size=batch_size)
     labels = faces.labels
-    similarity = _normalise(embeddings) @ _normalise(embeddings).T
     first, second = np.triu_indices(len(labels), k=1)
-    scores = similarity[first, second]
+    scores = pair_similarity(embeddings, np.stack([first, second], axis=1))
     mated = labels[first] == labels[second]
     threshold = threshold_at_fmr(scores[~mated], EDC_FMR)
     pair_q = np.minimum(quality[first], quality[second])
@@ -100,14 +96,13 @@ def bin_accuracy(
         raise ConfigError(
             f"verification on {path} needs igfiqa.data.benchmarks, which is not available"
         ) from error
+    from igfiqa.evaluation.similarity import pair_similarity
     from igfiqa.evaluation.verification import ten_fold_accuracy
 
     pairs = open_benchmark("bin", path)
     images = [pairs.load_sample(i) for i in range(pairs.num_samples)]
     embeddings, _ = embed_and_score(model, images, device=device, batch_size=batch_size, flip=True)
-    embeddings = _normalise(embeddings)
-    index = np.asarray(pairs.pairs, dtype=np.int64)
-    similarity = np.einsum("ij,ij->i", embeddings[index[:, 0]], embeddings[index[:, 1]])
+    similarity = pair_similarity(embeddings, pairs.pairs)
     result = ten_fold_accuracy(similarity, np.asarray(pairs.mated, dtype=bool))
     return {"accuracy": result.mean, "accuracy_std": result.std}
 

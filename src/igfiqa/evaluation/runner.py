@@ -22,7 +22,6 @@ Images that fail to load are recorded (``failed_samples``) and their pairs exclu
 
 from __future__ import annotations
 
-import itertools
 import os
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -42,6 +41,7 @@ from igfiqa.evaluation.results import (
     BenchmarkResult,
     evaluate_scores,
 )
+from igfiqa.evaluation.similarity import normalise_rows, pair_similarity
 from igfiqa.files import (
     atomic_write,
     content_digest,
@@ -52,8 +52,6 @@ from igfiqa.progress import ProgressBar
 
 Flip = Literal["auto", "none", "concat", "sum"]
 ImageFunction = Callable[[np.ndarray], np.ndarray]
-
-_CHUNK = 131_072  # pairs per chunk of the row-wise dot product
 
 
 # --------------------------------------------------------------------------------------------------
@@ -215,14 +213,8 @@ def image_features(embedding: np.ndarray, flipped: np.ndarray | None, flip: str)
     if flip == "sum":
         return embedding + flipped
     if flip == "concat":
-        return np.concatenate([_normalise(embedding), _normalise(flipped)], axis=1)
+        return np.concatenate([normalise_rows(embedding), normalise_rows(flipped)], axis=1)
     raise ConfigError(f"flip must be auto, none, concat or sum; got {flip!r}")
-
-
-def _normalise(features: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(features, axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (features / norm).astype(np.float32)
 
 
 def template_features(
@@ -249,45 +241,6 @@ def template_features(
     np.add.at(out, groups[:, 0], means)
     out[np.bincount(groups[:, 0], minlength=num_templates) == 0] = np.nan
     return out.astype(np.float32)
-
-
-def pair_similarity(
-    features: np.ndarray, pairs: np.ndarray, chunk: int = _CHUNK, block: int | None = None
-) -> np.ndarray:
-    """Cosine similarity of each pair of rows of ``features`` (L2-normalised here).
-
-    Sparse pairs: gather both rows and take a row-wise dot product, in chunks of ``chunk`` pairs.
-    Dense pairs (more than about T^2 / 200 pairs of T rows, e.g. IJB-C's 15.6M pairs of 23k
-    templates): pairs are bucketed by (row block, row block) and each bucket is served from one
-    matrix product of two blocks of ``block`` rows, which is far cheaper than gathering rows.
-    ``block`` forces the blocked method with that block size.
-    """
-    unit = _normalise(np.asarray(features, dtype=np.float32))
-    pairs = np.asarray(pairs, dtype=np.int64)
-    out = np.empty(len(pairs), dtype=np.float32)
-    rows = len(unit)
-    if block is None and len(pairs) * 200 > rows * rows and rows > 4096:
-        block = 2048
-    if block is None:
-        for start in range(0, len(pairs), chunk):
-            a = unit[pairs[start : start + chunk, 0]]
-            b = unit[pairs[start : start + chunk, 1]]
-            out[start : start + chunk] = np.einsum("ij,ij->i", a, b)
-        return out
-    num_blocks = -(-rows // block)
-    first, second = pairs[:, 0], pairs[:, 1]
-    bucket = (first // block) * num_blocks + second // block
-    order = np.argsort(bucket)
-    bucket = bucket[order]
-    bounds = np.concatenate(([0], np.flatnonzero(bucket[1:] != bucket[:-1]) + 1, [len(order)]))
-    for start, stop in itertools.pairwise(bounds):
-        if start == stop:
-            continue
-        i, j = divmod(int(bucket[start]), num_blocks)
-        products = unit[i * block : (i + 1) * block] @ unit[j * block : (j + 1) * block].T
-        index = order[start:stop]
-        out[index] = products[first[index] - i * block, second[index] - j * block]
-    return out
 
 
 # --------------------------------------------------------------------------------------------------
