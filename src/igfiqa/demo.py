@@ -375,28 +375,62 @@ def run_demo(
     log: Callable[[str], None] = print,
 ) -> DemoResult:
     """Render data, train every variant, evaluate on held-out identities, write ``report.md``."""
-    from igfiqa.checkpoint import load_checkpoint
-    from igfiqa.config import load_config
-    from igfiqa.data.benchmarks import all_pairs
-    from igfiqa.engine.trainer import train
     from igfiqa.evaluation.report import write_report
-    from igfiqa.evaluation.results import ORACLE, evaluate_scores
-    from igfiqa.evaluation.similarity import pair_similarity
-    from igfiqa.inference import load_model
+    from igfiqa.evaluation.results import evaluate_scores
 
     settings = settings or DemoSettings()
     started = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     epochs = settings.resolved_epochs()
+    train_set, test_set, spec = _render(settings, log)
+    outcomes = _train_variants(settings, spec, train_set, epochs, out, progress, log)
+    log("evaluating on held-out identities")
+    similarity, pairs, mated, qualities = _score_held_out(outcomes, train_set, test_set, settings)
+    fr_name = f"demo backbone ({VARIANTS[0].label})"
+    evaluation = evaluate_scores(
+        similarity,
+        mated,
+        qualities,
+        pairs=pairs,
+        fmrs=settings.fmrs,
+        limits=settings.limits,
+        benchmark="synthetic held-out identities",
+        fr_model=fr_name,
+    )
+    written = write_report(evaluation, out / "evaluation", log=None)
+    reference, e0 = _collect_pauc(evaluation, outcomes, settings.limits)
+    check = _benchmark_check(evaluation, similarity, mated, pairs, test_set.quality, settings)
+    result = DemoResult(
+        out_dir=out,
+        settings={**asdict(settings), "epochs": epochs},
+        epochs=epochs,
+        fr_model=fr_name,
+        variants=outcomes,
+        reference_pauc=reference,
+        e0=e0,
+        warnings=list(evaluation.warnings),
+        files=[str(p.relative_to(out)) for paths in written.values() for p in paths],
+        seconds=time.perf_counter() - started,
+        check=check,
+    )
+    (out / "report.md").write_text(
+        render_report(result, evaluation.num_pairs, evaluation.num_mated)
+    )
+    (out / "demo.json").write_text(json.dumps(_json_ready(result), indent=2))
+    return result
 
+
+def _render(
+    settings: DemoSettings, log: Callable[[str], None]
+) -> tuple[RenderedFaces, RenderedFaces, str]:
     log(
         f"rendering {settings.train_identities} x {settings.samples_per_identity} training and "
         f"{settings.test_identities} x {settings.test_samples_per_identity} held-out synthetic faces "
         f"({settings.image_size}x{settings.image_size}, low-variance share "
         f"{settings.low_variance_share:g})"
     )
-    train_set, test_set, spec = render_split(
+    return render_split(
         seed=settings.seed,
         train_identities=settings.train_identities,
         samples_per_identity=settings.samples_per_identity,
@@ -408,6 +442,20 @@ def run_demo(
         if settings.test_low_variance_share is None
         else settings.test_low_variance_share,
     )
+
+
+def _train_variants(
+    settings: DemoSettings,
+    spec: str,
+    train_set: RenderedFaces,
+    epochs: int,
+    out: Path,
+    progress: bool,
+    log: Callable[[str], None],
+) -> list[VariantOutcome]:
+    """Train every selected variant on the same data and seed; one outcome each."""
+    from igfiqa.config import load_config
+    from igfiqa.engine.trainer import train
 
     outcomes: list[VariantOutcome] = []
     for number, variant in enumerate(settings.selected_variants(), start=1):
@@ -444,15 +492,28 @@ def run_demo(
                 spearman_ordinary=math.nan,
             )
         )
+    return outcomes
 
-    log("evaluating on held-out identities")
+
+def _score_held_out(
+    outcomes: list[VariantOutcome],
+    train_set: RenderedFaces,
+    test_set: RenderedFaces,
+    settings: DemoSettings,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Comparison scores of all held-out pairs with the FR variant's backbone, and every variant's
+    quality (plus the ground truth); fills each outcome's Spearman and guidance weights."""
+    from igfiqa.checkpoint import load_checkpoint
+    from igfiqa.data.benchmarks import all_pairs
+    from igfiqa.evaluation.similarity import pair_similarity
+    from igfiqa.inference import load_model
+
     images = list(test_set.images)
     by_key = {o.key: o for o in outcomes}
     # One pass of the FR variant gives both the comparison embeddings and its own quality.
     fr_quality, embeddings = load_model(by_key[FR_VARIANT].checkpoint).score_and_embed(images)
     pairs, mated = all_pairs(test_set.labels, max_nonmated=None, seed=settings.seed)
     similarity = pair_similarity(embeddings, pairs)
-
     ground_truth = test_set.quality
     sample_low = test_set.low_variance[test_set.labels]
     qualities: dict[str, np.ndarray] = {}
@@ -470,19 +531,13 @@ def run_demo(
             for name, value in weights.items():
                 setattr(outcome, name, value)
     qualities[GROUND_TRUTH] = ground_truth
+    return similarity, pairs, mated, qualities
 
-    fr_name = f"demo backbone ({VARIANTS[0].label})"
-    evaluation = evaluate_scores(
-        similarity,
-        mated,
-        qualities,
-        pairs=pairs,
-        fmrs=settings.fmrs,
-        limits=settings.limits,
-        benchmark="synthetic held-out identities",
-        fr_model=fr_name,
-    )
-    written = write_report(evaluation, out / "evaluation", log=None)
+
+def _collect_pauc(
+    evaluation: Any, outcomes: list[VariantOutcome], limits: tuple[float, ...]
+) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """pAUC values per variant (into its outcome) and per reference line, and e0 per FMR."""
     reference: dict[str, dict[str, float]] = {}
     e0: dict[str, float] = {}
     for fmr_result in evaluation.per_fmr:
@@ -490,7 +545,7 @@ def run_demo(
         e0[f"{fmr:g}"] = fmr_result.e0
         for curve in fmr_result.curves:
             values = {}
-            for limit in settings.limits:
+            for limit in limits:
                 values[_fmr_key(fmr, limit, "pauc")] = curve.pauc[limit]
                 values[_fmr_key(fmr, limit)] = curve.pauc_normalized[limit]
             if curve.kind == "method":
@@ -501,6 +556,19 @@ def run_demo(
                     target.pauc.update(values)
                     continue
             reference.setdefault(curve.name, {}).update(values)
+    return reference, e0
+
+
+def _benchmark_check(
+    evaluation: Any,
+    similarity: np.ndarray,
+    mated: np.ndarray,
+    pairs: np.ndarray,
+    ground_truth: np.ndarray,
+    settings: DemoSettings,
+) -> BenchmarkCheck | None:
+    """The benchmark's own check (quality relevance, clean FNMR, e0) at the check's FMR and L."""
+    from igfiqa.evaluation.results import ORACLE
 
     check = None
     for fmr_result in evaluation.per_fmr:
@@ -514,25 +582,7 @@ def run_demo(
                 fmr_result.curve(GROUND_TRUTH).pauc_normalized[CHECK_LIMIT],
                 fmr_result.curve(ORACLE).pauc_normalized[CHECK_LIMIT],
             )
-    files = [str(p.relative_to(out)) for paths in written.values() for p in paths]
-    result = DemoResult(
-        out_dir=out,
-        settings={**asdict(settings), "epochs": epochs},
-        epochs=epochs,
-        fr_model=fr_name,
-        variants=outcomes,
-        reference_pauc=reference,
-        e0=e0,
-        warnings=list(evaluation.warnings),
-        files=files,
-        seconds=time.perf_counter() - started,
-        check=check,
-    )
-    (out / "report.md").write_text(
-        render_report(result, evaluation.num_pairs, evaluation.num_mated)
-    )
-    (out / "demo.json").write_text(json.dumps(_json_ready(result), indent=2))
-    return result
+    return check
 
 
 def _json_ready(result: DemoResult) -> dict[str, Any]:
