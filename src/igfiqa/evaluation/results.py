@@ -192,7 +192,69 @@ def evaluate_scores(
     sample-level oracle. FMRs below the benchmark's resolution produce warnings. The FR model's
     TAR at each FMR (and, up to 1M pairs, the insightface 10-fold accuracy) go in ``verification``.
     """
-    similarity = np.asarray(similarity, dtype=np.float64)  # NaN allowed: excluded below
+    similarity, mated, limits, pairs = _check_inputs(similarity, mated, qualities, limits, pairs)
+    pair_q = _pair_qualities(qualities, similarity, pairs, pair_reduce)
+    similarity, mated, pair_q, pairs, excluded = _exclude_failed_pairs(
+        similarity, mated, pair_q, pairs
+    )
+    warnings: list[str] = []
+    if excluded:
+        warnings.append(
+            f"{benchmark}: {excluded} of {excluded + len(similarity)} pairs excluded (an image "
+            "failed to embed or to get a quality score)"
+        )
+    num_mated = int(np.count_nonzero(mated))
+    if num_mated == 0 or num_mated == len(mated):
+        raise DataError(f"{benchmark}: need both mated and non-mated pairs, got {num_mated} mated")
+    prepared = edc.SortedComparisons(similarity, mated)
+    erc_all = {
+        name: edc.erc_curves(
+            similarity, mated, q, list(fmrs), erc_ratios, rule=erc_rule, prepared=prepared
+        )
+        for name, q in pair_q.items()
+    }
+    per_fmr: list[FmrResult] = []
+    for row, fmr in enumerate(fmrs):
+        info = edc.threshold_info(similarity[~mated], fmr)
+        if info.below_resolution:
+            warnings.append(resolution_warning(benchmark, info))
+        result = _curves_at_threshold(
+            similarity, mated, pair_q, pairs if sample_oracle else None, info, limits
+        )
+        for curve in result.curves:
+            if curve.kind == "method":
+                curve.erc_fnmr = erc_all[curve.name][row]
+                curve.erc_auc = edc.erc_auc(erc_ratios, curve.erc_fnmr)
+        per_fmr.append(result)
+    verification: dict[str, Any] = {"tar_at_fmr": tar_at_fmr(similarity, mated, list(fmrs))}
+    if len(similarity) <= TEN_FOLD_MAX_PAIRS and len(similarity) >= 10:
+        verification["ten_fold_accuracy"] = ten_fold_accuracy(similarity, mated).to_dict()
+    return BenchmarkResult(
+        benchmark=benchmark,
+        fr_model=fr_model,
+        num_pairs=len(similarity),
+        num_mated=num_mated,
+        num_nonmated=len(similarity) - num_mated,
+        excluded_pairs=excluded,
+        pair_reduce=pair_reduce,
+        limits=limits,
+        erc_ratios=np.asarray(erc_ratios, dtype=np.float64),
+        erc_rule=erc_rule,
+        methods=list(pair_q),
+        per_fmr=per_fmr,
+        warnings=warnings,
+        verification=verification,
+    )
+
+
+def _check_inputs(
+    similarity: Any,
+    mated: Any,
+    qualities: Mapping[str, np.ndarray],
+    limits: Sequence[float],
+    pairs: Any,
+) -> tuple[np.ndarray, np.ndarray, tuple[float, ...], np.ndarray | None]:
+    similarity = np.asarray(similarity, dtype=np.float64)  # NaN allowed: excluded later
     if similarity.ndim != 1:
         raise DataError(f"similarity must be 1-d, got shape {similarity.shape}")
     mated = edc.as_1d("mated", mated, bool)
@@ -207,6 +269,16 @@ def evaluate_scores(
         pairs = np.asarray(pairs, dtype=np.int64)
         if pairs.shape != (len(similarity), 2):
             raise DataError(f"pairs must have shape ({len(similarity)}, 2), got {pairs.shape}")
+    return similarity, mated, limits, pairs
+
+
+def _pair_qualities(
+    qualities: Mapping[str, np.ndarray],
+    similarity: np.ndarray,
+    pairs: np.ndarray | None,
+    pair_reduce: edc.PairReduce,
+) -> dict[str, np.ndarray]:
+    """One quality per pair for every method: given per pair, or combined from per-sample values."""
     pair_q: dict[str, np.ndarray] = {}
     for name, values in qualities.items():
         values = np.asarray(values, dtype=np.float64)
@@ -227,96 +299,72 @@ def evaluate_scores(
             pair_q[name] = edc.combine_pair_quality(
                 values[pairs[:, 0]], values[pairs[:, 1]], pair_reduce
             )
+    return pair_q
+
+
+def _exclude_failed_pairs(
+    similarity: np.ndarray,
+    mated: np.ndarray,
+    pair_q: dict[str, np.ndarray],
+    pairs: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray | None, int]:
+    """Drop pairs whose similarity or any method's quality is not finite; returns the count."""
     valid = np.isfinite(similarity)
     for values in pair_q.values():
         valid &= np.isfinite(values)
     excluded = int(len(valid) - np.count_nonzero(valid))
-    warnings: list[str] = []
-    if excluded:
-        warnings.append(
-            f"{benchmark}: {excluded} of {len(valid)} pairs excluded (an image failed to embed or "
-            "to get a quality score)"
-        )
-        similarity, mated = similarity[valid], mated[valid]
-        pair_q = {name: q[valid] for name, q in pair_q.items()}
-        if pairs is not None:
-            pairs = pairs[valid]
-    num_mated = int(np.count_nonzero(mated))
-    if num_mated == 0 or num_mated == len(mated):
-        raise DataError(f"{benchmark}: need both mated and non-mated pairs, got {num_mated} mated")
-    nonmated_sim = similarity[~mated]
-    mated_sim = similarity[mated]
-    prepared = edc.SortedComparisons(similarity, mated)
-    erc_all = {
-        name: edc.erc_curves(
-            similarity, mated, q, list(fmrs), erc_ratios, rule=erc_rule, prepared=prepared
-        )
-        for name, q in pair_q.items()
-    }
-    per_fmr: list[FmrResult] = []
-    for row, fmr in enumerate(fmrs):
-        info = edc.threshold_info(nonmated_sim, fmr)
-        if info.below_resolution:
-            warnings.append(resolution_warning(benchmark, info))
-        error = mated_sim < info.threshold
-        num_errors = int(np.count_nonzero(error))
-        e0 = num_errors / num_mated
-        oracle = {L: edc.oracle_pauc(num_errors, num_mated, L) for L in limits}
-        curves: list[CurveResult] = []
-        for name, q in pair_q.items():
-            d, f = edc.edc(similarity, mated, q, info.threshold)
-            curve = _curve(name, "method", d, f, e0, limits, oracle)
-            curve.erc_fnmr = erc_all[name][row]
-            curve.erc_auc = edc.erc_auc(erc_ratios, curve.erc_fnmr)
-            curves.append(curve)
-        flat = np.array([0.0, 1.0])
-        curves.append(_curve(RANDOM, "reference", flat, np.array([e0, e0]), e0, limits, oracle))
-        grid = np.linspace(0.0, 1.0, 2001)
-        best = _curve(
-            THEORETICAL_BEST,
-            "reference",
-            grid,
-            edc.theoretical_best_fnmr(e0, grid),
-            e0,
-            limits,
-            oracle,
-        )
-        best.pauc = {L: edc.theoretical_best_pauc(e0, L) for L in limits}  # exact line integral
-        best.pauc_normalized = {L: edc.normalized_pauc(v, e0, L) for L, v in best.pauc.items()}
-        best.pauc_vs_oracle = {
-            L: edc.relative_to_oracle(v, e0, L, oracle[L]) for L, v in best.pauc.items()
-        }
-        curves.append(best)
-        od, of = edc.oracle_edc(num_errors, num_mated)
-        curves.append(_curve(ORACLE, "reference", od, of, e0, limits, oracle))
-        if pairs is not None and sample_oracle:
-            mated_pairs = pairs[mated]
-            num_units = int(mated_pairs.max()) + 1
-            sq = edc.greedy_sample_oracle(mated_pairs, error, num_units)
-            sd, sf = edc.edc(
-                mated_sim,
-                np.ones(num_mated, bool),
-                edc.pair_quality(sq, mated_pairs),
-                info.threshold,
-            )
-            curves.append(_curve(SAMPLE_ORACLE, "reference", sd, sf, e0, limits, oracle))
-        per_fmr.append(FmrResult(info, e0, num_errors, curves))
-    verification: dict[str, Any] = {"tar_at_fmr": tar_at_fmr(similarity, mated, list(fmrs))}
-    if len(similarity) <= TEN_FOLD_MAX_PAIRS and len(similarity) >= 10:
-        verification["ten_fold_accuracy"] = ten_fold_accuracy(similarity, mated).to_dict()
-    return BenchmarkResult(
-        benchmark=benchmark,
-        fr_model=fr_model,
-        num_pairs=len(similarity),
-        num_mated=num_mated,
-        num_nonmated=len(similarity) - num_mated,
-        excluded_pairs=excluded,
-        pair_reduce=pair_reduce,
-        limits=limits,
-        erc_ratios=np.asarray(erc_ratios, dtype=np.float64),
-        erc_rule=erc_rule,
-        methods=list(pair_q),
-        per_fmr=per_fmr,
-        warnings=warnings,
-        verification=verification,
+    if not excluded:
+        return similarity, mated, pair_q, pairs, 0
+    pair_q = {name: q[valid] for name, q in pair_q.items()}
+    return (
+        similarity[valid],
+        mated[valid],
+        pair_q,
+        None if pairs is None else pairs[valid],
+        excluded,
     )
+
+
+def _curves_at_threshold(
+    similarity: np.ndarray,
+    mated: np.ndarray,
+    pair_q: Mapping[str, np.ndarray],
+    pairs: np.ndarray | None,
+    info: edc.ThresholdInfo,
+    limits: tuple[float, ...],
+) -> FmrResult:
+    """Every method's FNM-EDC and the reference curves at one fixed threshold (the sample-level
+    oracle only with ``pairs``)."""
+    mated_sim = similarity[mated]
+    num_mated = len(mated_sim)
+    error = mated_sim < info.threshold
+    num_errors = int(np.count_nonzero(error))
+    e0 = num_errors / num_mated
+    oracle = {L: edc.oracle_pauc(num_errors, num_mated, L) for L in limits}
+    curves: list[CurveResult] = []
+    for name, q in pair_q.items():
+        d, f = edc.edc(similarity, mated, q, info.threshold)
+        curves.append(_curve(name, "method", d, f, e0, limits, oracle))
+    flat = np.array([0.0, 1.0])
+    curves.append(_curve(RANDOM, "reference", flat, np.array([e0, e0]), e0, limits, oracle))
+    grid = np.linspace(0.0, 1.0, 2001)
+    best = _curve(
+        THEORETICAL_BEST, "reference", grid, edc.theoretical_best_fnmr(e0, grid), e0, limits, oracle
+    )
+    best.pauc = {L: edc.theoretical_best_pauc(e0, L) for L in limits}  # exact line integral
+    best.pauc_normalized = {L: edc.normalized_pauc(v, e0, L) for L, v in best.pauc.items()}
+    best.pauc_vs_oracle = {
+        L: edc.relative_to_oracle(v, e0, L, oracle[L]) for L, v in best.pauc.items()
+    }
+    curves.append(best)
+    od, of = edc.oracle_edc(num_errors, num_mated)
+    curves.append(_curve(ORACLE, "reference", od, of, e0, limits, oracle))
+    if pairs is not None:
+        mated_pairs = pairs[mated]
+        num_units = int(mated_pairs.max()) + 1
+        sq = edc.greedy_sample_oracle(mated_pairs, error, num_units)
+        sd, sf = edc.edc(
+            mated_sim, np.ones(num_mated, bool), edc.pair_quality(sq, mated_pairs), info.threshold
+        )
+        curves.append(_curve(SAMPLE_ORACLE, "reference", sd, sf, e0, limits, oracle))
+    return FmrResult(info, e0, num_errors, curves)
