@@ -194,108 +194,168 @@ def compute_objective(
             f"expected images (B, 3, H, W) and labels (B,), got {tuple(images.shape)} and "
             f"{tuple(labels.shape)}"
         )
-    mode = config.fiqa_batch
-    if mode == "same":
-        embedding, quality = _forward(model, images)
-        logits, cosine = head(embedding, labels)
-        fr_loss = head.cross_entropy(logits, labels)
-        q_labels, fr_labels = labels, labels
-        q_embedding, q_quality, q_cosine = embedding, quality, cosine
-        clean_cosine = cosine
+    if config.fiqa_batch == "same":
+        streams = _one_stream(model, head, images, labels)
     else:
-        if mode == "split":
-            n_quality, _ = split_sizes(images.shape[0], config.split_ratio)
-            q_images, fr_images = images[:n_quality], images[n_quality:]
-            q_labels, fr_labels = labels[:n_quality], labels[n_quality:]
-        else:
-            q_images, fr_images, q_labels, fr_labels = images, images, labels, labels
-        concat = config.quality_bn == "concat"
-        if not concat:
-            fr_embedding, _ = _forward(model, fr_images)
-        if augment is not None:
-            with torch.no_grad():
-                q_images = augment(q_images)
-        if concat:
-            embedding, quality = _forward(model, torch.cat([fr_images, q_images]))
-            n_fr = fr_images.shape[0]
-            fr_embedding, q_embedding, q_quality = (
-                embedding[:n_fr],
-                embedding[n_fr:],
-                quality[n_fr:],
-            )
-        else:
-            frozen = config.quality_bn == "frozen_stats"
-            with frozen_running_stats(model) if frozen else nullcontext():
-                q_embedding, q_quality = _forward(model, q_images)
-        logits, clean_cosine = head(fr_embedding, fr_labels)
-        fr_loss = head.cross_entropy(logits, fr_labels)
-        with torch.no_grad():
-            q_cosine = head.cosine(q_embedding.detach())
-
-    with torch.no_grad():
-        ccs, nnccs = head.ccs_nnccs(q_cosine.detach(), q_labels)
-        work = torch.promote_types(q_quality.dtype, torch.float32)  # float32 under AMP
-        cr = certainty_ratio(ccs, nnccs, config.cr_formula, config.cr_eps).to(work)
-        if mode == "same":
-            clean_ccs, clean_cr = ccs, cr
-        else:
-            clean_ccs, clean_nnccs = head.ccs_nnccs(clean_cosine.detach(), fr_labels)
-            clean_cr = certainty_ratio(clean_ccs, clean_nnccs, config.cr_formula, config.cr_eps)
-        if guidance is not None:
-            if config.ema_source == "clean" and mode != "same":
-                guidance.update(fr_labels, clean_ccs)
-            else:
-                guidance.update(q_labels, ccs)
-            weights = guidance.weights(q_labels).to(cr.device, cr.dtype)
-            zero_share = guidance.zero_weight_share().to(cr.device, cr.dtype)
-        else:
-            weights = torch.ones_like(cr)
-            zero_share = torch.zeros((), device=cr.device, dtype=cr.dtype)
-
+        streams = _two_streams(model, head, images, labels, config, augment)
+    labels_out = _pseudo_labels(head, streams, config, guidance)
+    q_quality = streams.q_quality
     if not config.fiqa_backbone_grad:
-        q_quality = _quality_head(model)(q_embedding.detach())
-    prediction = q_quality.reshape(-1).to(work)
-    per_sample = smooth_l1(prediction, cr, config.smooth_l1_beta)
-    quality_loss = (weights * per_sample).mean()
-    loss = fr_loss + config.quality_weight * quality_loss
-
-    with torch.no_grad():
-        stats = torch.stack(
-            [
-                fr_loss.detach().float(),
-                quality_loss.detach(),
-                weights.mean(),
-                zero_share,
-                cr.mean(),
-                cr.std(correction=0),
-                ccs.float().mean(),
-                nnccs.float().mean(),
-                prediction.detach().mean(),
-                clean_cr.to(cr.dtype).mean(),
-            ]
-        ).tolist()
-    names = (
-        "fr_loss",
-        "quality_loss",
-        "guidance_weight_mean",
-        "zero_weight_class_share",
-        "cr_mean",
-        "cr_std",
-        "ccs_mean",
-        "nnccs_mean",
-        "quality_mean",
-        "cr_clean_mean",
-    )
-    diagnostics = dict(zip(names, stats, strict=True))
-    diagnostics["fr_batch"] = float(fr_labels.shape[0])
-    diagnostics["quality_batch"] = float(q_labels.shape[0])
+        q_quality = _quality_head(model)(streams.q_embedding.detach())
+    prediction = q_quality.reshape(-1).to(labels_out.cr.dtype)
+    per_sample = smooth_l1(prediction, labels_out.cr, config.smooth_l1_beta)
+    quality_loss = (labels_out.weights * per_sample).mean()
+    loss = streams.fr_loss + config.quality_weight * quality_loss
     return ObjectiveOutput(
         loss=loss,
-        fr_loss=fr_loss.detach(),
+        fr_loss=streams.fr_loss.detach(),
         quality_loss=quality_loss.detach(),
-        diagnostics=diagnostics,
+        diagnostics=_diagnostics(streams, labels_out, quality_loss, prediction),
         quality=prediction.detach(),
-        cr=cr,
-        weights=weights,
-        quality_labels=q_labels,
+        cr=labels_out.cr,
+        weights=labels_out.weights,
+        quality_labels=streams.q_labels,
     )
+
+
+@dataclass
+class _Streams:
+    """The FR stream's loss and cosines, and the quality stream's labels, embedding, prediction and
+    cosines (the same tensors in ``fiqa_batch: same``)."""
+
+    fr_loss: Tensor
+    fr_labels: Tensor
+    clean_cosine: Tensor
+    q_labels: Tensor
+    q_embedding: Tensor
+    q_quality: Tensor
+    q_cosine: Tensor
+    same: bool
+
+
+def _one_stream(model: nn.Module, head: nn.Module, images: Tensor, labels: Tensor) -> _Streams:
+    """CR-FIQA: one forward pass of the clean batch gives both losses."""
+    embedding, quality = _forward(model, images)
+    logits, cosine = head(embedding, labels)
+    fr_loss = head.cross_entropy(logits, labels)
+    return _Streams(fr_loss, labels, cosine, labels, embedding, quality, cosine, same=True)
+
+
+def _two_streams(
+    model: nn.Module,
+    head: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    config: ObjectiveConfig,
+    augment: Callable[[Tensor], Tensor] | None,
+) -> _Streams:
+    """IG-FIQA's mini-batch separation: clean images -> FR loss, augmented images -> quality
+    stream (``duplicate``: the whole batch twice; ``split``: disjoint parts), in two forward
+    passes (one with ``quality_bn: concat``)."""
+    if config.fiqa_batch == "split":
+        n_quality, _ = split_sizes(images.shape[0], config.split_ratio)
+        q_images, fr_images = images[:n_quality], images[n_quality:]
+        q_labels, fr_labels = labels[:n_quality], labels[n_quality:]
+    else:
+        q_images, fr_images, q_labels, fr_labels = images, images, labels, labels
+    concat = config.quality_bn == "concat"
+    if not concat:
+        fr_embedding, _ = _forward(model, fr_images)
+    if augment is not None:
+        with torch.no_grad():
+            q_images = augment(q_images)
+    if concat:
+        embedding, quality = _forward(model, torch.cat([fr_images, q_images]))
+        n_fr = fr_images.shape[0]
+        fr_embedding, q_embedding, q_quality = embedding[:n_fr], embedding[n_fr:], quality[n_fr:]
+    else:
+        frozen = config.quality_bn == "frozen_stats"
+        with frozen_running_stats(model) if frozen else nullcontext():
+            q_embedding, q_quality = _forward(model, q_images)
+    logits, clean_cosine = head(fr_embedding, fr_labels)
+    fr_loss = head.cross_entropy(logits, fr_labels)
+    with torch.no_grad():
+        q_cosine = head.cosine(q_embedding.detach())
+    return _Streams(
+        fr_loss, fr_labels, clean_cosine, q_labels, q_embedding, q_quality, q_cosine, same=False
+    )
+
+
+@dataclass
+class _PseudoLabels:
+    ccs: Tensor
+    nnccs: Tensor
+    cr: Tensor  # at least float32
+    clean_cr: Tensor
+    weights: Tensor
+    zero_share: Tensor
+
+
+@torch.no_grad()
+def _pseudo_labels(
+    head: nn.Module,
+    streams: _Streams,
+    config: ObjectiveConfig,
+    guidance: IntraClassGuidance | None,
+) -> _PseudoLabels:
+    """CR of the quality stream, CR of the clean stream (a diagnostic) and the guidance weights
+    (the guidance statistic updated first, from the ``ema_source`` stream)."""
+    ccs, nnccs = head.ccs_nnccs(streams.q_cosine.detach(), streams.q_labels)
+    work = torch.promote_types(streams.q_quality.dtype, torch.float32)  # float32 under AMP
+    cr = certainty_ratio(ccs, nnccs, config.cr_formula, config.cr_eps).to(work)
+    if streams.same:
+        clean_ccs, clean_cr = ccs, cr
+    else:
+        clean_ccs, clean_nnccs = head.ccs_nnccs(streams.clean_cosine.detach(), streams.fr_labels)
+        clean_cr = certainty_ratio(clean_ccs, clean_nnccs, config.cr_formula, config.cr_eps)
+    if guidance is not None:
+        if config.ema_source == "clean" and not streams.same:
+            guidance.update(streams.fr_labels, clean_ccs)
+        else:
+            guidance.update(streams.q_labels, ccs)
+        weights = guidance.weights(streams.q_labels).to(cr.device, cr.dtype)
+        zero_share = guidance.zero_weight_share().to(cr.device, cr.dtype)
+    else:
+        weights = torch.ones_like(cr)
+        zero_share = torch.zeros((), device=cr.device, dtype=cr.dtype)
+    return _PseudoLabels(ccs, nnccs, cr, clean_cr, weights, zero_share)
+
+
+_DIAGNOSTICS = (
+    "fr_loss",
+    "quality_loss",
+    "guidance_weight_mean",
+    "zero_weight_class_share",
+    "cr_mean",
+    "cr_std",
+    "ccs_mean",
+    "nnccs_mean",
+    "quality_mean",
+    "cr_clean_mean",
+)
+
+
+@torch.no_grad()
+def _diagnostics(
+    streams: _Streams, labels: _PseudoLabels, quality_loss: Tensor, prediction: Tensor
+) -> dict[str, float]:
+    """The step's scalars for the training log (one host synchronisation)."""
+    cr = labels.cr
+    stats = torch.stack(
+        [
+            streams.fr_loss.detach().float(),
+            quality_loss.detach(),
+            labels.weights.mean(),
+            labels.zero_share,
+            cr.mean(),
+            cr.std(correction=0),
+            labels.ccs.float().mean(),
+            labels.nnccs.float().mean(),
+            prediction.detach().mean(),
+            labels.clean_cr.to(cr.dtype).mean(),
+        ]
+    ).tolist()
+    diagnostics = dict(zip(_DIAGNOSTICS, stats, strict=True))
+    diagnostics["fr_batch"] = float(streams.fr_labels.shape[0])
+    diagnostics["quality_batch"] = float(streams.q_labels.shape[0])
+    return diagnostics
