@@ -254,8 +254,31 @@ class Trainer:
 
     # -------------------------------------------------------------------------------- building
     def build(self) -> None:
+        """Everything a run needs, in an order that keeps seeded draws reproducible: determinism
+        settings, data and sampler, model and margin head, optimisers and schedule, the method's
+        guidance and augmentation, then resume (or refuse a folder of another run) and wrapping
+        for DDP / compile."""
+        self._set_determinism()
+        self._build_data()
+        self._build_model_and_head()
+        self._build_optimisation()
+        self._build_method()
+        self.step = 0
+        self.epoch = 0
+        self.nonfinite_total = 0
+        self.nonfinite_in_a_row = 0
+        self.last_metrics: dict[str, float] = {}
+        # Ranks draw different dropout masks from here on.
+        torch.manual_seed(self.config.train.seed * 1000 + 7 + self.info.rank)
+        self.resumed_from: Path | None = None
+        if self.resume:
+            self._load_latest()
+        else:
+            self._refuse_another_runs_folder()
+        self._wrap_for_training()
+
+    def _set_determinism(self) -> None:
         cfg = self.config
-        info = self.info
         if cfg.train.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=False)
             torch.backends.cudnn.benchmark = False
@@ -264,44 +287,48 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         torch.manual_seed(cfg.train.seed)
 
+    def _build_data(self) -> None:
+        cfg = self.config
         if self.dataset is None:
             cfg.check_paths()
             self.dataset = open_dataset(cfg)
         self.num_classes = int(self.dataset.num_classes)
         self.class_names = [str(name) for name in getattr(self.dataset, "class_names", [])]
-
         self.sampler = ResumableDistributedSampler(
             len(self.dataset),
             cfg.data.batch_size,
-            rank=info.rank,
-            world_size=info.world_size,
+            rank=self.info.rank,
+            world_size=self.info.world_size,
             seed=cfg.train.seed,
             hflip=cfg.data.hflip,
         )
         self.steps_per_epoch = self.sampler.steps_per_epoch
         self.total_steps = self.steps_per_epoch * cfg.train.epochs
 
+    def _build_model_and_head(self) -> None:
+        cfg = self.config
         # Same seed on every rank: identical initial weights (DDP also broadcasts rank 0's).
         self.model = create_model(**cfg.model.spec()).to(self.device)
         if cfg.optim.train_embedding_bn_scale:
             self.model.features.weight.requires_grad_(True)
-        sharded = cfg.head.sharded and info.world_size > 1
         head_args = dict(kind=cfg.head.kind, s=cfg.head.s, m=cfg.head.m)
         if cfg.head.sharded:
             self.head: nn.Module = ShardedMarginHead(
                 cfg.model.num_features,
                 self.num_classes,
-                embedding_grad_scale=float(info.world_size),
+                embedding_grad_scale=float(self.info.world_size),
                 **head_args,
             )
         else:
             self.head = MarginHead(cfg.model.num_features, self.num_classes, **head_args)
         self.head.to(self.device)
-        self.sharded = sharded
+        self.sharded = cfg.head.sharded and self.info.world_size > 1
         if cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
 
-        global_batch = cfg.data.batch_size * info.world_size
+    def _build_optimisation(self) -> None:
+        cfg = self.config
+        global_batch = cfg.data.batch_size * self.info.world_size
         lr = cfg.optim.lr * (global_batch / cfg.optim.base_batch if cfg.optim.scale_lr else 1.0)
         self.lr = lr
         sgd = dict(lr=lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay)
@@ -321,56 +348,50 @@ class Trainer:
         scaler_device = "cuda" if self.device.type == "cuda" else "cpu"
         self.scaler = torch.amp.GradScaler(scaler_device, enabled=cfg.train.amp == "fp16")
 
+    def _build_method(self) -> None:
+        """The intra-class variance guidance and the quality-stream augmentation (IG-FIQA)."""
+        cfg = self.config
         self.guidance = cfg.method.guidance.build(self.num_classes)
         if self.guidance is not None:
             self.guidance.to(self.device)
-        use_augment = cfg.method.augment.enabled and cfg.method.objective.fiqa_batch != "same"
         self.augment = None
-        if use_augment:
+        if cfg.method.augment.enabled and cfg.method.objective.fiqa_batch != "same":
             from igfiqa.method.augment import QualityAugmentation
 
             # Every rank degrades its own images differently.
             self.augment = QualityAugmentation(
-                cfg.method.augment, seed=cfg.train.seed * 1000 + 1 + info.rank
+                cfg.method.augment, seed=cfg.train.seed * 1000 + 1 + self.info.rank
             )
 
-        self.step = 0
-        self.epoch = 0
-        self.nonfinite_total = 0
-        self.nonfinite_in_a_row = 0
-        self.last_metrics: dict[str, float] = {}
-        # Ranks draw different dropout masks from here on.
-        torch.manual_seed(cfg.train.seed * 1000 + 7 + info.rank)
-
-        self.resumed_from: Path | None = None
-        if self.resume:
-            self._load_latest()
-        elif latest_checkpoint(self.run_dir / CHECKPOINT_DIR) is not None:
+    def _refuse_another_runs_folder(self) -> None:
+        """A fresh run does not write into a folder holding another run's checkpoints or logs."""
+        if latest_checkpoint(self.run_dir / CHECKPOINT_DIR) is not None:
             raise ConfigError(
                 f"{self.run_dir} already holds checkpoints of a run: continue it with "
                 f"--resume {self.run_dir} (resume=True) or choose another --out folder"
             )
-        else:
-            foreign = [n for n in (CONFIG_FILE, METRICS_FILE) if (self.run_dir / n).exists()]
-            if foreign:
-                raise ConfigError(
-                    f"{self.run_dir} holds another run's {' and '.join(foreign)} (and no "
-                    "checkpoint to resume): choose another --out folder, or delete them to start "
-                    "afresh there"
-                )
+        foreign = [n for n in (CONFIG_FILE, METRICS_FILE) if (self.run_dir / n).exists()]
+        if foreign:
+            raise ConfigError(
+                f"{self.run_dir} holds another run's {' and '.join(foreign)} (and no "
+                "checkpoint to resume): choose another --out folder, or delete them to start "
+                "afresh there"
+            )
 
+    def _wrap_for_training(self) -> None:
+        """DDP (the head is broadcast unless sharded) and ``torch.compile`` where configured."""
         self._float_buffers = [
             b for b in [*self.model.buffers(), *self.head.buffers()] if b.is_floating_point()
         ]
         self.train_model: nn.Module = self.model
-        if info.distributed:
+        if self.info.distributed:
             from torch.nn.parallel import DistributedDataParallel
 
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = DistributedDataParallel(self.model, device_ids=device_ids)
-            if not sharded:
+            if not self.sharded:
                 distributed.broadcast_module(self.head)
-        if cfg.train.compile:
+        if self.config.train.compile:
             self.train_model = torch.compile(self.train_model)
 
     def _loader(self) -> DataLoader:
