@@ -355,6 +355,21 @@ class IdentityFolderDataset(ImageFileDataset):
         save_class_mapping(path, self.class_names)
 
 
+def list_file_lines(path: str | os.PathLike[str], what: str) -> list[tuple[int, str]]:
+    """The entries of a list file as ``(line number, stripped text)``: blank lines and lines
+    starting with ``#`` skipped; the file read safely (size cap, UTF-8, named as ``what`` in errors).
+    The one reader of list files; :func:`read_list_file` (training, ``path label``) and the scorer's
+    image lists interpret the entries."""
+    path = Path(path)
+    text = read_text_file(path, f"{path} ({what})", MAX_TABLE_BYTES)
+    entries = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            entries.append((number, stripped))
+    return entries
+
+
 def read_list_file(
     list_path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None
 ) -> tuple[list[Path], np.ndarray]:
@@ -365,15 +380,10 @@ def read_list_file(
     """
     list_path = Path(list_path)
     base = Path(root) if root is not None else list_path.parent
-    text = read_text_file(
-        list_path, f"{list_path} (list file of 'path label' lines)", MAX_TABLE_BYTES
-    )
     paths: list[Path] = []
     labels: list[int] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
+    for number, stripped in list_file_lines(list_path, "list file of 'path label' lines"):
+        line = stripped
         fields = stripped.split("\t")
         if len(fields) >= 3:  # MXNet .lst: index, label(s), path
             rel, label_text = fields[-1], fields[1]
@@ -555,6 +565,7 @@ __all__ = [
     "SyntheticDataset",
     "detect_format",
     "flip_decision",
+    "list_file_lines",
     "load_class_mapping",
     "open_training_dataset",
     "read_list_file",

@@ -80,19 +80,18 @@ class ScoreSummary:
 
 
 # ----------------------------------------------------------------------------------- inputs
-def read_list_file(path: Path) -> list[ScoreItem]:
-    """A list file: one image path per line (relative to the list file's folder); blank lines and
-    lines starting with ``#`` are skipped; a trailing label (``path label``) is ignored."""
+def read_image_list(path: Path) -> list[ScoreItem]:
+    """An image list file: one image path per line (relative to the list file's folder); blank
+    lines and lines starting with ``#`` are skipped; a trailing label (``path label``) is ignored."""
+    from igfiqa.data.datasets import list_file_lines
+
     try:
-        lines = read_text_file(path, f"list file {path}", MAX_TABLE_BYTES).splitlines()
+        entries = list_file_lines(path, "list file")
     except DataError as error:
         raise ConfigError(str(error)) from None
     base = path.parent
     items = []
-    for line in lines:
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
+    for _, text in entries:
         name = text
         if not (base / text).exists() and len(text.split()) > 1:
             name = text.rsplit(maxsplit=1)[0] if text.split()[-1].lstrip("-").isdigit() else text
@@ -123,7 +122,7 @@ def collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[ScoreItem]:
                     )
                 )
         elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
-            items.extend(read_list_file(path))
+            items.extend(read_image_list(path))
         elif path.exists():
             items.append(ScoreItem(str(raw), path.name))
         else:
@@ -505,7 +504,7 @@ __all__ = [
     "ScoreSummary",
     "collect_inputs",
     "find_landmarks",
+    "read_image_list",
     "read_landmarks",
-    "read_list_file",
     "score_inputs",
 ]
