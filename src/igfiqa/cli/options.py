@@ -1,0 +1,41 @@
+"""Options that several commands share, declared once so that they mean the same everywhere."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from igfiqa.detection import DEFAULT_MAX_SIDE
+
+
+def min_face_option(context: str = "") -> Any:
+    """``--min-face``: the smallest face side the detector searches."""
+    return typer.Option(
+        20.0, "--min-face", min=8.0, help=f"{context}Smallest face side searched, in pixels."
+    )
+
+
+def max_side_option(context: str = "") -> Any:
+    """``--max-side``: larger photographs are searched shrunk (crops cut at full resolution)."""
+    return typer.Option(
+        DEFAULT_MAX_SIDE,
+        "--max-side",
+        min=64,
+        help=f"{context}Larger photographs are searched shrunk to this longest side (crops are "
+        "cut at full resolution).",
+    )
+
+
+def workers_option() -> Any:
+    """``--workers``: decode threads."""
+    return typer.Option(
+        None, "--workers", min=0, help="Decode threads (default: CPU cores, at most 8; 0 = none)."
+    )
+
+
+def progress_option() -> Any:
+    """``--progress/--no-progress``: a progress bar on standard error, for a person watching."""
+    return typer.Option(
+        True, "--progress/--no-progress", help="Progress bar on standard error (when a terminal)."
+    )
