@@ -195,3 +195,28 @@ def test_without_the_extra_the_commands_say_what_to_install(
         result = invoke(*args, "--no-progress")
         assert result.exit_code == 2
         assert 'pip install "igfiqa[detect]"' in result.output
+
+
+def test_an_interrupted_alignment_keeps_its_rows_and_resumes_without_duplicates(
+    photos, tmp_path
+) -> None:
+    from igfiqa.detection import load_detector
+    from igfiqa.inference.aligner import align_inputs
+    from igfiqa.inference.scorer import collect_inputs
+
+    items = collect_inputs([photos])
+    out = tmp_path / "aligned"
+    out.mkdir()
+
+    def interrupt(done: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        align_inputs(items, out, load_detector(), batch=1, workers=0, on_batch=interrupt)
+    first = rows((out / "faces.csv").read_text(encoding="utf-8"))
+    assert len({r["input"] for r in first}) == 1  # the first batch was flushed before the stop
+    summary = align_inputs(items, out, load_detector(), resume=True, batch=1, workers=0)
+    assert summary.skipped == 1
+    table = rows((out / "faces.csv").read_text(encoding="utf-8"))
+    assert sorted({r["input"] for r in table}) == sorted(i.path for i in items)
+    assert len(table) == len({(r["input"], r["face"]) for r in table})  # no row twice

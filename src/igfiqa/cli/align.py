@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -77,7 +78,10 @@ def align(
                 err=True,
                 fg=typer.colors.YELLOW,
             )
-            raise typer.Exit(130) from None
+            sys.stdout.flush()
+            sys.stderr.flush()
+            # The tables are closed; exit now: a decode thread may be stuck on a hung read.
+            os._exit(130)
         finally:
             bar.close()
     except IgfiqaError as error:
