@@ -254,3 +254,18 @@ def test_out_of_range_specs_are_refused_before_anything_is_allocated(spec, messa
 
     with pytest.raises(ConfigError, match=message):
         synthetic_from_spec(spec)
+
+
+def test_render_frontal_landmarks_sit_on_the_drawn_features() -> None:
+    import cv2
+
+    faces = SyntheticFaces(12, 1, seed=4, image_size=112, low_variance_share=0.0)
+    for identity in range(12):
+        image, points = faces.render_frontal(identity)
+        again, same = faces.render_frontal(identity)
+        assert np.array_equal(image, again) and np.array_equal(points, same)
+        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        for x, y in points[:2]:  # the pupils (drawn near-black) are at the eye centres
+            assert grey[round(y) - 1 : round(y) + 2, round(x) - 1 : round(x) + 2].min() < 40
+        assert points[0, 0] < points[2, 0] < points[1, 0]  # nose between the eyes
+        assert points[3, 0] < points[4, 0] and points[3, 1] > points[2, 1]  # mouth below the nose

@@ -430,6 +430,27 @@ class SyntheticFaces:
         amp = LOW_VARIANCE_SCALE if params.low_variance else 1.0
         return self._draw(params, rng, amp * NUISANCE_SCALE)
 
+    def render_frontal(self, identity: int) -> tuple[np.ndarray, np.ndarray]:
+        """The identity without nuisance or degradation, and its five landmarks (5, 2) in pixels
+        (eye centres, nose tip, mouth corners as drawn): exact ground truth for detectors."""
+        params = identity_parameters(self.seed, identity, self.low_variance_share)
+        image = self._draw(params, np.random.default_rng([self.seed, 4, identity]), 0.0)
+        t = ARCFACE_TEMPLATE
+        nose_y = t[2, 1] + params.nose_length * 0.5 - 1.0
+        mouth_y = (t[3, 1] + t[4, 1]) / 2 + params.mouth_dy - 1.0
+        half = (t[4, 0] - t[3, 0]) / 2 + params.mouth_width * 0.5
+        points = np.array(
+            [
+                [t[0, 0] - params.eye_dx, t[0, 1] + params.eye_dy],
+                [t[1, 0] + params.eye_dx, t[1, 1] + params.eye_dy],
+                [t[2, 0] * 0.5 + 28.0, nose_y],
+                [56.0 - half, mouth_y],
+                [56.0 + half, mouth_y],
+            ]
+        )
+        # drawing coordinates are template units scaled by k, with pixel centres at integers
+        return image, points * (self.image_size / 112.0)
+
     def _skin_layer(self, p: IdentityParameters) -> np.ndarray:
         """The identity's textured skin at this image size, float32 RGB (cached per identity)."""
         layer = self._skin_cache.get(p)
