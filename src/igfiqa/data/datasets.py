@@ -39,6 +39,12 @@ from igfiqa.files import MAX_TABLE_BYTES, read_text_file
 _MASK64 = (1 << 64) - 1
 
 
+def mirror(image: torch.Tensor) -> torch.Tensor:
+    """The horizontal flip of a (..., H, W) image tensor: the one flip of training images (the
+    dataset's own per-sample flips and the trainer's sampler-driven ones)."""
+    return torch.flip(image, dims=(-1,))
+
+
 def flip_decision(seed: int, epoch: int, index: int) -> bool:
     """Whether sample ``index`` is mirrored in ``epoch``: bit 0 of ``splitmix64`` of the triple."""
     x = (
@@ -123,10 +129,8 @@ class FaceDataset(Dataset):
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for a dataset of {len(self)} images")
         index = int(index) % len(self)
-        image = self.load_image(index)
-        if self.is_flipped(index):
-            image = image[:, ::-1]
-        return to_tensor(image), int(self.labels[index])
+        image = to_tensor(self.load_image(index))
+        return (mirror(image) if self.is_flipped(index) else image), int(self.labels[index])
 
     def images_per_class(self) -> np.ndarray:
         """(num_classes,) number of images of each class."""
@@ -567,6 +571,7 @@ __all__ = [
     "flip_decision",
     "list_file_lines",
     "load_class_mapping",
+    "mirror",
     "open_training_dataset",
     "read_list_file",
     "resize_square",

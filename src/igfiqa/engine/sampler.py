@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from igfiqa.data.datasets import mirror
 from igfiqa.errors import CheckpointError, ConfigError
 
 
@@ -140,5 +141,5 @@ class FlippedDataset(Dataset):
         index, flip = item
         image, label = self.dataset[index]
         if flip:
-            image = torch.flip(image, dims=(-1,))
+            image = mirror(image)
         return image, label

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from igfiqa.config import IgfiqaConfig, VerificationSet
-from igfiqa.data.datasets import resize_square, to_tensor
+from igfiqa.data.datasets import mirror, resize_square, to_tensor
 from igfiqa.errors import ConfigError
 from igfiqa.evaluation.correlation import spearman
 
@@ -47,7 +47,7 @@ def embed_and_score(
         batch = _to_batch(images[start : start + batch_size], size).to(device)
         embedding, quality = model(batch)
         if flip:
-            embedding = embedding + model(torch.flip(batch, dims=(-1,)))[0]
+            embedding = embedding + model(mirror(batch))[0]
         embeddings.append(embedding.float().cpu())
         qualities.append(quality.float().reshape(-1).cpu())
     return torch.cat(embeddings).numpy(), torch.cat(qualities).numpy()
