@@ -120,3 +120,13 @@ def test_stdout_carries_only_data_so_pipes_work(tmp_path) -> None:
     assert [json.loads(line)["path"] for line in lines] == [str(image)]
     inspected = _igfiqa("data", "inspect", spec, "--json")
     assert json.loads(inspected.stdout)["images"] == 6
+
+
+def test_help_texts_keep_their_square_brackets() -> None:
+    """Rich markup would swallow ``[detect]`` in ``igfiqa[detect]``: every help keeps its extras."""
+    runner = CliRunner()
+    for name in _commands():
+        result = runner.invoke(app, [*name.split(), "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, name
+        for mangled in ('install "igfiqa"', "install 'igfiqa'", "install igfiqa "):
+            assert mangled not in result.output, f"igfiqa {name} --help lost an extra: {mangled}"

@@ -50,7 +50,7 @@ def align(
     Writes OUT/NAME.png per input (the largest face; with --all-faces NAME_0.png, NAME_1.png, ...
     largest first), OUT/faces.csv (every face: box, detection confidence, landmarks; and one row
     with its error per input that failed) and OUT/landmarks.txt (each input's largest face, the
-    file `igfiqa score INPUT... --landmarks` reads). Needs pip install "igfiqa[detect]".
+    file `igfiqa score INPUT... --landmarks` reads). Needs pip install "igfiqa\\[detect]".
     """
     from igfiqa.detection import load_detector
     from igfiqa.files import ensure_dir

@@ -69,7 +69,7 @@ def score(
         False,
         "--detect",
         help="Find faces in ordinary photographs (MTCNN, five landmarks) and score the largest, "
-        'aligned; adds the columns face,x1,y1,x2,y2,detection. Needs pip install "igfiqa[detect]".',
+        'aligned; adds the columns face,x1,y1,x2,y2,detection. Needs pip install "igfiqa\\[detect]".',
     ),
     all_faces: bool = typer.Option(
         False, "--all-faces", help="With --detect: one row per face (face 0 = largest)."
