@@ -388,7 +388,13 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             device_ids = [self.device.index] if self.device.type == "cuda" else None
-            self.train_model = DistributedDataParallel(self.model, device_ids=device_ids)
+            # No buffer broadcast at each forward (as insightface / CR-FIQA train): IG-FIQA runs the
+            # model twice before one backward, and a broadcast in the second forward would
+            # overwrite tensors the first one saved for backward (each rank keeps its own BN
+            # statistics; checkpoints come from rank 0).
+            self.train_model = DistributedDataParallel(
+                self.model, device_ids=device_ids, broadcast_buffers=False
+            )
             if not self.sharded:
                 distributed.broadcast_module(self.head)
         if self.config.train.compile:
