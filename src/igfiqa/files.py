@@ -232,6 +232,20 @@ __all__ = [
 ]
 
 
+# ------------------------------------------------------------------------- appended tables
+def complete_lines(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of an append-only table up to its last newline; a last line cut off mid-write
+    (an interrupted run) is truncated from the file too, so appending continues cleanly."""
+    path = Path(path)
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        with path.open("r+b") as handle:
+            handle.truncate(end)
+        data = data[:end]
+    return data
+
+
 # ------------------------------------------------------------------------------ atomic writes
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str], *, private: bool = True) -> Iterator[Path]:

@@ -220,3 +220,18 @@ def test_an_interrupted_alignment_keeps_its_rows_and_resumes_without_duplicates(
     table = rows((out / "faces.csv").read_text(encoding="utf-8"))
     assert sorted({r["input"] for r in table}) == sorted(i.path for i in items)
     assert len(table) == len({(r["input"], r["face"]) for r in table})  # no row twice
+
+
+def test_resume_drops_rows_cut_off_mid_write_from_both_tables(photos, tmp_path) -> None:
+    out = tmp_path / "aligned"
+    assert invoke("align", photos / "astronaut.png", "-o", out, "--no-progress").exit_code == 0
+    with (out / "landmarks.txt").open("a") as handle:
+        handle.write("/half/written 12.5 13")  # a kill in the middle of a line
+    with (out / "faces.csv").open("a") as handle:
+        handle.write("/half/written,0,half")
+    resumed = invoke("align", photos / "astronaut.png", photos / "pair.jpg", "-o", out, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert sorted(Path(k).name for k in read_landmarks(out / "landmarks.txt")) == [
+        "astronaut.png", "pair.jpg",
+    ]  # fmt: skip
+    assert "half" not in (out / "faces.csv").read_text(encoding="utf-8")

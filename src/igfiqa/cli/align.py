@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import typer
 
 from igfiqa.cli import app
-from igfiqa.cli.options import max_side_option, min_face_option, progress_option, workers_option
+from igfiqa.cli.options import (
+    exit_interrupted,
+    max_side_option,
+    min_face_option,
+    progress_option,
+    workers_option,
+)
 from igfiqa.errors import ConfigError, IgfiqaError
 
 EPILOG = (
@@ -72,16 +77,10 @@ def align(
             )  # fmt: skip
         except KeyboardInterrupt:
             bar.close()
-            typer.secho(
-                f"interrupted: the faces written so far are in {folder / FACES_FILE}; run the same "
-                "command with --resume to finish",
-                err=True,
-                fg=typer.colors.YELLOW,
+            exit_interrupted(
+                f"the faces written so far are in {folder / FACES_FILE}; run the same command "
+                "with --resume to finish"
             )
-            sys.stdout.flush()
-            sys.stderr.flush()
-            # The tables are closed; exit now: a decode thread may be stuck on a hung read.
-            os._exit(130)
         finally:
             bar.close()
     except IgfiqaError as error:

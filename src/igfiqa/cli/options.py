@@ -1,8 +1,11 @@
-"""Options that several commands share, declared once so that they mean the same everywhere."""
+"""What several commands share, declared once so that it means the same everywhere: options, and
+how a batch command stops on Ctrl-C."""
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import sys
+from typing import Any, NoReturn
 
 import typer
 
@@ -39,3 +42,12 @@ def progress_option() -> Any:
     return typer.Option(
         True, "--progress/--no-progress", help="Progress bar on standard error (when a terminal)."
     )
+
+
+def exit_interrupted(message: str) -> NoReturn:
+    """After Ctrl-C, with the output already closed: say ``message`` and exit 130 at once (a decode
+    thread may be stuck on a hung read and would block a normal exit)."""
+    typer.secho(f"interrupted: {message}", err=True, fg=typer.colors.YELLOW)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)

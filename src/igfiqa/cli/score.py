@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -10,7 +9,12 @@ from pathlib import Path
 import typer
 
 from igfiqa.cli import app
-from igfiqa.cli.options import max_side_option, min_face_option, progress_option
+from igfiqa.cli.options import (
+    exit_interrupted,
+    max_side_option,
+    min_face_option,
+    progress_option,
+)
 from igfiqa.errors import ConfigError, IgfiqaError
 
 
@@ -189,16 +193,10 @@ def score(
             except KeyboardInterrupt:
                 bar.close()
                 writer.close()
-                typer.secho(
-                    f"interrupted: {written[0]} rows were written to {output}; run the same "
-                    "command with --resume to finish",
-                    err=True,
-                    fg=typer.colors.YELLOW,
+                exit_interrupted(
+                    f"{written[0]} rows were written to {output}; run the same command with "
+                    "--resume to finish"
                 )
-                sys.stdout.flush()
-                sys.stderr.flush()
-                # Exit now: a decode thread may be stuck on a hung read and would block a normal exit.
-                os._exit(130)
             finally:
                 bar.close()
     except IgfiqaError as error:

@@ -161,5 +161,4 @@ class MTCNN:
             boxes = self._refine(image, boxes)
         if not len(boxes):
             return []
-        faces = self._output(image, boxes)
-        return sorted(faces, key=lambda face: -face.score)
+        return self._output(image, boxes)  # NMS keeps the best first

@@ -29,7 +29,7 @@ import numpy as np
 
 from igfiqa.detection import DEFAULT_MAX_SIDE, DetectedFace, find_faces
 from igfiqa.errors import ConfigError, DataError, IgfiqaError
-from igfiqa.files import atomic_write_bytes, spreadsheet_safe, spreadsheet_unescape
+from igfiqa.files import atomic_write_bytes, complete_lines, spreadsheet_safe, spreadsheet_unescape
 from igfiqa.inference.pipeline import batched, ordered_map
 from igfiqa.inference.preprocess import to_rgb_array
 from igfiqa.inference.scorer import ScoreItem
@@ -96,12 +96,10 @@ class AlignTables:
             self.flush()
 
     def _read_existing(self) -> None:
-        data = self.faces_path.read_bytes()
-        end = data.rfind(b"\n") + 1
-        if end < len(data):  # a row cut off mid-write: dropped, its input is aligned again
-            with self.faces_path.open("r+b") as handle:
-                handle.truncate(end)
-            data = data[:end]
+        # rows cut off mid-write are dropped from both tables; their input is aligned again
+        if self.landmarks_path.is_file():
+            complete_lines(self.landmarks_path)
+        data = complete_lines(self.faces_path)
         rows = list(csv.reader(io.StringIO(data.decode("utf-8", errors="surrogateescape"))))
         if not rows or rows[0] != FACE_TABLE_COLUMNS:
             raise ConfigError(f"cannot resume {self.faces_path}: not a faces table of igfiqa align")

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from igfiqa.data.pixels import NORMALISATION_MEAN, NORMALISATION_STD, normalise_batch
+from igfiqa.detection import DEFAULT_MAX_SIDE
 from igfiqa.errors import CheckpointError, DataError
 from igfiqa.inference.calibration import ScoreCalibration
 from igfiqa.inference.card import CARD_FILE, ONNX_FILE, find_card_for, read_card
@@ -218,7 +219,7 @@ class QualityModel:
         workers: int | None = None,
         detect: bool = False,
         min_face: float = 20.0,
-        max_side: int | None = None,
+        max_side: int = DEFAULT_MAX_SIDE,
     ) -> np.ndarray:
         """Raw quality scores (N,) float32 of ``images``; higher = better for face recognition.
 
@@ -252,7 +253,7 @@ class QualityModel:
         batch_size: int = 64,
         workers: int | None = None,
         min_face: float = 20.0,
-        max_side: int | None = None,
+        max_side: int = DEFAULT_MAX_SIDE,
     ) -> list[list[ScoredFace]]:
         """For each photograph, its largest face (every face with ``all_faces``, largest first),
         found, aligned and scored; an empty list where no face was found.
@@ -260,7 +261,7 @@ class QualityModel:
         ``images`` as for :meth:`score`; a tensor counts as N photographs. Unreadable images raise.
         """
         from igfiqa.data.align import align_face
-        from igfiqa.detection import DEFAULT_MAX_SIDE, detect_faces, load_detector
+        from igfiqa.detection import detect_faces, load_detector
 
         self._require_quality()
         detector = load_detector(min_face=min_face)
@@ -268,7 +269,7 @@ class QualityModel:
 
         def find(item: Any) -> tuple[list[Any], list[np.ndarray]]:
             image = to_rgb_array(item)
-            found = detect_faces(image, detector, max_side=max_side or DEFAULT_MAX_SIDE)
+            found = detect_faces(image, detector, max_side=max_side)
             found = found if all_faces else found[:1]
             return found, [align_face(image, f.landmarks, size=self.input_size) for f in found]
 
@@ -279,7 +280,13 @@ class QualityModel:
                 if outcome.error is not None:
                     raise outcome.error
             crops = [crop for outcome in group for crop in outcome.value[1]]
-            quality = self._run(crops, batch_size=batch_size, resize=False, workers=0)[1]
+            quality = np.concatenate(
+                [np.zeros(0, np.float32)]
+                + [
+                    self.forward_batch(normalise_batch(crops[i : i + batch_size]))[1]
+                    for i in range(0, len(crops), batch_size)
+                ]
+            )
             position = 0
             for outcome in group:
                 found = outcome.value[0]

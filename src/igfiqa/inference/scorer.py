@@ -28,9 +28,11 @@ import numpy as np
 
 from igfiqa.data.decode import IMAGE_EXTENSIONS
 from igfiqa.data.pixels import normalise_into
+from igfiqa.detection import DEFAULT_MAX_SIDE
 from igfiqa.errors import ConfigError, DataError, IgfiqaError
 from igfiqa.files import (
     MAX_TABLE_BYTES,
+    complete_lines,
     read_text_file,
     spreadsheet_safe,
     spreadsheet_unescape,
@@ -287,13 +289,8 @@ class ResultWriter:
 
     def _read_existing(self) -> None:
         assert self.path is not None
-        data = self.path.read_bytes()
-        end = data.rfind(b"\n") + 1
-        if end < len(data):  # the last row was cut off mid-write: drop it (it is scored again)
-            with self.path.open("r+b") as handle:
-                handle.truncate(end)
-            data = data[:end]
-        text = data.decode("utf-8", errors="surrogateescape")
+        # a last row cut off mid-write is dropped (that image is scored again)
+        text = complete_lines(self.path).decode("utf-8", errors="surrogateescape")
         if self.format == "csv":
             rows = list(csv.reader(io.StringIO(text)))
             if rows and rows[0] != self.columns:
@@ -387,7 +384,7 @@ def score_inputs(
     landmark_source: str = "the landmark file",
     detector: Any = None,
     all_faces: bool = False,
-    max_side: int | None = None,
+    max_side: int = DEFAULT_MAX_SIDE,
     workers: int | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> ScoreSummary:
@@ -474,22 +471,22 @@ def score_inputs(
 
 
 def _face_finder(
-    detector: Any, size: int, all_faces: bool, max_side: int | None
+    detector: Any, size: int, all_faces: bool, max_side: int
 ) -> Callable[[np.ndarray, str], list[tuple[FaceInfo, np.ndarray]]]:
     """``(image, name) -> [(face info, aligned crop)]`` with the detection policy."""
-    from igfiqa.detection import DEFAULT_MAX_SIDE, find_faces
+    from igfiqa.detection import find_faces
 
     def crop_faces(image: np.ndarray, name: str) -> list[tuple[FaceInfo, np.ndarray]]:
         found = find_faces(
             image, detector, size=size, all_faces=all_faces,
-            max_side=max_side or DEFAULT_MAX_SIDE, name=name,
+            max_side=max_side, name=name,
         )  # fmt: skip
-        return [(face_info(f.index, f.face), f.crop) for f in found]
+        return [(_face_info(f.index, f.face), f.crop) for f in found]
 
     return crop_faces
 
 
-def face_info(index: int, face: Any) -> FaceInfo:
+def _face_info(index: int, face: Any) -> FaceInfo:
     """The output record of a detected :class:`~igfiqa.detection.Face`."""
     box = tuple(float(v) for v in face.box)
     return FaceInfo(index, box, float(face.score))  # type: ignore[arg-type]
