@@ -189,6 +189,22 @@ def test_export_with_folder_reference_and_no_calibration(checkpoint_path, image_
         igfiqa.load_model(bare).calibrate(scores)
 
 
+@pytest.mark.parametrize(
+    ("version", "refused"),
+    [("2.5.1+cu124", True), ("2.6.0", True), ("2.7.0", False), ("2.13.0+cpu", False),
+     ("3.0.0a0", False), ("weird", False)],
+)  # fmt: skip
+def test_onnx_export_names_the_torch_it_needs(version, refused):
+    from igfiqa.errors import ConfigError
+    from igfiqa.inference.export import check_onnx_exporter
+
+    if not refused:
+        check_onnx_exporter(version)
+        return
+    with pytest.raises(ConfigError, match=r"torch >= 2\.7.*" + version.replace("+", r"\+")):
+        check_onnx_exporter(version)
+
+
 def test_calibration_properties():
     rng = np.random.default_rng(0)
     reference = rng.normal(2.0, 0.5, 1000)

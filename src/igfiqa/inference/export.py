@@ -109,12 +109,33 @@ def learn_calibration(
     return ScoreCalibration.fit(scores, reference=description)
 
 
+ONNX_MIN_TORCH = (2, 7)
+"""Oldest torch whose dynamo exporter converts the backbone (2.5 and 2.6 fail on BatchNorm)."""
+
+
+def check_onnx_exporter(torch_version: str) -> None:
+    """Raise :class:`ConfigError` when ``torch_version`` is older than :data:`ONNX_MIN_TORCH`."""
+    release = torch_version.split("+")[0].split(".")
+    try:
+        found = (int(release[0]), int(release[1]))
+    except (IndexError, ValueError):
+        return  # an unusual local build: let the exporter itself decide
+    if found < ONNX_MIN_TORCH:
+        need = ".".join(map(str, ONNX_MIN_TORCH))
+        raise ConfigError(
+            f"ONNX export needs torch >= {need} (its dynamo exporter fails on BatchNorm in older "
+            f"releases); this is torch {torch_version}: pip install 'igfiqa[onnx]' upgrades it, or "
+            "export without --onnx"
+        )
+
+
 def export_onnx(network: nn.Module, path: Path, *, opset: int = ONNX_OPSET) -> dict[str, Any]:
     """Write ``network`` (CPU, float32, eval) to ONNX with a dynamic batch axis and check it.
 
     Input ``image`` (B, 3, S, S) float32 in [-1, 1]; outputs ``embedding`` (B, F) and, with a
     quality head, ``quality`` (B, 1).
     """
+    check_onnx_exporter(torch.__version__)
     import onnx
 
     try:
