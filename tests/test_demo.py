@@ -13,8 +13,8 @@ from igfiqa.errors import ConfigError
 TINY = dict(
     train_identities=12,
     samples_per_identity=4,
-    test_identities=6,
-    test_samples_per_identity=4,
+    test_identities=8,
+    test_samples_per_identity=6,
     low_variance_share=0.25,
     image_size=32,
     batch_size=16,
@@ -70,6 +70,17 @@ def test_budget_sets_a_fixed_number_of_epochs():
     assert 1 <= small < large
     assert DemoSettings(budget_minutes=8.0).resolved_epochs() == large
     assert DemoSettings(epochs=3).resolved_epochs() == 3
+
+
+def test_the_cli_trains_what_the_documented_demo_trains():
+    import typer.main
+
+    from igfiqa.demo import DEFAULT_BUDGET_MINUTES
+
+    command = typer.main.get_command(app).commands["demo"]
+    budget = next(p for p in command.params if p.name == "budget_minutes")
+    assert budget.default == DEFAULT_BUDGET_MINUTES == DemoSettings().budget_minutes
+    assert DemoSettings().resolved_epochs() == 6  # the README's command: under 10 minutes
 
 
 def test_bad_settings_name_the_field():

@@ -78,7 +78,7 @@ VARIANTS: tuple[DemoVariant, ...] = (
     ),
 )
 
-DEFAULT_BUDGET_MINUTES = 7.0
+DEFAULT_BUDGET_MINUTES = 6.0
 """Training budget of the default run; with data and evaluation it stays under 10 minutes."""
 
 # Seconds per training image-pass of one forward+backward stream on the reference machine

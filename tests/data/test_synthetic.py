@@ -153,8 +153,9 @@ def test_occlusion_covers_about_the_stated_share() -> None:
         _effect("occlusion", clean, degrade(clean, "occlusion", 0.8, np.random.default_rng(r)))
         for r in range(40)
     ]
-    # min(0.8^1.3, 0.95) = 75 % nominal; objects coloured like the face change fewer pixels
-    assert 0.5 < float(np.mean(shares)) < 0.85
+    # 1.25 * 0.8^1.3 = 94 % of the inner face's area nominal, partly outside the measured box;
+    # objects coloured like the face change fewer pixels
+    assert 0.55 < float(np.mean(shares)) < 0.95
 
 
 def test_ground_truth_quality_definition_and_trend() -> None:

@@ -154,7 +154,7 @@ def _identity_parameters(seed: int, identity: int, share: float) -> IdentityPara
     count = int(rng.integers(2, 6))
     marks = np.stack(
         [
-            u(28, 84, count),  # x
+            u(20, 92, count),  # x
             u(36, 98, count),  # y: forehead to chin
             u(2.0, 3.5, count),  # radius
             u(0.35, 0.7, count),  # remaining brightness
@@ -168,14 +168,14 @@ def _identity_parameters(seed: int, identity: int, share: float) -> IdentityPara
         texture_strength=float(u(0.05, 0.10)),
         grain_seed=int(rng.integers(2**31)),
         grain_strength=float(u(0.04, 0.08)),
-        head_center_y=float(u(60, 66)),
-        head_axes=(float(u(31, 38)), float(u(42, 49))),
+        head_center_y=float(u(58, 64)),
+        head_axes=(float(u(44, 54)), float(u(44, 52))),
         jaw=float(u(0, 1)),
         chin=float(u(0, 1)),
         ear_size=float(u(5, 9)),
         hair=tuple(hair),
         hair_style=int(rng.integers(0, 4)),
-        hairline=float(u(27, 36)),
+        hairline=float(u(14, 26)),
         eye_dx=float(u(-3.0, 3.0)),
         eye_dy=float(u(-2.0, 2.0)),
         eye_size=(float(u(4.5, 9.0)), float(u(1.8, 4.2))),
@@ -730,17 +730,17 @@ def degrade(
     calibrated so that the demo's FR model fails more often as ``s`` grows and rarely below
     ``s = 0.3`` (docs/formats.md, "Synthetic faces"):
 
-    - ``defocus``: disk point-spread function of radius ``20 s^1.5`` px;
-    - ``motion``: linear motion blur of length ``48 s^1.5`` px in a random direction;
+    - ``defocus``: disk point-spread function of radius ``24 s^1.5`` px;
+    - ``motion``: linear motion blur of length ``60 s^1.5`` px in a random direction;
     - ``downscale``: down by a factor ``1 + 10 s`` (area) and back up (bilinear);
     - ``noise``: sensor noise, Gaussian with std ``130 s^1.5`` grey levels (80% shared by the
       channels);
-    - ``jpeg``: JPEG quality ``round(45 - 44 s)``;
-    - ``occlusion``: an object from :data:`OCCLUDERS` covering about ``min(100 s^1.3, 95)`` % of the
-      inner face (``skin`` colours the hand);
-    - ``exposure``: with ``e = s^1.5``, over (gain ``1 + 1.2 e``, offset ``+50 e``) or under (gain
+    - ``jpeg``: JPEG quality ``round(1 + 44 (1 - s)^2)``;
+    - ``occlusion``: an object from :data:`OCCLUDERS` of about ``min(125 s^1.3, 120)`` % of the
+      inner face's area (beyond 100 % it spills over the cheeks and brow; ``skin`` colours the hand);
+    - ``exposure``: with ``e = s^1.2``, over (gain ``1 + 1.2 e``, offset ``+50 e``) or under (gain
       ``1 - 0.8 e``), contrast reduced by ``0.5 e``, clipped;
-    - ``pose``: a further head turn of ``0.75 s^1.5`` radians to a random side (cylindrical warp).
+    - ``pose``: a further head turn of ``0.75 s^2.5`` radians to a random side (cylindrical warp).
     """
     if severity <= 0.0:
         return image
@@ -748,13 +748,13 @@ def degrade(
     k = size / 112.0
     s = float(min(severity, 1.0))
     if kind == "defocus":
-        radius = 20.0 * s**1.5 * k
+        radius = 24.0 * s**1.5 * k
         if radius < 0.75:
             return cv2.GaussianBlur(image, (0, 0), sigmaX=max(radius * 0.7, 1e-3))
         return cv2.filter2D(image, -1, _disk_kernel(radius), borderType=cv2.BORDER_REFLECT_101)
     if kind == "motion":
         angle = rng.uniform(0, math.pi)
-        length = max(48.0 * s**1.5 * k, 1.0)
+        length = max(60.0 * s**1.5 * k, 1.0)
         return cv2.filter2D(
             image, -1, _motion_kernel(length, angle), borderType=cv2.BORDER_REFLECT_101
         )
@@ -769,13 +769,13 @@ def degrade(
         noise = (0.8 * shared + 0.6 * colour) * std
         return np.clip(image + noise, 0, 255).astype(np.uint8)
     if kind == "jpeg":
-        quality = round(45 - 44 * s)
+        quality = round(1 + 44 * (1.0 - s) ** 2)
         _ok, encoded = cv2.imencode(".jpg", image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
         return np.ascontiguousarray(cv2.imdecode(encoded, cv2.IMREAD_COLOR)[:, :, ::-1])
     if kind == "occlusion":
         return _occlude(image, s, rng, skin)
     if kind == "exposure":
-        s = s**1.5  # a camera's auto-exposure absorbs mild errors
+        s = s**1.2  # a camera's auto-exposure absorbs mild errors
         if rng.random() < 0.5:
             gain, offset = 1.0 + 1.2 * s, 50.0 * s
         else:
@@ -785,7 +785,7 @@ def degrade(
         return np.clip(out * gain + offset, 0, 255).astype(np.uint8)
     if kind == "pose":
         side = 1.0 if rng.random() < 0.5 else -1.0
-        map_x, map_y = pose_maps(size, side * 0.75 * s**1.5)
+        map_x, map_y = pose_maps(size, side * 0.75 * s**2.5)
         return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
     raise ConfigError(f"unknown degradation {kind!r}; choose one of {', '.join(DEGRADATIONS)}")
 
@@ -796,11 +796,11 @@ _INNER_FACE = 64.0 * 72.0  # area of the inner face (x 24..88, y 36..108) in tem
 def _occlude(
     image: np.ndarray, s: float, rng: np.random.Generator, skin: tuple[float, float, float]
 ) -> np.ndarray:
-    """Draw one occluding object over about ``min(100 s^1.3, 95)`` % of the inner face."""
+    """Draw one occluding object of about ``min(125 s^1.3, 120)`` % of the inner face's area."""
     k = image.shape[0] / 112.0
     out = image.copy()
     kind = OCCLUDERS[int(rng.integers(len(OCCLUDERS)))]
-    area = min(1.0 * s**1.3, 0.95) * _INNER_FACE
+    area = min(1.25 * s**1.3, 1.2) * _INNER_FACE
     ex, ey = ARCFACE_TEMPLATE[:2].mean(0)
     jitter = rng.uniform(-1, 1, 2)
     shade = rng.uniform(0.6, 1.1)

@@ -32,7 +32,9 @@ class AugmentConfig:
         erase_p, erase_area_min, erase_area_max, erase_aspect_min, erase_aspect_max: random
             erasing of one rectangle whose area is a share in [min, max] of the image and whose
             aspect (height/width, log-uniform) lies in [min, max]; filled with ``erase_value``.
-        erase_value: fill value in pixel scale [0, 1] (0 = black, i.e. -1 after normalisation).
+        erase_value: fill value in pixel scale [0, 1]; the default 0.5 is 0 in the model's
+            input scale (zero fill of the normalised image); 0 = black, the box of the paper's
+            figure (docs/method.md).
         jitter_p, brightness, contrast, saturation: colour jitter; each factor is drawn from
             [1 - x, 1 + x].
         greyscale_p: convert to greyscale (kept as 3 channels).
@@ -56,7 +58,7 @@ class AugmentConfig:
     erase_area_max: float = 0.4
     erase_aspect_min: float = 0.3
     erase_aspect_max: float = 3.3
-    erase_value: float = 0.0
+    erase_value: float = 0.5
     jitter_p: float = 0.5
     brightness: float = 0.4
     contrast: float = 0.4
