@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from igfiqa.cli import app
-from igfiqa.demo import VARIANTS, DemoSettings, run_demo
+from igfiqa.demo import VARIANTS, DemoSettings, DemoStopped, run_demo
 from igfiqa.errors import ConfigError
 
 TINY = dict(
@@ -146,3 +146,31 @@ def data_mated(result) -> int:
     # every held-out identity has test_samples_per_identity images: C(n, 2) mated pairs each
     n = result.settings["test_samples_per_identity"]
     return result.settings["test_identities"] * n * (n - 1) // 2
+
+
+def test_a_signal_during_training_stops_the_whole_demo(tmp_path, monkeypatch):
+    import igfiqa.engine.trainer as trainer
+
+    calls = []
+
+    def stopped_train(config, *, out_dir, progress, dataset):
+        calls.append(out_dir.name)
+        out_dir.mkdir(parents=True)
+        return trainer.TrainResult(
+            run_dir=out_dir, checkpoint=None, step=3, epoch=0, stopped="signal", signum=15
+        )
+
+    monkeypatch.setattr(trainer, "train", stopped_train)
+    with pytest.raises(
+        DemoStopped, match=r"signal 15 while training crfiqa.*nothing was evaluated"
+    ):
+        run_demo(tmp_path / "a", DemoSettings(**TINY), progress=False, log=lambda _: None)
+    assert calls == ["crfiqa"]  # no further variant trained
+    assert not (tmp_path / "a" / "report.md").exists()
+    result = CliRunner().invoke(
+        app, ["demo", "-o", str(tmp_path / "b"), "--epochs", "1", "--identities", "12",
+              "--samples", "4", "--test-identities", "6", "--test-samples", "4", "--batch-size", "16",
+              "--no-progress"],
+    )  # fmt: skip
+    assert result.exit_code == 143, result.output
+    assert "interrupted: stopped by signal 15" in result.output

@@ -24,7 +24,7 @@ import numpy as np
 
 from igfiqa.data.datasets import SyntheticDataset
 from igfiqa.data.synthetic import SyntheticFaces
-from igfiqa.errors import ConfigError
+from igfiqa.errors import ConfigError, IgfiqaError
 from igfiqa.evaluation.correlation import spearman
 
 FR_VARIANT = "crfiqa"
@@ -40,6 +40,17 @@ quality relevance ``r >= 0.6``, FNMR of clean-clean mated pairs ``<= 0.05`` and 
 FMR 1e-2 (and L = 0.2 for ``r``)."""
 QUALITY_BINS = ((1.0, 1.0), (0.75, 1.0), (0.5, 0.75), (0.25, 0.5), (0.0, 0.25))
 """Bins [from, to) of the lower ground-truth quality of a mated pair; (1, 1) = both images clean."""
+
+
+class DemoStopped(IgfiqaError):
+    """SIGTERM or SIGINT stopped a variant's training: the demo stops too, and evaluates nothing."""
+
+    def __init__(self, variant: str, signum: int, run_dir: Path) -> None:
+        super().__init__(
+            f"stopped by signal {signum} while training {variant}; its last checkpoint is in "
+            f"{run_dir}; nothing was evaluated (run the demo again to start over)"
+        )
+        self.signum = signum
 
 
 @dataclass(frozen=True)
@@ -478,6 +489,8 @@ def _train_variants(
         t0 = time.perf_counter()
         result = train(config, out_dir=run_dir, progress=progress, dataset=train_set)
         seconds = time.perf_counter() - t0
+        if result.signum is not None:
+            raise DemoStopped(variant.key, result.signum, run_dir)
         if result.checkpoint is None:
             raise RuntimeError(f"the {variant.key} run wrote no checkpoint")
         outcomes.append(

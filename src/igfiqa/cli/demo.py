@@ -48,7 +48,7 @@ def demo(
     backbone and epochs, evaluates them on held-out identities, writes OUT/report.md with EDC plots
     and prints the table.
     """
-    from igfiqa.demo import DemoSettings, run_demo
+    from igfiqa.demo import DemoSettings, DemoStopped, run_demo
 
     settings = DemoSettings(
         seed=seed,
@@ -61,7 +61,11 @@ def demo(
         budget_minutes=budget_minutes,
         epochs=epochs,
     )
-    result = run_demo(out, settings, progress=progress, log=typer.echo)
+    try:
+        result = run_demo(out, settings, progress=progress, log=typer.echo)
+    except DemoStopped as stopped:  # Ctrl-C or SIGTERM: 130/143, as a shell reports it
+        typer.secho(f"interrupted: {stopped}", err=True, fg=typer.colors.YELLOW)
+        raise typer.Exit(128 + stopped.signum) from None
     typer.echo("")
     typer.echo(result.table())
     for warning in result.warnings:
