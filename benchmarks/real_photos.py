@@ -8,7 +8,10 @@ degraded by blur, downscaling, sensor noise and occlusion at three levels
 (resized to its input size with area interpolation) and the script reports how well the qualities
 fall with the severity: pooled, per kind and per face Spearman, the share of (clean, degraded) pairs
 of a face ordered correctly, with bootstrap intervals over faces, against the targets
-:data:`igfiqa.evaluation.transfer.TARGETS`.
+:data:`igfiqa.evaluation.transfer.TARGETS`. Under ``embedding_diagnostics`` it also says where a
+failed transfer comes from (:func:`igfiqa.evaluation.transfer.embedding_diagnostics`): whether the
+FR embedding's length falls with the damage, whether the quality follows it, and how much the clean
+real faces' embeddings point one way, next to the same for 64 clean synthetic faces.
 
     python benchmarks/real_photos.py runs/demo [MORE_MODELS ...] [--save-crops DIR]
     python benchmarks/real_photos.py runs/demo --faces dev   # the development set instead
@@ -49,8 +52,31 @@ from igfiqa.evaluation.transfer import (
     OCCLUSION_SHARES,
     TARGETS,
     check_targets,
+    concentration,
+    embedding_diagnostics,
     transfer_metrics,
 )
+
+SYNTHETIC_REFERENCE = {"identities": 64, "first_identity": 1000, "seed": 0, "size": 112}
+"""Clean synthetic faces embedded as a reference for the clean real faces' concentration: identities
+1000-1063 (a block no demo trains or validates on), one image each at 112 px, resized like the
+real crops."""
+
+
+def synthetic_reference() -> list[np.ndarray]:
+    """The clean synthetic faces of :data:`SYNTHETIC_REFERENCE`, RGB uint8 at 112 px."""
+    from igfiqa.data.synthetic import SyntheticFaces
+
+    ref = SYNTHETIC_REFERENCE
+    faces = SyntheticFaces(
+        ref["identities"],
+        1,
+        seed=ref["seed"],
+        image_size=ref["size"],
+        low_variance_share=0.0,
+        first_identity=ref["first_identity"],
+    )
+    return [faces.render_clean(int(identity), 0) for identity in faces.identities]
 
 
 def save_sheet(
@@ -98,6 +124,13 @@ def print_table(name: str, result: dict[str, Any]) -> None:
         f"{fmt(boot['clean_above_degraded_ci'][1])}]",
         f"  {'kind':<10} {'Spearman':>8} {'clean>deg':>9} {'level 1':>8} {'level 2':>8} {'level 3':>8}",
     ]
+    diag = result["embedding_diagnostics"]
+    lines.insert(
+        -1,
+        f"  embedding norm vs -severity          {fmt(diag['norm_spearman'])}  "
+        f"(quality vs norm {fmt(diag['quality_norm_spearman'])}); clean faces' resultant "
+        f"{fmt(diag['clean']['resultant'])} (synthetic faces {fmt(diag['synthetic_clean']['resultant'])})",
+    )
     for kind in result["spearman_per_kind"]:
         levels = result["clean_above_degraded_per_level"][kind]
         lines.append(
@@ -159,14 +192,16 @@ def main() -> int:
             file=sys.stderr,
         )
 
+    reference_faces = synthetic_reference()
     results: dict[str, Any] = {}
     for index, source in enumerate(args.models):
         name = source if source not in results else f"{source} ({index})"
         try:
             model = load_model(source, device=args.device)
             start = time.perf_counter()
-            quality = model.score(images, resize=True, workers=1)
+            quality, embeddings = model.score_and_embed(images, resize=True, workers=1)
             seconds = time.perf_counter() - start
+            reference = concentration(model.embed(reference_faces, resize=True, workers=1))
         except IgfiqaError as error:
             print(f"real_photos: {source}: {error}", file=sys.stderr)
             return 2
@@ -179,12 +214,15 @@ def main() -> int:
             seed=args.seed,
         )
         checks = check_targets(metrics)
+        diagnostics = embedding_diagnostics(embeddings, quality, faces, kinds, severities)
+        diagnostics["synthetic_clean"] = reference
         result = {
             "input_size": model.input_size,
             "scoring_seconds": round(seconds, 3),
             **metrics,
             "target_checks": checks,
             "meets_targets": all(checks.values()),
+            "embedding_diagnostics": diagnostics,
         }
         result["per_face_spearman"]["per_face"] = {
             labels[int(k)]: v for k, v in result["per_face_spearman"]["per_face"].items()

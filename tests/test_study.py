@@ -154,3 +154,61 @@ def test_a_budget_sets_fixed_epochs_by_the_demo_cost_model() -> None:
     assert settings.epochs_for_budget(per_epoch * 5 / 60) == 5
     assert settings.epochs_for_budget(per_epoch * 5.9 / 60) == 5
     assert settings.epochs_for_budget(0.1) == 1
+
+
+def test_real_photo_metrics_add_the_embedding_diagnostics(tmp_path) -> None:
+    """The study's per-run transfer row: the benchmark's metrics plus the embedding-norm diagnostics,
+    recomputed here from the model's own scores and embeddings."""
+    import torch
+
+    from igfiqa.data.synthetic import SyntheticFaces
+    from igfiqa.evaluation.correlation import spearman
+    from igfiqa.evaluation.transfer import degrade_face
+    from igfiqa.inference import load_model
+    from igfiqa.models import create_model
+    from igfiqa.study import PhotoSet, _real_photo_metrics
+
+    torch.manual_seed(0)
+    spec = {"num_features": 16, "dropout": 0.0, "width": 0.125, "input_size": 32}
+    model = create_model("r18", quality_head=True, **spec).eval()
+    path = tmp_path / "model.pt"
+    torch.save(
+        {
+            "format": "igfiqa.checkpoint",
+            "format_version": 1,
+            "model_spec": {"name": "iresnet18", **spec},
+            "model": model.state_dict(),
+            "head": {},
+            "optimizer": {},
+            "scheduler": {},
+            "scaler": {},
+            "epoch": 1,
+            "step": 1,
+            "guidance": {},
+            "augment": {},
+            "sampler": {},
+            "rng": {},
+            "config": {},
+            "class_names": [],
+            "igfiqa_version": "0.1.0",
+        },
+        path,
+    )
+    generator = SyntheticFaces(2, 1, image_size=112)
+    images, faces, kinds, severities = [], [], [], []
+    for face in range(2):
+        degraded, kind, severity = degrade_face(generator.render_clean(face, 0), seed=face)
+        images += degraded
+        faces += [face] * len(degraded)
+        kinds += list(kind)
+        severities += list(severity)
+    photos = PhotoSet(images, np.array(faces), np.array(kinds), np.array(severities))
+    row = _real_photo_metrics(path, photos, seed=0)
+
+    quality, embeddings = load_model(path).score_and_embed(images, resize=True, workers=1)
+    minus = -np.asarray(severities, dtype=float)
+    norm = np.linalg.norm(embeddings, axis=1)
+    assert row["spearman"] == pytest.approx(spearman(quality, minus))
+    assert row["embedding_norm_spearman"] == pytest.approx(spearman(norm, minus))
+    assert row["quality_norm_spearman"] == pytest.approx(spearman(quality, norm))
+    assert _real_photo_metrics(path, PhotoSet(unavailable="offline"), seed=0) is None

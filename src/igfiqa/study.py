@@ -484,14 +484,19 @@ def load_photo_set(settings: StudySettings, log: Callable[[str], None]) -> Photo
 
 
 def _real_photo_metrics(checkpoint: Path, photos: PhotoSet, seed: int) -> dict[str, Any] | None:
-    from igfiqa.evaluation.transfer import transfer_metrics
+    from igfiqa.evaluation.transfer import embedding_diagnostics, transfer_metrics
     from igfiqa.inference import load_model
 
     if photos.unavailable is not None:
         return None
-    quality = load_model(checkpoint).score(photos.images, resize=True, workers=1)
+    quality, embeddings = load_model(checkpoint).score_and_embed(
+        photos.images, resize=True, workers=1
+    )
     metrics = transfer_metrics(
         quality, photos.faces, photos.kinds, photos.severities, resamples=200, seed=seed
+    )
+    diagnostics = embedding_diagnostics(
+        embeddings, quality, photos.faces, photos.kinds, photos.severities
     )
     return {
         "spearman": metrics["spearman"],
@@ -500,6 +505,8 @@ def _real_photo_metrics(checkpoint: Path, photos: PhotoSet, seed: int) -> dict[s
         "clean_above_per_kind": metrics["clean_above_degraded_per_kind"],
         "mean_quality_clean": float(np.mean(quality[photos.severities == 0])),
         "mean_quality_degraded": float(np.mean(quality[photos.severities > 0])),
+        "embedding_norm_spearman": diagnostics["norm_spearman"],
+        "quality_norm_spearman": diagnostics["quality_norm_spearman"],
     }
 
 
@@ -751,6 +758,10 @@ def summarise(
             entry["real_photos"] = {
                 "spearman": mean_ci([p["spearman"] for p in photo_rows]),
                 "clean_above_degraded": mean_ci([p["clean_above_degraded"] for p in photo_rows]),
+                **{
+                    name: mean_ci([p.get(name) for p in photo_rows])
+                    for name in ("embedding_norm_spearman", "quality_norm_spearman")
+                },
                 "per_kind_spearman": {
                     kind: mean_ci([p["per_kind_spearman"].get(kind) for p in photo_rows])
                     for kind in photo_rows[0]["per_kind_spearman"]

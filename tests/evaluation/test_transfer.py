@@ -12,8 +12,10 @@ from igfiqa.evaluation.transfer import (
     bootstrap_over_faces,
     check_targets,
     clean_above_degraded,
+    concentration,
     degrade_face,
     downscale,
+    embedding_diagnostics,
     noise,
     occlude,
     per_face_spearman,
@@ -216,3 +218,54 @@ def test_degrade_face_gives_the_clean_image_and_twelve_degraded_copies(face):
     again, _, _ = degrade_face(face, [0, 3])
     assert all(np.array_equal(a, b) for a, b in zip(images, again, strict=True))
     assert set(DEGRADATIONS) == set(KINDS)
+
+
+# -- embedding diagnostics --------------------------------------------------------------------------
+
+
+def test_concentration_by_hand():
+    # two orthogonal directions: mean (1/2, 1/2) has length sqrt(2)/2; their cosine is 0
+    result = concentration(np.array([[3.0, 0.0], [0.0, 0.5]]))
+    assert result["resultant"] == pytest.approx(np.sqrt(2) / 2)
+    assert result["mean_cosine"] == pytest.approx(0.0, abs=1e-12)
+    # one direction at different lengths; opposite directions
+    assert concentration(np.array([[1.0, 1.0], [5.0, 5.0], [0.1, 0.1]])) == pytest.approx(
+        {"resultant": 1.0, "mean_cosine": 1.0}
+    )
+    assert concentration(np.array([[2.0, 0.0], [-1.0, 0.0]])) == pytest.approx(
+        {"resultant": 0.0, "mean_cosine": -1.0}
+    )
+    assert concentration(np.ones((1, 4))) == {"resultant": None, "mean_cosine": None}
+    with pytest.raises(ValueError, match=r"\(N, F\)"):
+        concentration(np.ones(4))
+
+
+def test_concentration_mean_cosine_equals_the_mean_over_pairs():
+    e = np.random.default_rng(3).normal(size=(9, 5)) + 0.7
+    unit = e / np.linalg.norm(e, axis=1, keepdims=True)
+    pairs = [unit[i] @ unit[j] for i in range(9) for j in range(9) if i != j]
+    assert concentration(e)["mean_cosine"] == pytest.approx(np.mean(pairs))
+
+
+def test_embedding_diagnostics_follow_the_norm_and_the_quality():
+    faces, kinds, severities = design(4)
+    rng = np.random.default_rng(0)
+    directions = rng.normal(size=(faces.size, 8))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    kind_code = np.unique(kinds, return_inverse=True)[1]
+    # shrinks with the damage within every face; no two images tie
+    norm = 10.0 - severities + 0.1 * faces + 0.01 * kind_code
+    embeddings = directions * norm[:, None]
+    quality = -norm  # a head that reads the norm backwards
+    result = embedding_diagnostics(embeddings, quality, faces, kinds, severities)
+    expected = spearman(norm, -severities.astype(float))
+    assert result["norm_spearman"] == pytest.approx(expected)
+    assert expected > 0.9
+    assert result["quality_norm_spearman"] == pytest.approx(-1.0)
+    assert set(result["norm_spearman_per_kind"]) == set(KINDS)
+    assert result["norm_spearman_per_kind"]["blur"] == pytest.approx(
+        spearman_per_kind(norm, kinds, severities)["blur"]
+    )
+    assert result["clean"] == pytest.approx(concentration(embeddings[kinds == "clean"]))
+    with pytest.raises(ValueError, match=r"\(52, F\)"):
+        embedding_diagnostics(embeddings[:-1], quality, faces, kinds, severities)

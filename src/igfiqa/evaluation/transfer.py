@@ -44,6 +44,12 @@ Metrics (:func:`transfer_metrics`), from per-image arrays ``quality``, ``face`` 
   clean image scores higher, ties counting 1/2; overall, per kind and per kind and level;
 - ``bootstrap``: percentile confidence intervals of ``spearman`` and ``clean_above_degraded`` from
   resampling faces with replacement (seeded).
+
+Diagnostics (:func:`embedding_diagnostics`), from the FR embeddings of the same images, say where a
+failed transfer comes from: whether the embedding's length falls with the damage, whether the
+quality follows it, and whether the backbone tells different real people apart at all
+(:func:`concentration` of the clean embeddings: near 0 for distinct identities, near 1 when every
+face maps to one direction).
 """
 
 from __future__ import annotations
@@ -421,6 +427,53 @@ def bootstrap_over_faces(
     }
 
 
+def concentration(embeddings: Any) -> dict[str, float | None]:
+    """How much a set of embeddings points one way, whatever their lengths.
+
+    ``resultant``: the mean resultant length ``||mean_i e_i / ||e_i||||`` (1 = all one direction,
+    near 0 = spread over the sphere, as distinct identities are in a trained FR space);
+    ``mean_cosine``: the mean cosine similarity over pairs of different rows, which equals
+    ``(n R^2 - 1) / (n - 1)`` for ``n`` rows of resultant length ``R``.
+    """
+    e = np.asarray(embeddings, dtype=np.float64)
+    if e.ndim != 2:
+        raise ValueError(f"embeddings must be (N, F), got shape {e.shape}")
+    n = e.shape[0]
+    if n < 2:
+        return {"resultant": None, "mean_cosine": None}
+    unit = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    resultant = float(np.linalg.norm(unit.mean(axis=0)))
+    return {
+        "resultant": _float(resultant),
+        "mean_cosine": _float((n * resultant**2 - 1.0) / (n - 1)),
+    }
+
+
+def embedding_diagnostics(
+    embeddings: Any, quality: Any, face: Any, kind: Any, severity: Any
+) -> dict[str, Any]:
+    """Where a failed transfer comes from: the FR embeddings of the benchmark's images.
+
+    - ``norm_spearman``: Spearman(||e||, -severity) pooled: whether the unnormalised embedding
+      shrinks with the damage (a signal the quality head could have read);
+    - ``norm_spearman_per_kind``: the same per kind (with the clean images);
+    - ``quality_norm_spearman``: Spearman(quality, ||e||): whether the quality head reads it;
+    - ``clean``: :func:`concentration` of the clean images' embeddings: different real people
+      should point different ways (a resultant near 1 means the backbone maps them all alike).
+    """
+    quality, face, kind, severity = _as_arrays(quality, face, kind, severity)
+    e = np.asarray(embeddings, dtype=np.float64)
+    if e.ndim != 2 or e.shape[0] != quality.size:
+        raise ValueError(f"embeddings must be ({quality.size}, F), got shape {e.shape}")
+    norm = np.linalg.norm(e, axis=1)
+    return {
+        "norm_spearman": _float(spearman(norm, -severity.astype(np.float64))),
+        "norm_spearman_per_kind": spearman_per_kind(norm, kind, severity),
+        "quality_norm_spearman": _float(spearman(quality, norm)),
+        "clean": concentration(e[kind == CLEAN]),
+    }
+
+
 def transfer_metrics(
     quality: Any,
     face: Any,
@@ -503,8 +556,10 @@ __all__ = [
     "bootstrap_over_faces",
     "check_targets",
     "clean_above_degraded",
+    "concentration",
     "degrade_face",
     "downscale",
+    "embedding_diagnostics",
     "face_region",
     "noise",
     "occlude",
