@@ -57,25 +57,13 @@ from igfiqa.evaluation.transfer import (
     transfer_metrics,
 )
 
-SYNTHETIC_REFERENCE = {"identities": 64, "first_identity": 1000, "seed": 0, "size": 112}
-"""Clean synthetic faces embedded as a reference for the clean real faces' concentration: identities
-1000-1063 (a block no demo trains or validates on), one image each at 112 px, resized like the
-real crops."""
-
 
 def synthetic_reference() -> list[np.ndarray]:
-    """The clean synthetic faces of :data:`SYNTHETIC_REFERENCE`, RGB uint8 at 112 px."""
+    """64 clean synthetic faces at 112 px, the reference for the clean real faces' concentration:
+    identities 1000-1063 of seed 0 (a block no demo trains or validates on), one image each."""
     from igfiqa.data.synthetic import SyntheticFaces
 
-    ref = SYNTHETIC_REFERENCE
-    faces = SyntheticFaces(
-        ref["identities"],
-        1,
-        seed=ref["seed"],
-        image_size=ref["size"],
-        low_variance_share=0.0,
-        first_identity=ref["first_identity"],
-    )
+    faces = SyntheticFaces(64, 1, image_size=112, low_variance_share=0.0, first_identity=1000)
     return [faces.render_clean(int(identity), 0) for identity in faces.identities]
 
 
@@ -112,6 +100,7 @@ def print_table(name: str, result: dict[str, Any]) -> None:
     """A short human-readable summary of one model's metrics on stderr."""
     boot = result["bootstrap"]
     face = result["per_face_spearman"]
+    diag = result["embedding_diagnostics"]
     lines = [
         f"\n{name}  (input {result['input_size']} px, {result['scoring_seconds']:.2f} s to score "
         f"{result['images']} images; meets targets: {result['meets_targets']})",
@@ -122,15 +111,11 @@ def print_table(name: str, result: dict[str, Any]) -> None:
         f"  clean above degraded                 {fmt(result['clean_above_degraded'])}  "
         f"95% CI [{fmt(boot['clean_above_degraded_ci'][0])}, "
         f"{fmt(boot['clean_above_degraded_ci'][1])}]",
-        f"  {'kind':<10} {'Spearman':>8} {'clean>deg':>9} {'level 1':>8} {'level 2':>8} {'level 3':>8}",
-    ]
-    diag = result["embedding_diagnostics"]
-    lines.insert(
-        -1,
         f"  embedding norm vs -severity          {fmt(diag['norm_spearman'])}  "
         f"(quality vs norm {fmt(diag['quality_norm_spearman'])}); clean faces' resultant "
         f"{fmt(diag['clean']['resultant'])} (synthetic faces {fmt(diag['synthetic_clean']['resultant'])})",
-    )
+        f"  {'kind':<10} {'Spearman':>8} {'clean>deg':>9} {'level 1':>8} {'level 2':>8} {'level 3':>8}",
+    ]
     for kind in result["spearman_per_kind"]:
         levels = result["clean_above_degraded_per_level"][kind]
         lines.append(
