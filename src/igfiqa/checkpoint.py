@@ -112,20 +112,33 @@ def load_checkpoint(
             " (the file is corrupt, truncated, not a torch checkpoint, or holds objects that "
             "weights_only loading refuses)"
         ) from error
+    check_checkpoint_payload(payload, where=str(path))
+    return payload
+
+
+def check_checkpoint_payload(
+    payload: Any, *, where: str, required: tuple[str, ...] = REQUIRED_KEYS
+) -> None:
+    """The one rule for reading a training checkpoint, for resuming and for scoring alike: the
+    igfiqa format, a ``format_version`` from 1 to :data:`FORMAT_VERSION`, the ``required`` keys."""
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(
-            f"{path} is not an igfiqa training checkpoint (no 'format': '{FORMAT}' key); "
+            f"{where} is not an igfiqa training checkpoint (no 'format': '{FORMAT}' key); "
             "to score or evaluate other weights use igfiqa.load_model"
         )
     version = payload.get("format_version")
-    if version != FORMAT_VERSION:
+    if (
+        not isinstance(version, int)
+        or isinstance(version, bool)
+        or not 1 <= version <= FORMAT_VERSION
+    ):
         raise CheckpointError(
-            f"{path} has checkpoint format_version {version!r}; this igfiqa reads version {FORMAT_VERSION}"
+            f"{where}: checkpoint format_version {version!r} is not supported (this igfiqa reads "
+            f"1 to {FORMAT_VERSION}); upgrade igfiqa"
         )
-    missing = [key for key in REQUIRED_KEYS if key not in payload]
+    missing = [key for key in required if key not in payload]
     if missing:
-        raise CheckpointError(f"checkpoint {path} is incomplete: missing keys {missing}")
-    return payload
+        raise CheckpointError(f"checkpoint {where} is incomplete: missing keys {missing}")
 
 
 # ---------------------------------------------------------------------------- run-folder checkpoints

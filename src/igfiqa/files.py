@@ -361,6 +361,15 @@ def file_signature(path: str | os.PathLike[str]) -> str:
     return f"{path}:{info.st_size}:{info.st_mtime_ns}"
 
 
+def file_sha256(path: str | os.PathLike[str], *, chunk: int = 1 << 22) -> str:
+    """The SHA-256 of a file's bytes, as ``sha256sum`` prints it."""
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
 def content_digest(*parts: str | bytes) -> str:
     """A 32-hex-digit BLAKE2b digest of ``parts`` (separated, so ("ab", "c") != ("a", "bc"))."""
     h = hashlib.blake2b(digest_size=16)

@@ -202,14 +202,17 @@ def test_serfiq_stable_embeddings_give_quality_one_and_noise_lowers_it(tiny_mode
 
     network = load_model(tiny_model_path).runner.network
     batch = np.random.default_rng(0).uniform(-1, 1, (3, 3, SIZE, SIZE)).astype(np.float32)
-    q = serfiq_quality(network, batch, m=6, p=0.5)
+    q = serfiq_quality(network, batch, m=6, p=0.5, rescale=False)
     assert q.shape == (3,) and np.all((q > 0) & (q < 1))
-    # with fc weights zero the dropout cannot change the embedding: 2 * sigmoid(0) = 1
+    # with fc weights zero the dropout cannot change the embedding: 2 * sigmoid(0) = 1, and the
+    # released code's rescaling maps it to 1 / (1 + e^(-130 * 0.12))
     saved = network.fc.weight.detach().clone()
     with torch.no_grad():
         network.fc.weight.zero_()
     try:
-        assert np.allclose(serfiq_quality(network, batch, m=4, p=0.5), 1.0)
+        assert np.allclose(serfiq_quality(network, batch, m=4, p=0.5, rescale=False), 1.0)
+        rescaled = serfiq_quality(network, batch, m=4, p=0.5)
+        assert np.allclose(rescaled, 1 / (1 + np.exp(-130 * 0.12)))
     finally:
         with torch.no_grad():
             network.fc.weight.copy_(saved)
@@ -227,18 +230,22 @@ def test_serfiq_matches_formula_on_explicit_embeddings(tiny_model_path):
         h = network.prelu(network.bn1(network.conv1(x)))
         h = network.layer4(network.layer3(network.layer2(network.layer1(h))))
         h = torch.flatten(network.bn2(h), 1)
+        # one set of m masks, shared by every image (a score does not depend on its batch)
+        masks = (torch.rand((m, h.shape[1]), generator=gen) >= p).float() / (1 - p)
         embs = []
-        for _ in range(m):
-            mask = (torch.rand(h.shape, generator=gen) >= p).float() / (1 - p)
-            e = network.features(network.fc(h * mask))
+        for i in range(m):
+            e = network.features(network.fc(h * masks[i]))
             embs.append((e / e.norm(dim=1, keepdim=True)).numpy())
     for b in range(2):
-        total = sum(
-            np.linalg.norm(embs[i][b] - embs[j][b]) for i in range(m) for j in range(i + 1, m)
-        )
-        want = 2 / (1 + np.exp(2 * total / m**2))
-        got = serfiq_quality(network, batch, m=m, p=p, seed=3)[b]
-        assert got == pytest.approx(want, rel=1e-4)
+        pairs = [(i, j) for i in range(m) for j in range(i + 1, m)]
+        d = np.mean([np.linalg.norm(embs[i][b] - embs[j][b]) for i, j in pairs])
+        s = 2 / (1 + np.exp(d))
+        got = serfiq_quality(network, batch, m=m, p=p, seed=3, rescale=False)[b]
+        assert got == pytest.approx(s, rel=1e-4)
+        rescaled = serfiq_quality(network, batch, m=m, p=p, seed=3)[b]
+        assert rescaled == pytest.approx(1 / (1 + np.exp(-130 * (s - 0.88))), rel=1e-3)
+        alone = serfiq_quality(network, batch[b : b + 1], m=m, p=p, seed=3, rescale=False)[0]
+        assert alone == pytest.approx(got, rel=1e-5)
 
 
 def test_runner_caches_and_adds_methods_cheaply(tmp_path):

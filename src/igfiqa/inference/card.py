@@ -43,17 +43,49 @@ def make_model_card(
     source: Mapping[str, Any] | None = None,
     calibration: Mapping[str, Any] | None = None,
     onnx: Mapping[str, Any] | None = None,
+    kind: Mapping[str, Any] | None = None,
+    family: str = "iResNet (insightface / CR-FIQA parameter names)",
+    convention: Mapping[str, Any] | None = None,
+    quality: Mapping[str, Any] | None = None,
+    embedding: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Build the model card dict of a model with model spec ``spec``."""
+    """Build the model card dict of a model with model spec ``spec``.
+
+    ``kind`` describes the released format (:mod:`igfiqa.inference.kinds`; igfiqa's own when
+    None), ``convention`` the authors' input convention that the network applies to igfiqa's
+    input (:class:`igfiqa.models.convention.InputConvention`), ``quality`` and ``embedding`` what
+    the outputs mean.
+    """
     from igfiqa import __version__
 
     size = int(spec["input_size"])
+    kind_info = dict(kind or {"kind": "igfiqa", "method": "IG-FIQA / CR-FIQA (igfiqa)"})
+    quality_info = {
+        "shape": ["batch", 1],
+        "meaning": "raw quality score R(f(x)); higher = more useful for face recognition; "
+        "unbounded, relative to the model. See `calibration` for the 0..100 scale.",
+        "higher_is_better": True,
+    }
+    quality_info.update(quality or {})
+    embedding_info = {
+        "shape": ["batch", int(spec["num_features"])],
+        "l2_normalised": False,
+        "flip": "none",
+    }
+    embedding_info.update(embedding or {})
+    own = {
+        "colour_order": COLOUR_ORDER,
+        "mean": list(NORMALISATION_MEAN),
+        "std": list(NORMALISATION_STD),
+        "formula": "((pixel / 255) - mean) / std, per channel in colour_order",
+    }
     return {
         "format": CARD_FORMAT,
         "format_version": CARD_VERSION,
         "model_spec": json_safe(dict(spec)),
+        "kind": json_safe(kind_info),
         "architecture": {
-            "family": "iResNet (insightface / CR-FIQA parameter names)",
+            "family": family,
             "name": spec["name"],
             "quality_head": bool(has_quality_head),
         },
@@ -70,6 +102,9 @@ def make_model_card(
                 "std": list(NORMALISATION_STD),
                 "formula": "(pixel / 255 - mean) / std, giving values in [-1, 1]",
             },
+            "convention": json_safe(dict(convention or own)),
+            "convention_applied": "inside the network: igfiqa's input above is converted to the "
+            "authors' convention, so callers always pass the input above",
         },
         "alignment": {
             "required": True,
@@ -80,14 +115,8 @@ def make_model_card(
             "detected points to the template, bilinear warp, border 0",
         },
         "outputs": {
-            "embedding": {"shape": ["batch", int(spec["num_features"])], "l2_normalised": False},
-            "quality": {
-                "shape": ["batch", 1],
-                "meaning": "raw quality score R(f(x)); higher = more useful for face recognition; "
-                "unbounded, relative to the model. See `calibration` for the 0..100 scale.",
-            }
-            if has_quality_head
-            else None,
+            "embedding": embedding_info,
+            "quality": quality_info if has_quality_head else None,
         },
         "training": json_safe(dict(training or {})),
         "source": json_safe(dict(source or {})),

@@ -1,16 +1,15 @@
 """Face recognition models for evaluation: anything that maps aligned uint8 RGB faces
 (B, S, S, 3) to embeddings (B, F).
 
-An igfiqa checkpoint / export / CR-FIQA backbone (:func:`igfiqa.inference.load_model`), a TorchScript
-file, an ONNX file (onnxruntime through :class:`~igfiqa.inference.runners.OnnxRunner`, the ``onnx``
-extra), or from Python any callable. External models get the project's input layout: float32
-(B, 3, S, S), RGB, ``(pixel / 255 - 0.5) / 0.5`` (:mod:`igfiqa.data.pixels`).
+A file of any model kind that has an embedding (:func:`igfiqa.inference.load_model`; ArcFace,
+ElasticFace, MagFace, CurricularFace, CR-FIQA, igfiqa, generic ONNX and TorchScript...), or from
+Python any callable. Every kind applies its authors' input convention itself; generic ONNX and
+TorchScript models get the project's: float32 (B, 3, S, S), RGB, ``(pixel / 255 - 0.5) / 0.5``.
 """
 
 from __future__ import annotations
 
 import os
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,6 @@ import numpy as np
 from igfiqa.data.pixels import normalise_batch
 from igfiqa.errors import CheckpointError
 from igfiqa.files import content_digest, file_signature
-from igfiqa.inference.runners import OnnxRunner, resolve_device
 
 ImageFunction = Callable[[np.ndarray], np.ndarray]
 
@@ -53,42 +51,19 @@ class FRModel:
     quality_model: Any = None
 
 
-def _is_torchscript(path: Path) -> bool:
-    if path.suffix.lower() in (".ts", ".torchscript", ".jit"):
-        return True
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any("/code/" in name or name.startswith("code/") for name in archive.namelist())
+def split_model_spec(text: str) -> tuple[str | None, str, str | None]:
+    """``[KIND:]PATH[@sha256=HEX]`` -> (kind or None, path, sha256 or None); KIND is a registered
+    model kind (``igfiqa models``)."""
+    from igfiqa.inference.kinds import KINDS
 
-
-def _torchscript_model(path: Path, device: str, input_size: int) -> ImageFunction:
-    import torch
-
-    try:
-        module = torch.jit.load(str(path), map_location=device).eval()
-    except (RuntimeError, ValueError) as error:
-        raise CheckpointError(f"{path}: not a loadable TorchScript file ({error})") from error
-
-    def embed(images: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            out = module(torch.from_numpy(fr_batch(images, input_size)).to(device))
-        if isinstance(out, (tuple, list)):
-            out = out[0]
-        return out.float().cpu().numpy()
-
-    return embed
-
-
-def _onnx_model(path: Path, device: str) -> tuple[ImageFunction, int]:
-    """A bare ONNX FR model (its first input and first output) through the one ONNX runner."""
-    runner = OnnxRunner(path, device=device, names="first")
-    size = runner.input_size or 112
-
-    def embed(images: np.ndarray) -> np.ndarray:
-        return runner(fr_batch(images, size))[0]
-
-    return embed, size
+    sha256 = None
+    if "@sha256=" in text:
+        text, sha256 = text.rsplit("@sha256=", 1)
+    kind = None
+    head, sep, rest = text.partition(":")
+    if sep and head.strip().lower().replace("_", "-") in KINDS:
+        kind, text = head.strip().lower().replace("_", "-"), rest
+    return kind, text, sha256
 
 
 def load_fr_model(
@@ -101,9 +76,10 @@ def load_fr_model(
     """Resolve an FR model spec.
 
     ``spec`` is an :class:`FRModel`; a callable (aligned uint8 (B, S, S, 3) -> (B, F); cached only
-    when ``name`` is given, under that name); ``torchscript:PATH`` / ``onnx:PATH`` / ``igfiqa:PATH``;
-    or a path whose kind is detected: ``.onnx`` -> onnxruntime, a TorchScript archive -> TorchScript,
-    anything else -> :func:`igfiqa.inference.load_model` (checkpoint, export, CR-FIQA backbone).
+    when ``name`` is given, under that name); ``KIND:PATH`` for a model of a named kind
+    (``arcface:``, ``magface:``, ``curricularface:``, ``onnx:``, ``torchscript:``, ``igfiqa:``...:
+    ``igfiqa models``), optionally ``@sha256=HEX``; or a path whose kind is recognised. Each
+    model gets its authors' input convention inside :func:`igfiqa.inference.load_model`.
     """
     if isinstance(spec, FRModel):
         return spec
@@ -111,46 +87,36 @@ def load_fr_model(
         label = name or getattr(spec, "__name__", type(spec).__name__)
         key = content_digest("callable", name) if name else None
         return FRModel(label, spec, key, input_size)
-    text = os.fspath(spec)
-    if device == "auto":  # onnxruntime decides for itself below; torch paths need a name
-        device = (
-            "auto" if text.startswith("onnx:") or text.endswith(".onnx") else resolve_device(device)
-        )
-    kind = None
-    for prefix in ("torchscript:", "onnx:", "igfiqa:"):
-        if text.startswith(prefix):
-            kind, text = prefix[:-1], text[len(prefix) :]
+    kind, text, sha256 = split_model_spec(os.fspath(spec))
     path = Path(text).expanduser()
     if not path.exists():
         raise CheckpointError(f"FR model {path} does not exist")
-    if kind is None:
-        if path.suffix.lower() == ".onnx":
-            kind = "onnx"
-        elif path.is_file() and _is_torchscript(path):
-            kind = "torchscript"
-        else:
-            kind = "igfiqa"
     label = name or path.name
-    key = content_digest(kind, file_signature(path))
-    if kind == "torchscript":
-        return FRModel(label, _torchscript_model(path, device, input_size), key, input_size)
-    if kind == "onnx":
-        from igfiqa.inference.card import find_card_for
-
-        if path.is_dir() or find_card_for(path) is not None:  # an igfiqa ONNX export
-            from igfiqa.inference import load_model
-
-            model = load_model(path, device=device, backend="onnx")
-            return _from_quality_model(model, label, key)
-        embed, size = _onnx_model(path, device)
-        return FRModel(label, embed, key, size)
+    key = content_digest(kind or "auto", file_signature(path))
     from igfiqa.inference import load_model
 
-    return _from_quality_model(load_model(path, device=device), label, key)
+    is_onnx_export = path.is_dir() and (path / "model.onnx").is_file() and kind == "onnx"
+    if is_onnx_export or (kind in (None, "onnx") and path.suffix.lower() == ".onnx"):
+        from igfiqa.inference.card import find_card_for
+
+        if is_onnx_export or find_card_for(path) is not None:  # an igfiqa ONNX export
+            return _from_quality_model(load_model(path, device=device, backend="onnx"), label, key)
+    from igfiqa.inference.kinds.base import is_torchscript
+
+    if kind is None and path.is_file() and is_torchscript(path):
+        kind = "torchscript"
+    options = {"size": str(input_size)} if kind == "torchscript" else None
+    model = load_model(path, kind=kind, sha256=sha256, options=options, device=device)
+    return _from_quality_model(model, label, key)
 
 
 def _from_quality_model(model: Any, label: str, key: str) -> FRModel:
     size = int(model.input_size)
+    if model.card.get("kind", {}).get("kind") == "sddfiqa":
+        raise CheckpointError(
+            f"{model.source} is SDD-FIQA's quality network: it has no face recognition "
+            "embedding; use it as --quality, and an FR model (arcface, magface...) as --fr-model"
+        )
 
     def embed(images: np.ndarray) -> np.ndarray:
         return model.forward_batch(fr_batch(images, size))[0]
@@ -159,4 +125,4 @@ def _from_quality_model(model: Any, label: str, key: str) -> FRModel:
     return FRModel(label, embed, key, size, network=network, quality_model=model)
 
 
-__all__ = ["FRModel", "fr_batch", "load_fr_model"]
+__all__ = ["FRModel", "fr_batch", "load_fr_model", "split_model_spec"]

@@ -64,7 +64,23 @@ def fold_bn_linear(bn: nn.BatchNorm2d, linear: nn.Linear, spatial: int) -> nn.Li
 
 @torch.no_grad()
 def fold_batch_norms(network: nn.Module) -> nn.Module:
-    """An eval-mode copy of an iResNet with every foldable BatchNorm folded (see module docstring)."""
+    """An eval-mode float32 copy of a scoring network with every foldable BatchNorm of its iResNet
+    folded (see module docstring); other architectures are copied unchanged."""
+    from igfiqa.models.iresnet import IResNet
+    from igfiqa.models.scoring import ScoringNetwork
+
+    if isinstance(network, ScoringNetwork):
+        copied = copy.deepcopy(network).float().eval()
+        if network.quality_rule != "serfiq":  # SER-FIQ's dropout acts between bn2 and fc
+            copied.backbone = fold_batch_norms(copied.backbone)
+        for parameter in copied.parameters():
+            parameter.requires_grad_(False)
+        return copied
+    if not isinstance(network, IResNet):
+        fused = copy.deepcopy(network).float().eval()
+        for parameter in fused.parameters():
+            parameter.requires_grad_(False)
+        return fused
     fused = copy.deepcopy(network).float().eval()
     fused.conv1 = fold_conv_bn(fused.conv1, fused.bn1)
     fused.bn1 = nn.Identity()

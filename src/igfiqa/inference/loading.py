@@ -24,8 +24,6 @@ from igfiqa.errors import CheckpointError, ConfigError
 from igfiqa.inference.card import (
     CARD_FILE,
     SAFETENSORS_CARD_KEY,
-    WEIGHTS_FILE,
-    find_card_for,
     make_model_card,
     read_card,
     validate_card,
@@ -216,16 +214,9 @@ def load_training_checkpoint(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """A checkpoint written by the training engine -> (network, model card)."""
     where = str(path)
-    if data.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"{where}: format {data.get('format')!r} is not {CHECKPOINT_FORMAT!r}"
-        )
-    version = data.get("format_version")
-    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
-        raise CheckpointError(
-            f"{where}: checkpoint format_version {version!r} is not supported (this igfiqa reads up "
-            f"to {CHECKPOINT_VERSION}); upgrade igfiqa"
-        )
+    from igfiqa.checkpoint import check_checkpoint_payload
+
+    check_checkpoint_payload(data, where=where, required=("model", "model_spec"))
     spec = data.get("model_spec")
     if not isinstance(spec, Mapping) or "name" not in spec:
         raise CheckpointError(f"{where}: checkpoint has no model_spec dict with a name")
@@ -263,23 +254,6 @@ def training_description(data: Mapping[str, Any]) -> dict[str, Any]:
     return description
 
 
-def load_state_dict_file(path: Path, data: Mapping[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
-    """A bare iResNet state dict (CR-FIQA ``*backbone.pth``, insightface ArcFace ``.pth``)."""
-    state = clean_state_dict(data, where=str(path))
-    spec = infer_model_spec(state, where=str(path))
-    network = _load_shape_checked(spec, state, str(path))
-    card = make_model_card(
-        spec,
-        has_quality_head=network.has_quality_head,
-        source={
-            "kind": "state dict",
-            "file": path.name,
-            "architecture": "inferred from the weights",
-        },
-    )
-    return network, card
-
-
 def load_safetensors_export(
     weights: Path, card_path: Path | None
 ) -> tuple[nn.Module, dict[str, Any]]:
@@ -309,6 +283,18 @@ def load_safetensors_export(
             f"beside it, or one embedded in the safetensors metadata (written by `igfiqa export`)"
         )
     spec = dict(card["model_spec"])
+    kind = str(spec.pop("kind", "igfiqa"))
+    if kind not in ("igfiqa", "crfiqa", "arcface"):  # a released kind: its own architecture
+        from igfiqa.inference.kinds import get_kind
+        from igfiqa.inference.kinds.common import load_strict
+
+        try:
+            network = get_kind(kind).build({**spec, "kind": kind})
+        except (ConfigError, KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(
+                f"{weights}: cannot build the {kind} model of its card: {error}"
+            ) from error
+        return load_strict(network, dict(state), str(weights)), card
     spec["quality_head"] = "qs.weight" in state
     network = _load_shape_checked(spec, clean_state_dict(state, where=str(weights)), str(weights))
     return network, card
@@ -325,39 +311,24 @@ def latest_training_checkpoint(folder: Path) -> Path | None:
     return None
 
 
-def load_network(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Any supported model file or export directory -> (network in eval mode on CPU, model card)."""
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"model {path} does not exist; {EXPECTED}")
-    if path.is_dir():
-        weights = path / WEIGHTS_FILE
-        latest = None if weights.is_file() else latest_training_checkpoint(path)
-        if latest is not None:
-            return load_network(latest)
-        if not weights.is_file():
-            raise CheckpointError(
-                f"{path} is a directory without {WEIGHTS_FILE} or step_*.pt checkpoints: expected an "
-                f"`igfiqa export` directory ({WEIGHTS_FILE} + {CARD_FILE}) or a training run folder"
-            )
-        card_path = path / CARD_FILE
-        return load_safetensors_export(weights, card_path if card_path.is_file() else None)
-    if path.suffix.lower() == ".safetensors":
-        return load_safetensors_export(path, find_card_for(path))
-    if path.suffix.lower() == ".onnx":
+def load_network(
+    path: str | Path,
+    *,
+    kind: str | None = None,
+    sha256: str | None = None,
+    options: str | Mapping[str, Any] | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Any supported torch model file or export directory -> (network in eval mode on CPU, model
+    card); the kind is recognised from the file or named (:mod:`igfiqa.inference.kinds`)."""
+    from igfiqa.inference.kinds import load_kind
+
+    loaded = load_kind(path, kind=kind, sha256=sha256, options=options)
+    if loaded.network is None:
         raise CheckpointError(
-            f"{path} is an ONNX model: score it with `igfiqa score --backend onnx` (Python: "
-            "load_model(..., backend='onnx')); exporting and training need the torch weights "
-            "(.pt, .safetensors or .pth)"
+            f"{path} is a {loaded.kind} model that runs in onnxruntime, not torch: score or "
+            "evaluate it (igfiqa score / evaluate); export needs torch weights"
         )
-    data = read_torch_file(path)
-    if isinstance(data, Mapping) and "format" in data:
-        return load_training_checkpoint(path, data)
-    if isinstance(data, Mapping) and "model" in data and "model_spec" in data:
-        raise CheckpointError(f"{path}: checkpoint without a 'format' key; {EXPECTED}")
-    if isinstance(data, Mapping):
-        return load_state_dict_file(path, data)
-    raise CheckpointError(f"{path} holds a {type(data).__name__}; {EXPECTED}")
+    return loaded.network, loaded.card
 
 
 __all__ = [

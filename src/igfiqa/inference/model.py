@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -368,20 +369,30 @@ def _onnx_files(path: Path) -> tuple[Path, Path]:
 def load_model(
     path: str | os.PathLike[str],
     *,
+    kind: str | None = None,
+    sha256: str | None = None,
+    options: str | Mapping[str, Any] | None = None,
     device: str = "auto",
     dtype: Any = None,
     backend: str = "torch",
     threads: int | None = None,
     compile: bool = False,
 ) -> QualityModel:
-    """Load a quality model for inference.
+    """Load a quality or face recognition model for inference.
 
-    ``path`` is a training checkpoint (``igfiqa.checkpoint``), an export directory or ``.safetensors``
-    file with its model card, a CR-FIQA ``*backbone.pth`` / insightface ArcFace ``.pth`` state dict
-    (architecture inferred from the weights), or with ``backend="onnx"`` an export with ``model.onnx``.
-    ``device`` is ``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
-    ``dtype`` is None/"float32" or "bfloat16" (torch backend). ``compile`` runs the network through
-    ``torch.compile`` (torch backend; pays off on long jobs). Raises CheckpointError for anything else.
+    ``path`` is any file of a registered kind (``igfiqa models``; :mod:`igfiqa.inference.kinds`):
+    an igfiqa training checkpoint or export, a CR-FIQA ``*backbone.pth``, an arcface_torch /
+    ElasticFace iResNet, a MagFace checkpoint, CurricularFace, SDD-FIQA, DifFIQA(R), eDifFIQA,
+    OFIQ's unified-quality ONNX (``kind="ofiq-uqs"``), SER-FIQ over an FR file
+    (``kind="serfiq"``), or a generic ONNX / TorchScript FR model. The kind is recognised from the
+    file where that is unambiguous; ``kind`` names it otherwise. ``sha256`` pins the file's
+    SHA-256 (a mismatch loads nothing); ``options`` are the kind's ``key=value`` options. The
+    authors' input convention is applied inside the model: callers always pass aligned RGB faces.
+
+    ``backend="onnx"`` runs an igfiqa export's ``model.onnx``. ``device`` is ``auto`` (CUDA when
+    available, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``; ``dtype`` None/"float32" or
+    "bfloat16" (torch); ``compile`` runs the network through ``torch.compile``. Raises
+    CheckpointError for anything it cannot load.
     """
     path = Path(path)
     if backend == "onnx":
@@ -394,6 +405,8 @@ def load_model(
             raise CheckpointError("the onnx backend runs in float32 only")
         if not path.exists():
             raise CheckpointError(f"model {path} does not exist")
+        if kind is not None or (path.suffix.lower() == ".onnx" and find_card_for(path) is None):
+            return _load_kind_model(path, kind, sha256, options, device, dtype, threads, compile)
         onnx_path, card_path = _onnx_files(path)
         card = read_card(card_path)
         runner = OnnxRunner(onnx_path, device=device, threads=threads)
@@ -404,16 +417,45 @@ def load_model(
         return QualityModel(runner, card, source=path)
     if backend != "torch":
         raise CheckpointError(f"unknown backend {backend!r}: use 'torch' or 'onnx'")
-    from igfiqa.inference.loading import load_network
-    from igfiqa.inference.runners import TorchRunner
+    if path.suffix.lower() == ".onnx" and kind is None and find_card_for(path) is not None:
+        raise CheckpointError(
+            f"{path} is an igfiqa ONNX export: score it with `igfiqa score --backend onnx` "
+            "(Python: load_model(..., backend='onnx')); exporting and training need the torch "
+            "weights (.pt, .safetensors or .pth)"
+        )
+    return _load_kind_model(path, kind, sha256, options, device, dtype, threads, compile)
 
-    network, card = load_network(path)
+
+def _load_kind_model(
+    path: Path,
+    kind: str | None,
+    sha256: str | None,
+    options: Any,
+    device: str,
+    dtype: Any,
+    threads: int | None,
+    compile: bool,
+) -> QualityModel:
+    from igfiqa.inference.kinds import load_kind
+    from igfiqa.inference.runners import TorchRunner, resolve_device
+
+    loaded = load_kind(path, kind=kind, sha256=sha256, options=options)
     if threads:
         import torch
 
         torch.set_num_threads(int(threads))
-    runner = TorchRunner(network, device=device, dtype=dtype, compile=compile)
-    return QualityModel(runner, card, source=path)
+    if loaded.network is None:
+        if dtype is not None and str(dtype).removeprefix("torch.").lower() not in (
+            "float32",
+            "fp32",
+        ):
+            raise CheckpointError(f"{path}: a {loaded.kind} model runs in float32 only")
+        runner = loaded.runner_factory(device, threads)  # type: ignore[misc]
+        return QualityModel(runner, loaded.card, source=path)
+    runner = TorchRunner(
+        loaded.network, device=resolve_device(device), dtype=dtype, compile=compile
+    )
+    return QualityModel(runner, loaded.card, source=path)
 
 
 __all__ = ["QualityModel", "load_model"]

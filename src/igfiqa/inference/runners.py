@@ -48,7 +48,8 @@ def resolve_device(device: Any) -> str:
 
 
 class TorchRunner:
-    """Runs an iResNet on ``device`` in ``dtype`` under ``torch.inference_mode``.
+    """Runs a scoring network (``embed_and_quality``) on ``device`` in ``dtype`` under
+    ``torch.inference_mode``.
 
     With ``fuse`` (default) it runs a copy whose BatchNorms are folded into the neighbouring layers
     (:func:`igfiqa.inference.fusion.fold_batch_norms`); ``network`` is the unfused module, on the
@@ -90,9 +91,9 @@ class TorchRunner:
         self.channels_last = bool(channels_last)
         if self.channels_last:
             self._forward_network = self._forward_network.to(memory_format=torch.channels_last)
-        self._embed = self._forward_network.embed
+        self._forward = self._forward_network.embed_and_quality
         if compile:
-            self._embed = torch.compile(self._forward_network.embed, dynamic=True)
+            self._forward = torch.compile(self._forward_network.embed_and_quality, dynamic=True)
         self.has_quality_head = bool(getattr(network, "has_quality_head", False))
         self.num_features = int(network.num_features)
         self.input_size = int(network.input_size)
@@ -105,8 +106,7 @@ class TorchRunner:
             x = x.to(device=self.device, dtype=self._torch_dtype, non_blocking=True)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            embedding = self._embed(x)
-            quality = self._forward_network.qs(embedding)[:, 0] if self.has_quality_head else None
+            embedding, quality = self._forward(x)
             embedding_np = embedding.float().cpu().numpy()
             quality_np = None if quality is None else quality.float().cpu().numpy()
         return embedding_np, quality_np
@@ -186,4 +186,37 @@ class OnnxRunner:
         return result[0], quality
 
 
-__all__ = ["OnnxRunner", "TorchRunner", "dtype_name", "resolve_device"]
+class AdaptedRunner:
+    """A runner behind igfiqa's standard input for a model that needs another convention (an
+    :class:`~igfiqa.models.convention.InputConvention`, applied in numpy) and whose quality is a
+    function of its embedding (``quality``: embeddings (B, F) -> (B,), or None for an FR model)."""
+
+    def __init__(
+        self,
+        inner: Any,
+        *,
+        convention: Any,
+        quality: Any = None,
+        num_features: int | None = None,
+    ) -> None:
+        self.inner = inner
+        self.convention = convention
+        self.quality = quality
+        self.backend = inner.backend
+        self.device = inner.device
+        self.dtype = inner.dtype
+        self.has_quality_head = quality is not None
+        self.input_size = int(convention.size)
+        self.num_features = num_features
+
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        prepared = (
+            batch if self.convention.is_standard else self.convention.from_standard_numpy(batch)
+        )
+        embedding, _ = self.inner(prepared)
+        embedding = np.asarray(embedding, dtype=np.float32).reshape(len(batch), -1)
+        quality = None if self.quality is None else np.asarray(self.quality(embedding), np.float32)
+        return embedding, quality
+
+
+__all__ = ["AdaptedRunner", "OnnxRunner", "TorchRunner", "dtype_name", "resolve_device"]

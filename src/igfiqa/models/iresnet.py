@@ -7,7 +7,8 @@ BN2d (``bn2``) -> dropout -> Linear (``fc``) -> BatchNorm1d (``features``) givin
 The quality head ``qs`` is Linear(num_features -> 1) on the (unnormalised) embedding.
 
 Parameter names are those of insightface / CR-FIQA, so their released state dicts load with
-``strict=True``. ``width`` and ``input_size`` shrink the network for CPU tests and the demo.
+``strict=True``. ``width`` and ``input_size`` shrink the network for CPU tests and the demo; ``bn_eps`` is 1e-5 in
+insightface's arcface_torch, ElasticFace and CR-FIQA and 2e-5 in MagFace's iResNet.
 """
 
 from __future__ import annotations
@@ -43,15 +44,21 @@ class IBasicBlock(nn.Module):
     """The improved residual block: BN -> conv3x3 -> BN -> PReLU -> conv3x3(stride) -> BN (+ shortcut)."""
 
     def __init__(
-        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        *,
+        bn_eps: float = BN_EPS,
     ) -> None:
         super().__init__()
-        self.bn1 = nn.BatchNorm2d(inplanes, eps=BN_EPS)
+        self.bn1 = nn.BatchNorm2d(inplanes, eps=bn_eps)
         self.conv1 = _conv3x3(inplanes, planes)
-        self.bn2 = nn.BatchNorm2d(planes, eps=BN_EPS)
+        self.bn2 = nn.BatchNorm2d(planes, eps=bn_eps)
         self.prelu = nn.PReLU(planes)
         self.conv2 = _conv3x3(planes, planes, stride)
-        self.bn3 = nn.BatchNorm2d(planes, eps=BN_EPS)
+        self.bn3 = nn.BatchNorm2d(planes, eps=bn_eps)
         self.downsample = downsample
 
     def forward(self, x: Tensor) -> Tensor:
@@ -71,6 +78,7 @@ class IResNet(nn.Module):
         input_size: side of the square input (112 = published models; must be >= 16).
         quality_head: add the CR-FIQA quality regression head ``qs``.
         zero_init_residual: start every block's last BN at zero gamma (off in published models).
+        bn_eps: epsilon of every BatchNorm (1e-5; MagFace's released models use 2e-5).
     """
 
     def __init__(
@@ -83,6 +91,7 @@ class IResNet(nn.Module):
         input_size: int = 112,
         quality_head: bool = True,
         zero_init_residual: bool = False,
+        bn_eps: float = BN_EPS,
     ) -> None:
         super().__init__()
         if len(layers) != 4 or any(int(n) < 1 for n in layers):
@@ -93,26 +102,29 @@ class IResNet(nn.Module):
             raise ValueError(f"input_size must be >= 16, got {input_size}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if not 0.0 < bn_eps < 1.0:
+            raise ValueError(f"bn_eps must be in (0, 1), got {bn_eps}")
         channels = [max(4, round(c * width)) for c in STAGE_CHANNELS]
         self.layers = tuple(int(n) for n in layers)
         self.num_features = num_features
         self.input_size = input_size
         self.width = width
         self.dropout_p = dropout
+        self.bn_eps = float(bn_eps)
 
         self.inplanes = channels[0]
         self.conv1 = nn.Conv2d(3, channels[0], kernel_size=3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(channels[0], eps=BN_EPS)
+        self.bn1 = nn.BatchNorm2d(channels[0], eps=bn_eps)
         self.prelu = nn.PReLU(channels[0])
         self.layer1 = self._make_stage(channels[0], self.layers[0])
         self.layer2 = self._make_stage(channels[1], self.layers[1])
         self.layer3 = self._make_stage(channels[2], self.layers[2])
         self.layer4 = self._make_stage(channels[3], self.layers[3])
-        self.bn2 = nn.BatchNorm2d(channels[3], eps=BN_EPS)
+        self.bn2 = nn.BatchNorm2d(channels[3], eps=bn_eps)
         self.dropout = nn.Dropout(p=dropout, inplace=True)
         side = stage_output_size(input_size)
         self.fc = nn.Linear(channels[3] * side * side, num_features)
-        self.features = nn.BatchNorm1d(num_features, eps=BN_EPS)
+        self.features = nn.BatchNorm1d(num_features, eps=bn_eps)
         self.qs = nn.Linear(num_features, 1) if quality_head else None
 
         for module in self.modules():
@@ -132,11 +144,11 @@ class IResNet(nn.Module):
     def _make_stage(self, planes: int, blocks: int) -> nn.Sequential:
         downsample = nn.Sequential(
             nn.Conv2d(self.inplanes, planes, kernel_size=1, stride=2, bias=False),
-            nn.BatchNorm2d(planes, eps=BN_EPS),
+            nn.BatchNorm2d(planes, eps=self.bn_eps),
         )
-        stage = [IBasicBlock(self.inplanes, planes, 2, downsample)]
+        stage = [IBasicBlock(self.inplanes, planes, 2, downsample, bn_eps=self.bn_eps)]
         self.inplanes = planes
-        stage.extend(IBasicBlock(planes, planes) for _ in range(1, blocks))
+        stage.extend(IBasicBlock(planes, planes, bn_eps=self.bn_eps) for _ in range(1, blocks))
         return nn.Sequential(*stage)
 
     @property
@@ -148,6 +160,10 @@ class IResNet(nn.Module):
         x = self.prelu(self.bn1(self.conv1(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return torch.flatten(self.bn2(x), 1)
+
+    def project(self, hidden: Tensor) -> Tensor:
+        """``features(fc(hidden))``: the embedding of :meth:`hidden` features (no dropout)."""
+        return self.features(self.fc(hidden))
 
     def embed(self, x: Tensor) -> Tensor:
         """The embedding: output of the final BatchNorm1d, not L2-normalised."""
@@ -173,6 +189,11 @@ class IResNet(nn.Module):
         if self.qs is None:
             raise RuntimeError("this model was built without a quality head (quality_head=False)")
         return self.qs(embedding)
+
+    def embed_and_quality(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """``(embedding (B, F), quality (B,) or None)``: the interface every scoring network has."""
+        embedding = self.embed(x)
+        return embedding, (self.qs(embedding)[:, 0] if self.qs is not None else None)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor] | Tensor:
         embedding = self.embed(x)

@@ -100,9 +100,10 @@ def parse_options(text: str, allowed: set[str], kind: str) -> dict[str, str]:
 def parse_quality_spec(
     spec: str | os.PathLike[str] | Callable[[np.ndarray], np.ndarray], name: str | None = None
 ) -> QualityMethod:
-    """Parse ``--quality``: a registered ``KIND[:OPTIONS]`` (:data:`QUALITY_METHODS`), ``csv:PATH``,
-    ``model:PATH`` or a model path; a Python callable (uint8 (B, S, S, 3) -> (B,) scores) is also
-    accepted. ``NAME=SPEC`` sets the name shown in the results."""
+    """Parse ``--quality``: a registered ``METHOD[:OPTIONS]`` (:data:`QUALITY_METHODS`), ``csv:PATH``,
+    ``model:PATH``, a model path, or ``KIND:PATH`` for a model of a named kind (``igfiqa models``);
+    a Python callable (uint8 (B, S, S, 3) -> (B,) scores) is also accepted. ``NAME=SPEC`` sets the
+    name shown in the results."""
     if callable(spec) and not isinstance(spec, (str, os.PathLike)):
         return QUALITY_METHODS["callable"](
             name or getattr(spec, "__name__", "quality"), function=spec

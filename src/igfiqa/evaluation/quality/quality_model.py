@@ -1,4 +1,6 @@
-"""``model:PATH`` (or a path): an igfiqa quality model (checkpoint, export, CR-FIQA backbone)."""
+"""``model:PATH``, ``KIND:PATH`` or a path: a quality model of any kind (``igfiqa models``): an
+igfiqa checkpoint or export, CR-FIQA, MagFace, SDD-FIQA, DifFIQA(R), eDifFIQA, OFIQ's unified
+quality score... ``KIND:PATH`` names the kind; ``PATH@sha256=HEX`` pins the file."""
 
 from __future__ import annotations
 
@@ -8,34 +10,40 @@ from typing import Any
 from igfiqa.errors import ConfigError
 from igfiqa.evaluation.quality.base import QUALITY_METHODS, Consumer, QualityMethod, register
 from igfiqa.files import content_digest, file_signature
-from igfiqa.inference.fr_models import fr_batch
+from igfiqa.inference.fr_models import fr_batch, split_model_spec
 
 
 @register
 class ModelQuality(QualityMethod):
     kind = "model"
     needs_images = True
-    usage = "model:PATH or PATH"
+    usage = "model:PATH, KIND:PATH or PATH"
 
     @classmethod
     def parse(cls, rest: str, name: str | None) -> QualityMethod:
-        path = Path(rest).expanduser()
+        kind, text, sha256 = split_model_spec(rest)
+        path = Path(text).expanduser()
         if not path.exists():
             usages = sorted({m.usage for m in QUALITY_METHODS.values() if m.usage} - {cls.usage})
             raise ConfigError(
                 f"quality method {rest!r} is neither one of {', '.join(usages)} nor an existing "
-                "model file"
+                "model file (KIND:PATH for a model of a named kind: igfiqa models)"
             )
-        return cls(name or path.name, path=path)
+        options = {key: value for key, value in (("kind", kind), ("sha256", sha256)) if value}
+        return cls(name or path.name, options=options, path=path)
 
     def cache_key(self, model: Any) -> str | None:
-        return content_digest("model", file_signature(self.path))
+        kind = self.options.get("kind", "")
+        return content_digest("model", kind, file_signature(self.path))
 
     def image_function(self, model: Any, device: str) -> Consumer:
         from igfiqa.inference import load_model
 
-        quality_model = load_model(self.path, device=device)
+        quality_model = load_model(
+            self.path, kind=self.options.get("kind"), sha256=self.options.get("sha256"),
+            device=device,
+        )  # fmt: skip
         if not quality_model.has_quality_head:
-            raise ConfigError(f"{self.path} has no quality head: it cannot be a quality method")
+            raise ConfigError(f"{self.path} has no quality output: it cannot be a quality method")
         size = int(quality_model.input_size)
         return lambda images: quality_model.forward_batch(fr_batch(images, size))[1]
