@@ -9,6 +9,12 @@ image over the chunks, so that bursts of load from other processes, which hit si
 decide the result (the per-chunk times and the mean-based ratio are in the JSON too).
 
     python benchmarks/score_speed.py --images 512 --batch-size 64 --model r50
+    python benchmarks/score_speed.py --kind magface --model r100   # any quality kind's file layout
+
+``--kind`` writes a randomly initialised model in that kind's released file layout (crfiqa,
+magface, diffiqa-r, ediffiqa, sddfiqa; ``--model`` picks the iResNet, SDD-FIQA is always IR-50)
+and compares igfiqa's scoring of it with the same network (as that kind builds it, authors' input
+convention included) run in plain PyTorch.
 
 Prints one JSON object as the last line. Numbers measured while other jobs use the CPU are noisy.
 """
@@ -45,17 +51,46 @@ def make_folder(folder: Path, count: int, size: int) -> None:
         )
 
 
-def make_model(name: str, path: Path) -> None:
-    """A randomly initialised network whose BN statistics are set from one batch (sane activations)."""
-    torch.manual_seed(0)
-    network = create_model(name, input_size=112)
+def _set_batch_norm_statistics(network: torch.nn.Module) -> torch.nn.Module:
+    """BN statistics from one random batch (sane activations for a randomly initialised network)."""
     for module in network.modules():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             module.momentum = 1.0
     network.train()
     with torch.no_grad():
         network(torch.rand(8, 3, 112, 112) * 2 - 1)
-    torch.save(network.eval().state_dict(), path)
+    return network.eval()
+
+
+def make_model(name: str, path: Path, kind: str = "crfiqa") -> None:
+    """A randomly initialised model of ``kind`` saved in its authors' file layout."""
+    torch.manual_seed(0)
+    if kind == "sddfiqa":
+        from igfiqa.models.irse import SDDFIQANet
+
+        state = _set_batch_norm_statistics(SDDFIQANet(50)).state_dict()
+        torch.save({f"module.{k}": v for k, v in state.items()}, path)
+        return
+    network = _set_batch_norm_statistics(
+        create_model(name, input_size=112, quality_head=kind == "crfiqa")
+    )
+    state = network.state_dict()
+    if kind == "crfiqa":
+        torch.save(state, path)
+    elif kind == "magface":
+        torch.save({"state_dict": {f"features.module.{k}": v for k, v in state.items()}}, path)
+    elif kind == "diffiqa-r":
+        head = torch.nn.Linear(512, 1).state_dict()
+        torch.save({**{f"base.{k}": v for k, v in state.items()},
+                    **{f"linear.{k}": v for k, v in head.items()}}, path)  # fmt: skip
+    elif kind == "ediffiqa":
+        from igfiqa.models.scoring import MLPRegressor
+
+        head = MLPRegressor(512, 1024).state_dict()
+        torch.save({**{f"base_model.{k}": v for k, v in state.items()},
+                    **{f"mlp.{k}": v for k, v in head.items()}}, path)  # fmt: skip
+    else:
+        raise SystemExit(f"--kind {kind}: choose crfiqa, magface, diffiqa-r, ediffiqa or sddfiqa")
 
 
 def time_alone(model, batches: list[np.ndarray]) -> float:
@@ -67,10 +102,11 @@ def time_alone(model, batches: list[np.ndarray]) -> float:
 
 
 def plain_reference(path: Path, dtype: str, channels_last: bool) -> torch.nn.Module:
-    """The same network in plain PyTorch, as a user would run it: no igfiqa runner, no folding."""
-    network = create_model(MODEL_NAME[0], input_size=112)
-    network.load_state_dict(torch.load(path, weights_only=True))
-    network = network.eval()
+    """The same network in plain PyTorch, as a user would run it: no igfiqa runner, no folding
+    (the network the kind builds from the file, its authors' input convention included)."""
+    from igfiqa.inference.kinds import load_kind
+
+    network = load_kind(path).network.eval()
     if channels_last:
         network = network.to(memory_format=torch.channels_last)
     return network
@@ -86,9 +122,6 @@ def time_plain(network, batches: list[np.ndarray], dtype: str, channels_last: bo
                 x = x.contiguous(memory_format=torch.channels_last)
             network(x)
     return time.perf_counter() - start
-
-
-MODEL_NAME = ["r50"]
 
 
 def time_end_to_end(model, listing: Path, out: Path, batch_size: int, workers: int | None) -> float:
@@ -107,13 +140,13 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--model", default="r50")
+    parser.add_argument("--kind", default="crfiqa", help="file layout of a quality kind")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--backends", default="torch_fp32,torch_bf16,onnxruntime")
     parser.add_argument(
         "--chunk", type=int, default=1, help="batches per alternation of alone / end to end"
     )
     args = parser.parse_args()
-    MODEL_NAME[0] = args.model
     backends = args.backends.split(",")
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,7 +154,7 @@ def main() -> None:
         folder = root / "faces"
         folder.mkdir()
         make_folder(folder, args.images, 112)
-        make_model(args.model, root / "backbone.pth")
+        make_model(args.model, root / "backbone.pth", args.kind)
         if "onnxruntime" in backends:
             export_model(root / "backbone.pth", root / "export", onnx=True, reference=None)
         paths = sorted(folder.iterdir())
@@ -188,6 +221,7 @@ def main() -> None:
     summary = {
         "benchmark": "score_speed",
         "model": args.model,
+        "kind": args.kind,
         "images": args.images,
         "batch_size": args.batch_size,
         "chunk_batches": args.chunk,

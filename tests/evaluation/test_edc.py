@@ -32,9 +32,21 @@ def reference_edc(similarity, mated, quality, threshold):
     return np.array(xs), np.array(ys)
 
 
-def reference_erc(similarity, mated, quality, fmr, ratios):
+def official_order(quality):
+    """CR-FIQA ``ERC/erc.py`` (desc=True): ``np.argsort(np.array(qlts))``, qlts the list of pair
+    qualities (floats) in pair-list order; numpy's default kind."""
+    return [int(i) for i in np.argsort(np.array([float(v) for v in quality]))]
+
+
+def stable_order(quality):
+    """Ascending quality, ties by position."""
+    return sorted(range(len(quality)), key=lambda i: (quality[i], i))
+
+
+def reference_erc(similarity, mated, quality, fmr, ratios, order=None):
+    """CR-FIQA threshold rule in similarity space; pairs dropped in ``order`` (official by default)."""
     n = len(similarity)
-    order = sorted(range(n), key=lambda i: (quality[i], i))
+    order = official_order(quality) if order is None else order
     result = []
     for u in ratios:
         kept = order[math.floor(u * n) :]
@@ -50,6 +62,55 @@ def reference_erc(similarity, mated, quality, fmr, ratios):
             if best_gap is None or gap < best_gap:
                 best_t, best_gap = t, gap
         result.append(sum(1 for v in gen if v <= best_t) / len(gen))
+    return np.array(result)
+
+
+def reference_official_erc(similarity, mated, quality, fmr):
+    """CR-FIQA ``getFNMRFixedTH`` + ``ERC/roc.py`` written out with loops, on dissimilarities
+    d = -similarity (any decreasing map; CR-FIQA uses arccos(cos) / pi).
+
+    Per ratio u in arange(0, 0.98, 0.05): keep ``order[int(u * N):]``; thresholds are the distinct
+    remaining distances, visited as ``roc.py`` lists them (descending distance); FMR(t) = impostor
+    distances <= t over impostors; the first minimum of |FMR - target| wins; FNMR = 1 - (genuine
+    distances < t) / genuine. Returns (curve, AUC with sklearn's trapezoid over x = 100 u / 100).
+    """
+    n = len(similarity)
+    order = official_order(quality)
+    rates = np.arange(0, 0.98, 0.05)
+    curve = []
+    for u in rates:
+        kept = order[int(u * n) :]
+        gen = [-float(similarity[i]) for i in kept if mated[i]]
+        imp = [-float(similarity[i]) for i in kept if not mated[i]]
+        if not gen or not imp:
+            curve.append(math.nan)
+            continue
+        best_t, best_gap = None, None
+        for t in sorted(set(gen + imp), reverse=True):
+            gap = abs(sum(1 for v in imp if v <= t) / len(imp) - fmr)
+            if best_gap is None or gap < best_gap:
+                best_t, best_gap = t, gap
+        curve.append(1 - sum(1 for v in gen if v < best_t) / len(gen))
+    x = 100 * rates / 100  # as CR-FIQA's save_pdf
+    auc = sum((x[i + 1] - x[i]) * (curve[i] + curve[i + 1]) / 2 for i in range(len(x) - 1))
+    return np.array(curve), auc
+
+
+def reference_iso_erc(similarity, mated, quality, fmr, ratios):
+    """ISO rule, ties by position: a mated pair is a non-match iff a threshold at its similarity
+    would exceed the target FMR on the remaining non-mated pairs (count(nm >= s) / M > fmr)."""
+    n = len(similarity)
+    order = stable_order(quality)
+    result = []
+    for u in ratios:
+        kept = order[math.floor(u * n) :]
+        nm = [similarity[i] for i in kept if not mated[i]]
+        gen = [similarity[i] for i in kept if mated[i]]
+        if not nm or not gen:
+            result.append(math.nan)
+            continue
+        misses = sum(1 for g in gen if sum(1 for v in nm if v >= g) / len(nm) > fmr)
+        result.append(misses / len(gen))
     return np.array(result)
 
 
@@ -259,6 +320,78 @@ def test_erc_nan_when_a_side_is_empty_and_default_ratios():
 
 
 # --------------------------------------------------------------------------------------------------
+# ERC with tied pair qualities: CR-FIQA's argsort order vs the stable order
+
+
+def tied_comparisons(seed, layout, num_pairs=400, levels=5):
+    """Pairs (2i, 2i+1) with image qualities drawn from ``levels`` values (pair quality = min, so
+    ties are everywhere) and random similarities, mated ones higher. ``layout``: "genuine_first"
+    (CR-FIQA's pair-list example: genuine pairs, then impostors) or "shuffled"."""
+    rng = np.random.default_rng(seed)
+    num_mated = num_pairs * 2 // 5
+    mated = np.arange(num_pairs) < num_mated
+    if layout == "shuffled":
+        rng.shuffle(mated)
+    sim = rng.normal(size=num_pairs) + 1.5 * mated
+    image_q = rng.choice(rng.uniform(0, 1, levels), 2 * num_pairs)
+    q = E.pair_quality(image_q, np.arange(2 * num_pairs).reshape(-1, 2))
+    assert len(np.unique(q)) <= levels
+    return sim, mated, q
+
+
+@pytest.mark.parametrize("layout", ["genuine_first", "shuffled"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_crfiqa_erc_with_ties_equals_official_loop(seed, layout):
+    sim, mated, q = tied_comparisons(seed, layout)
+    # the ties matter: numpy's default argsort does not order them by position
+    assert official_order(q) != stable_order(q)
+    fmrs = [1e-1, 1e-2, 1e-3]
+    curves = E.erc_curves(sim, mated, q, fmrs, rule="crfiqa")
+    for row, fmr in enumerate(fmrs):
+        ref_curve, ref_auc = reference_official_erc(sim, mated, q, fmr)
+        ours = E.erc(sim, mated, q, fmr)  # crfiqa is the default rule
+        assert np.allclose(ours, ref_curve, rtol=0, atol=1e-12, equal_nan=True)
+        assert np.array_equal(curves[row], ours, equal_nan=True)
+        assert abs(E.erc_auc(E.DEFAULT_ERC_RATIOS, ours) - ref_auc) <= 1e-12
+    # same curve as distinct qualities that spell out the official order (only the order matters)
+    rank = np.empty(len(q))
+    rank[official_order(q)] = np.arange(len(q))
+    assert np.array_equal(E.erc_curves(sim, mated, rank, fmrs), curves, equal_nan=True)
+
+
+@pytest.mark.parametrize("layout", ["genuine_first", "shuffled"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_iso_erc_with_ties_keeps_position_order(seed, layout):
+    sim, mated, q = tied_comparisons(seed, layout)
+    ratios = E.DEFAULT_ERC_RATIOS
+    by_position = np.empty(len(q))
+    by_position[stable_order(q)] = np.arange(len(q))
+    for fmr in (1e-1, 1e-2, 1e-3):
+        ours = E.erc(sim, mated, q, fmr, ratios, rule="iso")
+        ref = reference_iso_erc(list(sim), list(mated), list(q), fmr, ratios)
+        assert np.allclose(ours, ref, rtol=0, atol=1e-12, equal_nan=True)
+        # ties by position: the same as distinct qualities ranked by (quality, position), and
+        # permuting the pairs together with those distinct ranks leaves the curve unchanged
+        distinct = E.erc(sim, mated, by_position, fmr, ratios, rule="iso")
+        assert np.array_equal(ours, distinct, equal_nan=True)
+        perm = np.random.default_rng(seed).permutation(len(q))
+        permuted = E.erc(sim[perm], mated[perm], by_position[perm], fmr, ratios, rule="iso")
+        assert np.array_equal(ours, permuted, equal_nan=True)
+
+
+def test_erc_quality_order_rules():
+    q = np.array([0.5, 0.2, 0.5, 0.2, 0.9] * 8)  # 40 values, 3 distinct
+    assert E.erc_quality_order(q, "iso").tolist() == stable_order(q)
+    assert E.erc_quality_order(q, "crfiqa").tolist() == official_order(q)
+    assert E.erc_quality_order(q).tolist() == official_order(q)  # crfiqa is the default
+    # float32 input is ordered as its float64 values, as CR-FIQA's float(text) pair qualities
+    q32 = q.astype(np.float32) / np.float32(3)
+    assert E.erc_quality_order(q32).tolist() == official_order(q32.astype(np.float64))
+    with pytest.raises(ConfigError):
+        E.erc_quality_order(q, "stable")
+
+
+# --------------------------------------------------------------------------------------------------
 # properties
 
 scores_st = st.lists(st.integers(0, 12), min_size=2, max_size=40)
@@ -296,6 +429,8 @@ def test_erc_equals_reference_loop(data, fmr):
     ours = E.erc(sim, mated, q, fmr, ratios)
     ref = reference_erc(list(sim), list(mated), list(q), fmr, ratios)
     assert np.allclose(ours, ref, equal_nan=True)
+    iso = E.erc(sim, mated, q, fmr, ratios, rule="iso")
+    assert np.allclose(iso, reference_iso_erc(sim, mated, q, fmr, ratios), equal_nan=True)
 
 
 @settings(max_examples=40, deadline=None)

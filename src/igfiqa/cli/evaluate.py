@@ -66,16 +66,19 @@ def evaluate(
         ...,
         "--fr-model",
         "-f",
-        help="FR model producing comparison scores, repeatable: an igfiqa checkpoint/export, "
-        "CR-FIQA or ArcFace *.pth, a TorchScript file (torchscript:PATH), an ONNX file.",
+        help="FR model producing comparison scores, repeatable: a file of any FR kind (igfiqa "
+        "models): arcface:PATH, magface:PATH, curricularface:PATH, an igfiqa checkpoint/export, "
+        "torchscript:PATH, an ONNX file; KIND: where the file does not say it, "
+        "PATH@sha256=HEX pins it, NAME=SPEC names it.",
     ),
     qualities: list[str] = typer.Option(
         ...,
         "--quality",
         "-q",
-        help="Quality method, repeatable: a model path (model:PATH), csv:PATH (path,quality rows), "
-        "random[:SEED], oracle (synthetic ground truth), embedding-norm, "
-        "serfiq[:m=10,p=0.5,seed=0,model=PATH]. NAME=SPEC names it.",
+        help="Quality method, repeatable: a model of any quality kind (igfiqa models) as PATH or "
+        "KIND:PATH (crfiqa:, magface:, sddfiqa:, diffiqa-r:, ediffiqa:, ofiq-uqs:...), "
+        "csv:PATH (path,quality rows), random[:SEED], oracle (synthetic ground truth), "
+        "embedding-norm, serfiq[:m=100,p=0.5,seed=0,rescale=true,model=PATH]. NAME=SPEC names it.",
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for plots and tables."),
     fmrs: list[float] = typer.Option(

@@ -13,7 +13,16 @@ from igfiqa.errors import IgfiqaError
 @app.command("export")
 def export(
     checkpoint: Path = typer.Argument(
-        ..., help="Training checkpoint, CR-FIQA *backbone.pth, or an existing export."
+        ..., help="A model file of any torch kind that `igfiqa models` lists, or an export."
+    ),
+    kind: str | None = typer.Option(
+        None, "--kind", help="The model's kind where it cannot be recognised from the file."
+    ),
+    sha256: str | None = typer.Option(
+        None, "--sha256", help="Pin the model file's SHA-256: a mismatch exports nothing."
+    ),
+    model_options: str | None = typer.Option(
+        None, "--model-option", help="The kind's options, KEY=VALUE,... (e.g. serfiq: T=100)."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Directory to write the export into."),
     onnx: bool = typer.Option(
@@ -37,8 +46,9 @@ def export(
 ) -> None:
     """Export a model for inference: model.safetensors + model_card.json (+ model.onnx).
 
-    The model card records architecture, input size, normalisation, colour order, alignment
-    template, training data, code version and the score calibration learned from --reference.
+    The model card records the kind, architecture, input size, the authors' input convention
+    (applied inside the exported network and ONNX graph), alignment template, training data, the
+    source file's SHA-256, code version and the score calibration learned from --reference.
     Exit codes: 0 = exported, 2 = usage error (bad checkpoint, reference or output).
     """
     from igfiqa.inference.export import describe_export, export_model
@@ -47,6 +57,9 @@ def export(
         card = export_model(
             checkpoint,
             out,
+            kind=kind,
+            sha256=sha256,
+            options=model_options,
             onnx=onnx,
             reference=None if reference.strip().lower() == "none" else reference,
             reference_resize=resize,

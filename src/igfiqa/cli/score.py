@@ -40,8 +40,9 @@ EPILOG = (
 def score(
     model: Path = typer.Argument(
         ...,
-        help="Model: training checkpoint, `igfiqa export` directory or .safetensors, CR-FIQA "
-        "*backbone.pth; with --backend onnx an export directory holding model.onnx.",
+        help="Model file of any kind that `igfiqa models` lists (igfiqa checkpoint or export, "
+        "CR-FIQA, MagFace, SDD-FIQA, DifFIQA(R), eDifFIQA, OFIQ ONNX...); with --backend onnx an "
+        "export directory holding model.onnx.",
     ),
     inputs: list[str] = typer.Argument(
         ...,
@@ -53,6 +54,18 @@ def score(
         "-", "--output", "-o", help="Output file (CSV or JSON Lines); '-' = standard output."
     ),
     fmt: OutputFormat = typer.Option(OutputFormat.csv, "--format", help="Output format."),
+    kind: str | None = typer.Option(
+        None,
+        "--kind",
+        help="The model's kind (igfiqa models) where it cannot be recognised from the file, "
+        "e.g. ofiq-uqs, serfiq.",
+    ),
+    sha256: str | None = typer.Option(
+        None, "--sha256", help="Pin the model file's SHA-256: a mismatch loads nothing."
+    ),
+    model_options: str | None = typer.Option(
+        None, "--model-option", help="The kind's options, KEY=VALUE,... (e.g. serfiq: T=100,p=0.5)."
+    ),
     calibrated: bool = typer.Option(
         False,
         "--calibrated",
@@ -147,6 +160,9 @@ def score(
             detector = load_detector(min_face=min_face)
         loaded = load_model(
             model,
+            kind=kind,
+            sha256=sha256,
+            options=model_options,
             device=device,
             dtype=dtype,
             backend=backend.value,

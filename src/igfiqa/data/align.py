@@ -65,10 +65,18 @@ def estimate_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return matrix
 
 
-def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = 112) -> np.ndarray:
+def align_face(
+    image: np.ndarray,
+    landmarks: np.ndarray,
+    size: int = 112,
+    *,
+    template: np.ndarray | None = None,
+) -> np.ndarray:
     """Warp ``image`` (H, W, 3) so that its five ``landmarks`` (5, 2) land on the ArcFace template.
 
-    The template is scaled by ``size / 112`` for other output sizes. Returns (size, size, 3) uint8.
+    The template is scaled by ``size / 112`` for other output sizes; ``template`` (5, 2), in pixels
+    of the ``size`` crop, replaces it (a model card's own template, e.g. OFIQ's). Returns
+    (size, size, 3) uint8.
     """
     image = np.asarray(image)
     landmarks = np.asarray(landmarks, dtype=np.float64)
@@ -81,7 +89,10 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = 112) -> np.
             f"align_face needs an (H, W, 3) uint8 image, got {image.shape} {image.dtype}; "
             "decode it with igfiqa.data.decode.decode_image"
         )
-    matrix = estimate_similarity(landmarks, ARCFACE_TEMPLATE * (size / 112.0))
+    target = ARCFACE_TEMPLATE * (size / 112.0) if template is None else np.asarray(template, float)
+    if target.shape != (5, 2):
+        raise DataError(f"an alignment template is 5 points (5, 2), got shape {target.shape}")
+    matrix = estimate_similarity(landmarks, target)
     return cv2.warpAffine(
         image,
         matrix,

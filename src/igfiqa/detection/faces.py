@@ -72,9 +72,12 @@ def detect_faces(
     return sorted(faces, key=lambda f: -f.area)
 
 
-def align_faces(image: np.ndarray, faces: list[Face], size: int = 112) -> list[np.ndarray]:
-    """The ArcFace crop of each face, ``(size, size, 3)`` uint8."""
-    return [align_face(image, face.landmarks, size=size) for face in faces]
+def align_faces(
+    image: np.ndarray, faces: list[Face], size: int = 112, template: np.ndarray | None = None
+) -> list[np.ndarray]:
+    """The aligned crop of each face, ``(size, size, 3)`` uint8 (ArcFace template unless
+    ``template`` is given)."""
+    return [align_face(image, face.landmarks, size=size, template=template) for face in faces]
 
 
 def find_faces(
@@ -85,6 +88,7 @@ def find_faces(
     all_faces: bool = False,
     max_side: int = DEFAULT_MAX_SIDE,
     name: str = "image",
+    template: np.ndarray | None = None,
 ) -> list[DetectedFace]:
     """The largest face (or, with ``all_faces``, every face) of ``image``, aligned to ``size``.
 
@@ -99,7 +103,7 @@ def find_faces(
         )
     if not all_faces:
         faces = faces[:1]
-    crops = align_faces(image, faces, size)
+    crops = align_faces(image, faces, size, template)
     return [
         DetectedFace(i, face, crop) for i, (face, crop) in enumerate(zip(faces, crops, strict=True))
     ]

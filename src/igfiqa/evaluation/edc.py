@@ -19,7 +19,8 @@ Two protocols are implemented and must never be confused:
 * :func:`edc` -- the canonical ISO/IEC 29794-1 style FNM-EDC: the threshold is fixed once, on the
   full set, and only mated comparisons are discarded and counted.
 * :func:`erc` -- the CR-FIQA protocol: a fraction of *all* comparisons is dropped and the threshold
-  is recomputed on the remaining non-mated comparisons at every step.
+  is recomputed on the remaining non-mated comparisons at every step. Which comparisons of a group
+  of tied pair qualities are dropped depends on the rule (:func:`erc_quality_order`).
 
 Everything here is pure numpy, vectorised (one sort plus cumulative counts), and raises
 :class:`~igfiqa.errors.DataError` for malformed arrays and :class:`~igfiqa.errors.ConfigError` for
@@ -37,6 +38,8 @@ import numpy as np
 from igfiqa.errors import ConfigError, DataError
 
 PairReduce = Literal["min", "mean", "product"]
+#: ERC rule: ``"crfiqa"`` (CR-FIQA's threshold rule and numpy's default argsort of the pair
+#: qualities, as its ``ERC/erc.py``) or ``"iso"`` (ISO threshold rule, stable order); see :func:`erc`.
 ErcRule = Literal["crfiqa", "iso"]
 
 #: CR-FIQA's discard ratios: 0, 0.05, ..., 0.95 (20 steps), computed exactly as in its code.
@@ -482,6 +485,38 @@ def _erc_threshold_crfiqa(
     return float(mated_sorted[first_mated]) if mated_in_gap else float(x[best])
 
 
+def erc_quality_order(pair_quality: np.ndarray, rule: ErcRule = "crfiqa") -> np.ndarray:
+    """The order in which the ERC discards comparisons: indices by ascending pair quality.
+
+    Pair qualities are often tied (the minimum of two image qualities), and which of the tied
+    comparisons fall on the dropped side of floor(u N) changes the curve, so each rule fixes it:
+
+    * ``"crfiqa"``: ``np.argsort`` with numpy's default kind (``"quicksort"``: introsort, or the
+      SIMD sort numpy dispatches to on the CPU) over the float64 pair qualities of *all*
+      comparisons, mated and non-mated, in the order they are given -- exactly what CR-FIQA's
+      ``ERC/erc.py`` (``getFNMRFixedTH``, ``desc=True``) does with its ``pair_list.txt``. Tied
+      comparisons therefore come out in an order that is not by position and that depends on the
+      numpy version and CPU; the result equals CR-FIQA's when the comparisons are given in the order
+      of its pair list (igfiqa's ``.bin`` benchmarks give pair i = images 2i, 2i+1 in ``issame``
+      order, the layout of CR-FIQA's pair list) and both run on the same numpy and CPU. (For an
+      uncertainty score, PFE, CR-FIQA reverses that argsort, ``desc=False``; igfiqa expects higher
+      = better, and the argsort of a negated score may order its ties differently.)
+    * ``"iso"``: a stable sort, ties by position (the earlier comparison is dropped first), so the
+      curve is that of the qualities made distinct by position and does not depend on the platform.
+
+    Comparisons excluded beforehand (e.g. failed images in
+    :func:`~igfiqa.evaluation.results.evaluate_scores`) are simply absent: the order is that of a
+    pair list without them.
+    """
+    quality = as_1d("pair_quality", pair_quality)
+    if rule == "crfiqa":
+        # CR-FIQA: qlts = np.array(list of floats); np.argsort(qlts) -- same dtype, layout and kind
+        return np.argsort(np.ascontiguousarray(quality, dtype=np.float64))
+    if rule == "iso":
+        return np.argsort(quality, kind="stable")
+    raise ConfigError(f"erc rule must be 'crfiqa' or 'iso', got {rule!r}")
+
+
 class SortedComparisons:
     """Similarities split into non-mated and mated, each sorted ascending, with their pair indices.
 
@@ -532,7 +567,7 @@ def erc_curves(
     # position of every comparison in the quality order; a step keeps positions >= floor(u N)
     rank_type = np.int32 if n < 2**31 else np.int64
     quality_rank = np.empty(n, dtype=rank_type)
-    quality_rank[np.argsort(quality, kind="stable")] = np.arange(n, dtype=rank_type)
+    quality_rank[erc_quality_order(quality, rule)] = np.arange(n, dtype=rank_type)
     x_all, x_rank = prepared.nonmated_sorted, quality_rank[prepared.nonmated_index]
     g_all, g_rank = prepared.mated_sorted, quality_rank[prepared.mated_index]
     del quality_rank
@@ -566,16 +601,22 @@ def erc(
 ) -> np.ndarray:
     """FNMR per discard ratio under the CR-FIQA ERC protocol (threshold recomputed per step).
 
-    For each ratio u: order all N comparisons (mated and non-mated) by ascending pair quality (ties
-    by position, as a stable sort) and drop the first floor(u * N); on the remaining ones choose a
-    threshold at the target FMR from the remaining non-mated similarities, then report the FNMR of
-    the remaining mated ones (NaN when none remain).
+    For each ratio u: order all N comparisons (mated and non-mated) by ascending pair quality and
+    drop the first floor(u * N); on the remaining ones choose a threshold at the target FMR from the
+    remaining non-mated similarities, then report the FNMR of the remaining mated ones (NaN when
+    none remain).
 
-    ``rule="crfiqa"`` (default) reproduces CR-FIQA's ``ERC/roc.py``: candidate thresholds are all
-    remaining similarities, the one whose FMR (non-mated >= t) is closest to the target is used
-    (smallest on ties), and a mated comparison is accepted only if its similarity is strictly above
-    it (CR-FIQA compares distances with ``<``). ``rule="iso"`` uses :func:`threshold_at_fmr` on the
-    remaining non-mated similarities and counts similarity < t as a non-match.
+    ``rule="crfiqa"`` (default) reproduces CR-FIQA's ``ERC/erc.py`` and ``ERC/roc.py``. Tied pair
+    qualities are ordered as its code orders them: numpy's default (unstable) ``np.argsort`` over
+    the pair qualities of all comparisons in the given order (:func:`erc_quality_order`), so the
+    ERC equals CR-FIQA's when the comparisons come in the order of its pair list. Candidate
+    thresholds are all remaining similarities, the one whose FMR (non-mated >= t) is closest to the
+    target is used (smallest on ties), and a mated comparison is accepted only if its similarity is
+    strictly above it (CR-FIQA compares distances with ``<``).
+
+    ``rule="iso"`` orders tied pair qualities by position (a stable sort: the earlier comparison is
+    dropped first), uses :func:`threshold_at_fmr` on the remaining non-mated similarities and counts
+    similarity < t as a non-match.
 
     This protocol moves the threshold; it is not the ISO EDC (:func:`edc`).
     """

@@ -8,6 +8,9 @@ Files (``<b>`` = benchmark, ``<m>`` = FR model, ``<f>`` = target FMR):
 * ``results.md``, ``results.csv``, ``results.json`` -- pAUC raw / normalised / relative to the
   oracle at every limit and FMR, the ERC AUC, thresholds and resolution warnings.
 * ``curves_<b>__<m>.npz`` -- the curves themselves.
+* ``paper_table.md/.tex/.csv`` -- the CR-FIQA / IG-FIQA paper layout (methods x FR model x
+  benchmark, one block per FMR) of the ERC AUC and of the pAUC at the first limit
+  (:mod:`igfiqa.evaluation.paper_table`); results.md embeds the Markdown version.
 """
 
 from __future__ import annotations
@@ -16,12 +19,20 @@ import csv
 import json
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from igfiqa.evaluation.paper_table import (
+    CSV_FIELDS,
+    PaperTable,
+    paper_tables,
+    to_csv_rows,
+    to_latex,
+    to_markdown,
+)
 from igfiqa.evaluation.results import (
     ORACLE,
     RANDOM,
@@ -171,8 +182,23 @@ def table_rows(results: Iterable[BenchmarkResult]) -> list[dict[str, Any]]:
     return rows
 
 
-def markdown(results: list[BenchmarkResult]) -> str:
-    """The Markdown report: one table per benchmark, FR model and FMR."""
+def paper_section(tables: Sequence[PaperTable]) -> list[str]:
+    """The lines of results.md's paper-table section (the Markdown of each table)."""
+    lines = [
+        "## Paper tables",
+        "",
+        "Methods as rows, FR model / benchmark as columns, one block per target FMR, as the",
+        "CR-FIQA and IG-FIQA papers report them (also in paper_table.tex and paper_table.csv).",
+        "",
+    ]
+    for table in tables:
+        lines += [to_markdown(table), ""]
+    return lines
+
+
+def markdown(results: list[BenchmarkResult], paper: Sequence[PaperTable] | None = None) -> str:
+    """The Markdown report: the paper tables (``paper``, default :func:`paper_tables` of
+    ``results``), then one table per benchmark, FR model and FMR."""
     lines = ["# Quality evaluation", ""]
     lines += [
         "pAUC: stepwise area under the FNM-EDC (fixed threshold, ISO/IEC 29794-1 style) on",
@@ -188,6 +214,7 @@ def markdown(results: list[BenchmarkResult]) -> str:
         lines.append("")
         lines += [f"- **WARNING** {w}" for w in all_warnings]
         lines.append("")
+    lines += paper_section(paper_tables(results) if paper is None else paper)
     for result in results:
         lines.append(f"## {result.benchmark} - FR model: {result.fr_model}")
         lines.append("")
@@ -246,6 +273,21 @@ def markdown(results: list[BenchmarkResult]) -> str:
     return "\n".join(lines)
 
 
+def write_paper_tables(tables: Sequence[PaperTable], out_dir: Path) -> list[Path]:
+    """Write ``paper_table.md``, ``paper_table.tex`` and ``paper_table.csv`` (all ``tables``)."""
+    md_path = out_dir / "paper_table.md"
+    md_path.write_text("\n".join(to_markdown(t) for t in tables), encoding="utf-8")
+    tex_path = out_dir / "paper_table.tex"
+    tex_path.write_text("\n".join(to_latex(t) for t in tables), encoding="utf-8")
+    csv_path = out_dir / "paper_table.csv"
+    with csv_path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(CSV_FIELDS))
+        writer.writeheader()
+        for table in tables:
+            writer.writerows(to_csv_rows(table))
+    return [md_path, tex_path, csv_path]
+
+
 def write_report(
     results: BenchmarkResult | list[BenchmarkResult],
     out_dir: str | Path,
@@ -289,9 +331,11 @@ def write_report(
         json.dumps(json_safe([r.summary() for r in results], infinite_as_text=True), indent=2),
         encoding="utf-8",
     )
+    tables = paper_tables(results)
     md_path = out / "results.md"
-    md_path.write_text(markdown(results), encoding="utf-8")
+    md_path.write_text(markdown(results, tables), encoding="utf-8")
     written["tables"] += [md_path, csv_path, json_path]
+    written["tables"] += write_paper_tables(tables, out)
     if log is not None:
         for result in results:
             for warning in result.warnings:

@@ -48,6 +48,7 @@ def make_model_card(
     convention: Mapping[str, Any] | None = None,
     quality: Mapping[str, Any] | None = None,
     embedding: Mapping[str, Any] | None = None,
+    alignment: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build the model card dict of a model with model spec ``spec``.
 
@@ -113,6 +114,7 @@ def make_model_card(
             "landmark_order": list(LANDMARK_ORDER),
             "transform": "least-squares 4-DOF similarity (Umeyama, no reflection) from the five "
             "detected points to the template, bilinear warp, border 0",
+            **dict(alignment or {}),
         },
         "outputs": {
             "embedding": embedding_info,

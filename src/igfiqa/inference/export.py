@@ -129,6 +129,18 @@ def check_onnx_exporter(torch_version: str) -> None:
         )
 
 
+class _ScoringOutputs(nn.Module):
+    """``(embedding, quality (B, 1))`` or the embedding of any scoring network, for the exporter."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> Any:
+        embedding, quality = self.network.embed_and_quality(x)
+        return embedding if quality is None else (embedding, quality[:, None])
+
+
 def export_onnx(network: nn.Module, path: Path, *, opset: int = ONNX_OPSET) -> dict[str, Any]:
     """Write ``network`` (CPU, float32, eval) to ONNX with a dynamic batch axis and check it.
 
@@ -157,7 +169,7 @@ def export_onnx(network: nn.Module, path: Path, *, opset: int = ONNX_OPSET) -> d
                 warnings.simplefilter("ignore")
                 # torch's dynamo-based exporter (the TorchScript-based one is deprecated)
                 torch.onnx.export(
-                    network,
+                    _ScoringOutputs(network),
                     (example,),
                     str(temporary),
                     dynamo=True,
@@ -190,8 +202,8 @@ def _verify_onnx(onnx_path: Path, network: nn.Module) -> float:
     batch = np.random.default_rng(0).uniform(-1, 1, (3, 3, size, size)).astype(np.float32)
     onnx_embedding, onnx_quality = OnnxRunner(onnx_path)(batch)
     with torch.inference_mode():
-        out = network(torch.from_numpy(batch))
-    torch_embedding, torch_quality = out if isinstance(out, tuple) else (out, None)
+        torch_embedding, torch_quality = network.embed_and_quality(torch.from_numpy(batch))
+    torch_quality = None if torch_quality is None else torch_quality[:, None]
     gap = float(
         np.abs(onnx_embedding - torch_embedding.numpy()).max()
         / (np.abs(torch_embedding.numpy()).max() + 1e-12)
@@ -207,6 +219,9 @@ def export_model(
     checkpoint: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     *,
+    kind: str | None = None,
+    sha256: str | None = None,
+    options: str | Mapping[str, Any] | None = None,
     onnx: bool = False,
     reference: str | None = DEFAULT_REFERENCE,
     reference_resize: bool = False,
@@ -214,7 +229,8 @@ def export_model(
     opset: int = ONNX_OPSET,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Export ``checkpoint`` (anything :func:`load_model` reads) into ``out_dir``; return the card.
+    """Export ``checkpoint`` (any torch model :func:`load_model` reads; ``kind``, ``sha256`` and
+    ``options`` as there) into ``out_dir``; return the card.
 
     Writes ``model.safetensors`` (weights; the card is also embedded in its metadata),
     ``model_card.json`` and with ``onnx`` ``model.onnx``. ``reference=None`` skips calibration.
@@ -227,7 +243,7 @@ def export_model(
         raise ConfigError(f"--out {out} is a file; give a directory")
     if not overwrite and any(target.exists() for target in targets):
         raise ConfigError(f"{out} already holds an exported model; pass --overwrite to replace it")
-    network, card = load_network(checkpoint)
+    network, card = load_network(checkpoint, kind=kind, sha256=sha256, options=options)
     network = network.float().eval()
     source = dict(card.get("source") or {})
     source["file"] = str(Path(checkpoint).name)
@@ -273,9 +289,10 @@ def describe_export(card: Mapping[str, Any]) -> str:
     """One-paragraph human summary of an export (for the CLI)."""
     spec = card["model_spec"]
     calibration = card.get("calibration")
+    kind = spec.get("kind", "igfiqa")
     text = (
-        f"{spec['name']} (width {spec.get('width', 1.0)}, {spec['num_features']}-d embedding, "
-        f"input {spec['input_size']}x{spec['input_size']} RGB)"
+        f"{kind} {spec['name']} (width {spec.get('width', 1.0)}, {spec['num_features']}-d "
+        f"embedding, input {spec['input_size']}x{spec['input_size']} RGB)"
     )
     if calibration:
         ref = calibration["reference"]

@@ -78,8 +78,9 @@ def load_fr_model(
     ``spec`` is an :class:`FRModel`; a callable (aligned uint8 (B, S, S, 3) -> (B, F); cached only
     when ``name`` is given, under that name); ``KIND:PATH`` for a model of a named kind
     (``arcface:``, ``magface:``, ``curricularface:``, ``onnx:``, ``torchscript:``, ``igfiqa:``...:
-    ``igfiqa models``), optionally ``@sha256=HEX``; or a path whose kind is recognised. Each
-    model gets its authors' input convention inside :func:`igfiqa.inference.load_model`.
+    ``igfiqa models``), optionally ``@sha256=HEX``; or a path whose kind is recognised;
+    ``NAME=SPEC`` names it in the results. Each model gets its authors' input convention inside
+    :func:`igfiqa.inference.load_model`.
     """
     if isinstance(spec, FRModel):
         return spec
@@ -87,7 +88,12 @@ def load_fr_model(
         label = name or getattr(spec, "__name__", type(spec).__name__)
         key = content_digest("callable", name) if name else None
         return FRModel(label, spec, key, input_size)
-    kind, text, sha256 = split_model_spec(os.fspath(spec))
+    text = os.fspath(spec)
+    label_part = text.split(":", 1)[0]
+    if "=" in label_part and "/" not in label_part.split("=", 1)[0]:
+        label_name, text = text.split("=", 1)
+        name = name or label_name
+    kind, text, sha256 = split_model_spec(text)
     path = Path(text).expanduser()
     if not path.exists():
         raise CheckpointError(f"FR model {path} does not exist")
@@ -112,10 +118,13 @@ def load_fr_model(
 
 def _from_quality_model(model: Any, label: str, key: str) -> FRModel:
     size = int(model.input_size)
-    if model.card.get("kind", {}).get("kind") == "sddfiqa":
+    from igfiqa.inference.kinds import KINDS
+
+    kind = KINDS.get(str((model.card.get("kind") or {}).get("kind", "igfiqa")))
+    if kind is not None and "fr" not in kind.roles:
         raise CheckpointError(
-            f"{model.source} is SDD-FIQA's quality network: it has no face recognition "
-            "embedding; use it as --quality, and an FR model (arcface, magface...) as --fr-model"
+            f"{model.source} is a {kind.method} model: it has no face recognition embedding; use "
+            "it as --quality, and an FR model (arcface, magface, curricularface...) as --fr-model"
         )
 
     def embed(images: np.ndarray) -> np.ndarray:

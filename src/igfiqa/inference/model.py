@@ -70,6 +70,24 @@ class QualityModel:
 
     # -- properties -------------------------------------------------------------------------------
     @property
+    def alignment_template(self) -> np.ndarray | None:
+        """The card's five-point template (5, 2) in pixels of the input crop when it is not the
+        ArcFace template scaled to the input size (OFIQ's), else None."""
+        from igfiqa.inference.card import alignment_template
+
+        alignment = self.card.get("alignment") or {}
+        template = alignment.get("template")
+        if template is None:
+            return None
+        points = np.asarray(template, dtype=np.float64)
+        if points.shape != (5, 2) or not np.isfinite(points).all():
+            raise CheckpointError(
+                f"{self.source}: the model card's alignment template is not 5 points"
+            )
+        standard = np.asarray(alignment_template(self.input_size))
+        return None if np.allclose(points, standard, atol=1e-6) else points
+
+    @property
     def has_quality_head(self) -> bool:
         """Whether the model predicts quality (False for embedding-only FR backbones)."""
         return bool(self.runner.has_quality_head)
@@ -206,9 +224,12 @@ class QualityModel:
 
     def _require_quality(self) -> None:
         if not self.has_quality_head:
+            kind = (self.card.get("kind") or {}).get("kind", "igfiqa")
             raise CheckpointError(
-                f"{self.source} is an embedding-only model (no quality head `qs`, e.g. an insightface "
-                "ArcFace backbone): it cannot score quality. Use embed(), or load a CR-FIQA / IG-FIQA model"
+                f"{self.source} is an embedding-only model (kind {kind}: no quality output, e.g. an "
+                "ArcFace backbone): it cannot score quality. Use embed(), load a quality model "
+                "(igfiqa models), or name the file's kind if it is one that cannot be recognised "
+                "(--kind ofiq-uqs for OFIQ's ONNX, --kind serfiq for SER-FIQ on this FR model)"
             )
 
     def score(
@@ -267,12 +288,16 @@ class QualityModel:
         self._require_quality()
         detector = load_detector(min_face=min_face)
         items = _photographs(images)
+        template = self.alignment_template
 
         def find(item: Any) -> tuple[list[Any], list[np.ndarray]]:
             image = to_rgb_array(item)
             found = detect_faces(image, detector, max_side=max_side)
             found = found if all_faces else found[:1]
-            return found, [align_face(image, f.landmarks, size=self.input_size) for f in found]
+            return found, [
+                align_face(image, f.landmarks, size=self.input_size, template=template)
+                for f in found
+            ]
 
         results: list[list[ScoredFace]] = []
         outcomes = ordered_map(find, items, workers=workers, window=2 * batch_size)

@@ -166,6 +166,7 @@ class OnnxRunner:
             side = shape[-1] if len(shape) == 4 else None
             self.input_size = int(side) if isinstance(side, int) else None
             self.num_features = None
+            self.one_at_a_time = bool(shape) and shape[0] == 1  # a static batch of one (OFIQ)
             return
         if [i.name for i in inputs] != ["image"] or "embedding" not in outputs:
             raise CheckpointError(
@@ -173,12 +174,18 @@ class OnnxRunner:
                 f"inputs {[i.name for i in inputs]} and outputs {outputs}"
             )
         self.has_quality_head = "quality" in outputs
+        self.one_at_a_time = False
         self._outputs = ["embedding", "quality"] if self.has_quality_head else ["embedding"]
         shape = inputs[0].shape
         self.input_size = int(shape[-1]) if isinstance(shape[-1], int) else None
         self.num_features = None
 
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.one_at_a_time and len(batch) != 1:
+            parts = [self(batch[i : i + 1]) for i in range(len(batch))]
+            embedding = np.concatenate([part[0] for part in parts])
+            quality = None if parts[0][1] is None else np.concatenate([part[1] for part in parts])
+            return embedding, quality
         result = self.session.run(
             self._outputs, {self._input: np.ascontiguousarray(batch, np.float32)}
         )

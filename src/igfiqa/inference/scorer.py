@@ -410,7 +410,8 @@ def score_inputs(
     size = model.input_size
     todo = [item for item in items if item.path not in writer.done]
     summary = ScoreSummary(skipped=len(items) - len(todo))
-    crop_faces = _face_finder(detector, size, all_faces, max_side) if detector else None
+    template = model.alignment_template
+    crop_faces = _face_finder(detector, size, all_faces, max_side, template) if detector else None
 
     def prepare(item: ScoreItem) -> list[tuple[FaceInfo | None, np.ndarray]]:
         try:
@@ -426,7 +427,7 @@ def score_inputs(
                     raise DataError(f"{item.path}: no landmarks for it in {landmark_source}")
                 from igfiqa.data.align import align_face
 
-                image = align_face(image, points, size=size)
+                image = align_face(image, points, size=size, template=template)
             image = fit_to_size(image, size, resize=resize, name=item.path)
             return [(None, normalise_into(image, np.empty((3, size, size), dtype=np.float32)))]
         except IgfiqaError:
@@ -471,7 +472,7 @@ def score_inputs(
 
 
 def _face_finder(
-    detector: Any, size: int, all_faces: bool, max_side: int
+    detector: Any, size: int, all_faces: bool, max_side: int, template: np.ndarray | None = None
 ) -> Callable[[np.ndarray, str], list[tuple[FaceInfo, np.ndarray]]]:
     """``(image, name) -> [(face info, aligned crop)]`` with the detection policy."""
     from igfiqa.detection import find_faces
@@ -479,7 +480,7 @@ def _face_finder(
     def crop_faces(image: np.ndarray, name: str) -> list[tuple[FaceInfo, np.ndarray]]:
         found = find_faces(
             image, detector, size=size, all_faces=all_faces,
-            max_side=max_side, name=name,
+            max_side=max_side, name=name, template=template,
         )  # fmt: skip
         return [(_face_info(f.index, f.face), f.crop) for f in found]
 

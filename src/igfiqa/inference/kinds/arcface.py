@@ -36,7 +36,7 @@ class ArcfaceKind(ModelKind):
     licence = (
         "insightface: code MIT, models non-commercial research only; ElasticFace: CC BY-NC-SA 4.0"
     )
-    files = "backbone.pth (arcface_torch ms1mv3_arcface_r100_fp16 etc.), 295672backbone.pth (ElasticFace-Arc)"
+    files = "model.pt or backbone.pth (arcface_torch model zoo), 295672backbone.pth (ElasticFace-Arc r100)"
     expects = "an iResNet state dict (layerK.N, fc, features) without a quality head"
 
     def recognise(self, file: ModelFile) -> bool:

@@ -30,7 +30,7 @@ class CrfiqaKind(ModelKind):
     output = "quality qs(e), higher is better; 512-d embedding"
     roles = ("quality", "fr")
     page = "https://github.com/fdbtrs/CR-FIQA (README: pretrained models)"
-    licence = "code: CC BY-NC-SA 4.0 (non-commercial); weights: same terms"
+    licence = "CC BY-NC 4.0 for code and models (README): non-commercial"
     files = "181952backbone.pth (CR-FIQA-L), 32572backbone.pth (CR-FIQA-S)"
     expects = "an iResNet state dict (layerK.N, fc, features) with the quality head qs"
 

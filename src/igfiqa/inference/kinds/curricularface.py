@@ -62,8 +62,8 @@ class CurricularfaceKind(ModelKind):
     output = "512-d embedding (FR model; no quality)"
     roles = ("fr",)
     page = "https://github.com/HuangYG123/CurricularFace (README: pretrained model, Baidu / Google Drive)"
-    licence = "code: MIT; weights: as the README states"
-    files = "CurricularFace_Backbone.pth (the name CR-FIQA's scripts use)"
+    licence = "MIT (repository licence)"
+    files = "the README names no file; CR-FIQA's scripts load CurricularFace_Backbone.pth"
     expects = "a face.evoLVe IR state dict: input_layer.*, body.N.*, output_layer.{0,3,4}.*"
 
     def recognise(self, file: ModelFile) -> bool:

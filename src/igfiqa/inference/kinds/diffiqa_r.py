@@ -35,8 +35,8 @@ class DiffiqaRKind(ModelKind):
     output = "quality linear(e), higher is better; the base model's 512-d embedding"
     roles = ("quality", "fr")
     page = "https://github.com/LSIbabnikz/DifFIQA (diffiqa(r)/README.md: weights link)"
-    licence = "code: MIT; weights: as the README states"
-    files = "diffiqa(r).pth"
+    licence = "MIT (repository licence)"
+    files = "diffiqa(r).pth (its FR base, glint360k_cosface_r100_fp16_0.1, is inside it)"
     expects = "an nn.Sequential state dict: base.* (iResNet) and linear.weight / linear.bias"
 
     def recognise(self, file: ModelFile) -> bool:

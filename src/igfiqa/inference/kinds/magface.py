@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from igfiqa.errors import CheckpointError
+from igfiqa.errors import CheckpointError, ConfigError
 from igfiqa.inference.kinds.base import LoadedModel, ModelFile, ModelKind, register_kind
 from igfiqa.inference.kinds.common import (
     iresnet_backbone,
@@ -21,6 +21,18 @@ from igfiqa.models.convention import InputConvention
 from igfiqa.models.scoring import ScoringNetwork
 
 CONVENTION = InputConvention("BGR", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), 112)
+RGB_CONVENTION = InputConvention("RGB", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), 112)
+"""What CR-FIQA's evaluation fed MagFace (its data scripts swap the channels on disk):
+``--model-option colour=RGB`` reproduces those tables."""
+
+
+def convention_for(colour: str) -> InputConvention:
+    colour = colour.strip().upper()
+    if colour not in ("BGR", "RGB"):
+        raise ConfigError(f"magface option colour={colour!r}: use BGR (MagFace's own) or RGB")
+    return CONVENTION if colour == "BGR" else RGB_CONVENTION
+
+
 BN_EPS = 2e-5
 PREFIXES = ("features.module.", "module.features.", "features.")
 
@@ -48,8 +60,9 @@ class MagfaceKind(ModelKind):
     output = "quality = L2 norm of the raw 512-d embedding (higher is better); the embedding"
     roles = ("quality", "fr")
     page = "https://github.com/IrvingMeng/MagFace (README: model zoo)"
-    licence = "code: Apache-2.0; weights: as the README states (research)"
-    files = "magface_epoch_00025.pth (iResNet-100, MS1MV2), magface_iresnet50_MS1MV2_ddp_fp32.pth, magface_iresnet18_casia_dp.pth"
+    licence = "code: Apache-2.0; the README states no separate licence for the weights"
+    files = "magface_epoch_00025.pth (the README's name; iResNet-100/50 MS1MV2 DDP, iResNet-18 CASIA DP)"
+    options = ("colour",)
     expects = (
         "a MagFace checkpoint: a dict whose 'state_dict' holds the iResNet under "
         "features.module.* (DDP) or module.features.* (DP), plus the MagLinear fc.weight"
@@ -70,9 +83,11 @@ class MagfaceKind(ModelKind):
         spec, backbone = iresnet_backbone(
             backbone_state(file), file.where, bn_eps=BN_EPS, quality_head=False
         )
-        network = ScoringNetwork(backbone, convention=CONVENTION, quality="norm")
+        convention = convention_for(options.get("colour", "BGR"))
+        spec["colour"] = convention.colour_order
+        network = ScoringNetwork(backbone, convention=convention, quality="norm")
         card = kind_card(
-            self, spec, network, convention=CONVENTION, file=file,
+            self, spec, network, convention=convention, file=file,
             family="iResNet (MagFace: BatchNorm eps 2e-5)",
             quality={"meaning": "MagFace quality: the L2 norm of the raw embedding; higher = "
                      "better (about 15-35 for faces on released models)"},
@@ -81,4 +96,5 @@ class MagfaceKind(ModelKind):
 
     def build(self, spec: Mapping[str, Any]) -> Any:
         backbone = iresnet_from_spec({**spec, "quality_head": False, "bn_eps": BN_EPS})
-        return ScoringNetwork(backbone, convention=CONVENTION, quality="norm")
+        convention = convention_for(str(spec.get("colour", "BGR")))
+        return ScoringNetwork(backbone, convention=convention, quality="norm")

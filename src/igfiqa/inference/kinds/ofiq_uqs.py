@@ -14,15 +14,24 @@ from igfiqa.models.convention import InputConvention
 CONVENTION = InputConvention(
     "BGR", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), size=616, resize_to=192, crop=(33, 145, 40, 152)
 )
+OFIQ_TEMPLATE = ((251.0, 272.0), (364.0, 272.0), (308.0, 336.0), (262.0, 402.0), (355.0, 402.0))
+"""OFIQ's five reference points in its 616x616 aligned image (eyes, nose tip, mouth corners)."""
 NORM_CENTRE = 23.0
 NORM_SCALE = 2.6
 
 
 def ofiq_unified_quality(norm: np.ndarray) -> np.ndarray:
-    """OFIQ's 0-100 unified quality from the embedding norm n:
-    ``round(100 / (1 + exp((23 - n) / 2.6)))`` (rounding half away from zero, as C++ round)."""
+    """OFIQ's 0-100 unified quality from the native score n (the MagFace embedding norm):
+    ``round(100 / (1 + exp((23 - n) / 2.6)))`` (half away from zero, as C++ ``round``), in 0..100."""
     value = 100.0 / (1.0 + np.exp((NORM_CENTRE - np.asarray(norm, np.float64)) / NORM_SCALE))
-    return np.floor(value + 0.5)
+    return np.clip(np.floor(value + 0.5), 0, 100)
+
+
+def native_score(output: np.ndarray) -> np.ndarray:
+    """OFIQ's native score: the network's single output (OFIQ's file computes the norm inside the
+    graph), or the L2 norm of a 512-d embedding (a plain MagFace network)."""
+    output = np.asarray(output, np.float64)
+    return output[:, 0] if output.shape[1] == 1 else np.linalg.norm(output, axis=1)
 
 
 @register_kind
@@ -34,11 +43,13 @@ class OfiqUqsKind(ModelKind):
     )
     architecture = "MagFace iResNet-50 (ONNX)"
     input = "616x616 face aligned by OFIQ, resized to 192x192, rows 33:145 and columns 40:152, BGR, x/255"
-    output = "0-100 unified quality (higher is better); the embedding norm is the native score"
-    roles = ("quality", "fr")
-    page = "https://github.com/BSI-OFIQ/OFIQ-Project (models: OFIQ's model download)"
-    licence = "code: MIT; models: as the OFIQ model page states"
-    files = "magface_iresnet50_norm.onnx (OFIQ data/models/unified_quality_score)"
+    output = "0-100 unified quality (higher is better) from the native score (MagFace norm)"
+    roles = ("quality",)
+    page = (
+        "https://github.com/BSI-OFIQ/OFIQ-Project (README: OFIQ-MODELS.zip from standards.iso.org)"
+    )
+    licence = "code: MIT; models: the licence inside OFIQ-MODELS.zip"
+    files = "models/unified_quality_score/magface_iresnet50_norm.onnx in OFIQ-MODELS.zip"
     file_format = ONNX
     expects = "OFIQ's unified-quality-score ONNX file (MagFace iResNet-50, 112x112 input)"
     auto = False
@@ -47,16 +58,21 @@ class OfiqUqsKind(ModelKind):
         from igfiqa.inference.runners import AdaptedRunner, OnnxRunner
 
         card = onnx_card(
-            self, file, CONVENTION, num_features=512, has_quality=True,
+            self, file, CONVENTION, num_features=1, has_quality=True,
             quality={"meaning": "OFIQ unified quality score: round(100 / (1 + exp((23 - n) / 2.6)))"
-                     " of the embedding norm n; 0-100, higher is better", "range": [0, 100]},
+                     " of the native score n (MagFace norm); 0-100, higher is better",
+                     "range": [0, 100]},
+            alignment={"template": [list(p) for p in OFIQ_TEMPLATE], "template_size": 616,
+                       "note": "OFIQ's reference points (OFIQlib utils alignImage); OFIQ fits them "
+                       "with LMEDS from ADNet landmarks, igfiqa by least squares from the "
+                       "detector's five points"},
         )  # fmt: skip
 
-        def quality(embedding: np.ndarray) -> np.ndarray:
-            return ofiq_unified_quality(np.linalg.norm(embedding.astype(np.float64), axis=1))
+        def quality(output: np.ndarray) -> np.ndarray:
+            return ofiq_unified_quality(native_score(output))
 
         def factory(device: str, threads: int | None) -> AdaptedRunner:
             inner = OnnxRunner(file.path, device=device, threads=threads, names="first")
-            return AdaptedRunner(inner, convention=CONVENTION, quality=quality, num_features=512)
+            return AdaptedRunner(inner, convention=CONVENTION, quality=quality)
 
         return LoadedModel(card=card, runner_factory=factory, kind=self.name)

@@ -25,7 +25,7 @@ class SddfiqaKind(ModelKind):
     output = "quality (higher is better); no face embedding (the 25088-d map is no FR template)"
     roles = ("quality",)
     page = "https://github.com/Tencent/TFace/tree/master/quality (README: checkpoint link)"
-    licence = "code: Apache-2.0 (TFace); weights: as the README states"
+    licence = "Apache-2.0 (TFace repository licence)"
     files = "SDD_FIQA_checkpoints_r50.pth"
     expects = (
         "a TFace quality state dict: input_layer.*, body.N.*, quality.{1,3}.* (module. stripped)"

@@ -53,7 +53,7 @@ class SerfiqKind(ModelKind):
     output = "quality in (0, 1), higher is better; the FR model's embedding"
     roles = ("quality", "fr")
     page = "https://github.com/pterhoer/FaceImageQuality"
-    licence = "code: CC BY-NC-SA 4.0 (non-commercial); uses the FR model's weights"
+    licence = "SER-FIQ code: CC BY-NC-SA 4.0 (non-commercial); the FR model's own weights"
     files = "any FR file of an iResNet kind"
     file_format = "any"
     expects = "an FR model file of an iResNet kind (base=KIND to name it), options T, p, seed"
