@@ -37,6 +37,9 @@ def test_demo_writes_report_with_every_variant(tiny_demo):
     assert plots and all((tiny_demo.out_dir / f).is_file() for f in plots)
     data = json.loads((tiny_demo.out_dir / "demo.json").read_text())
     assert [v["key"] for v in data["variants"]] == [v.key for v in VARIANTS]
+    # the tiny held-out set cannot resolve the expected-FNMR check's FMR: the report says so
+    assert "What a score costs" in report and "below this benchmark's resolution" in report
+    assert data["expected_fnmr"]["error"]
 
 
 def test_demo_measures_what_it_reports(tiny_demo):

@@ -346,6 +346,7 @@ class DemoResult:
     files: list[str]
     seconds: float
     check: BenchmarkCheck | None = None
+    expected_fnmr: dict[str, Any] | None = None
 
     def table(self) -> str:
         """The headline table in Markdown."""
@@ -412,6 +413,9 @@ def run_demo(
     written = write_report(evaluation, out / "evaluation", log=None)
     reference, e0 = _collect_pauc(evaluation, outcomes, settings.limits)
     check = _benchmark_check(evaluation, similarity, mated, pairs, test_set.quality, settings)
+    fnmr_check = _expected_fnmr_check(
+        similarity, pairs, mated, qualities, test_set.labels, settings, out / "expected_fnmr"
+    )
     result = DemoResult(
         out_dir=out,
         settings={**asdict(settings), "epochs": epochs},
@@ -424,6 +428,7 @@ def run_demo(
         files=[str(p.relative_to(out)) for paths in written.values() for p in paths],
         seconds=time.perf_counter() - started,
         check=check,
+        expected_fnmr=fnmr_check,
     )
     (out / "report.md").write_text(
         render_report(result, evaluation.num_pairs, evaluation.num_mated)
@@ -545,6 +550,78 @@ def _score_held_out(
                 setattr(outcome, name, value)
     qualities[GROUND_TRUTH] = ground_truth
     return similarity, pairs, mated, qualities
+
+
+FNMR_CHECK_FMR = 1e-3
+"""FMR of the demo's expected-FNMR check (the held-out set's non-mated pairs resolve it)."""
+
+
+def _expected_fnmr_check(
+    similarity: np.ndarray,
+    pairs: np.ndarray,
+    mated: np.ndarray,
+    qualities: dict[str, np.ndarray],
+    labels: np.ndarray,
+    settings: DemoSettings,
+    out: Path,
+) -> dict[str, Any]:
+    """Does each model's expected FNMR hold on identities it was not fitted on? Half the held-out
+    identities fit the calibration, the other half measure predicted against observed FNMR per
+    quality decile (docs/scoring.md, "Expected FNMR"); reliability diagrams go into ``out``."""
+    from igfiqa.errors import DataError
+    from igfiqa.evaluation.expected_fnmr import fit_expected_fnmr, reliability, split_identities
+    from igfiqa.evaluation.expected_fnmr_report import plot_reliability
+    from igfiqa.evaluation.report import slug
+
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {}
+    try:
+        fit, held = split_identities(labels, pairs, 0.5, settings.seed)
+    except DataError as error:
+        return {"fmr": FNMR_CHECK_FMR, "holdout": 0.5, "models": {}, "error": str(error)}
+    for name, quality in qualities.items():
+        try:
+            calibration = fit_expected_fnmr(
+                quality, pairs[fit], mated[fit], similarity[fit], fmr=FNMR_CHECK_FMR,
+                identities=labels, bootstrap=200, seed=settings.seed,
+            )  # fmt: skip
+            check = reliability(calibration, quality, pairs[held], mated[held], similarity[held])
+        except DataError as error:  # a held-out set too small for the FMR
+            return {"fmr": FNMR_CHECK_FMR, "holdout": 0.5, "models": {}, "error": str(error)}
+        diagram = out / f"reliability_{slug(name)}.png"
+        plot_reliability(check, diagram, name)
+        results[name] = {
+            **check.to_dict(),
+            "thresholds": calibration.thresholds((0.05, 0.10)),
+            "diagram": str(diagram.relative_to(out.parent)),
+        }
+    return {"fmr": FNMR_CHECK_FMR, "holdout": 0.5, "models": results}
+
+
+def fnmr_section(check: dict[str, Any] | None) -> str:
+    """The report's expected-FNMR section: per model, held-out deciles within their band."""
+    if not check:
+        return "not measured"
+    if check.get("error"):
+        return f"Not measured: {check['error']}."
+    rows = []
+    for name, entry in check["models"].items():
+        deciles = entry["deciles"]
+        worst = max(abs(d["observed_fnmr"] - d["predicted_fnmr"]) for d in deciles)
+        within = sum(d["within"] for d in deciles)
+        five = entry["thresholds"][0]
+        rows.append(
+            f"| {name} | {within}/{len(deciles)} | {worst:.3f} | "
+            f"{_f(five['quality_threshold'])} ({five['rejected_share']:.0%}) | "
+            f"[diagram]({entry['diagram']}) |"
+        )
+    return (
+        f"Each model's quality is calibrated to the expected FNMR at FMR {check['fmr']:g} on half "
+        "of the held-out identities and checked on the other half, per quality decile "
+        "(target: observed FNMR within the predicted 95% band or within 0.03).\n\n"
+        "| model | deciles within | largest gap | quality for 5% FNMR (rejects) | reliability |\n"
+        "|---|---|---|---|---|\n" + "\n".join(rows)
+    )
 
 
 def _collect_pauc(
@@ -727,6 +804,10 @@ every variant), but tiny: a narrow iResNet-18 at {s["image_size"]}x{s["image_siz
 ## Results
 
 {headline_table(result)}
+
+## What a score costs: expected FNMR on held-out identities
+
+{fnmr_section(result.expected_fnmr)}
 
 Spearman = rank correlation of the predicted quality with the generator's ground-truth quality of
 each held-out image (higher is better); "low-var ids" restricts it to held-out low-variance

@@ -38,6 +38,7 @@ def _root(
 
 # Command modules register themselves on `app` when imported.
 from igfiqa.cli import align as _align  # noqa: E402, F401
+from igfiqa.cli import calibrate as _calibrate  # noqa: E402, F401
 from igfiqa.cli import data as _data  # noqa: E402, F401
 from igfiqa.cli import demo as _demo  # noqa: E402, F401
 from igfiqa.cli import evaluate as _evaluate  # noqa: E402, F401

@@ -7,7 +7,19 @@ from pathlib import Path
 import typer
 
 from igfiqa.cli import app
-from igfiqa.errors import IgfiqaError
+from igfiqa.errors import ConfigError, IgfiqaError
+
+
+def _read_fnmr_calibration(path: Path) -> dict:
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"--fnmr-calibration {path} is not readable JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--fnmr-calibration {path} does not hold a calibration object")
+    return data
 
 
 @app.command("export")
@@ -34,6 +46,21 @@ def export(
         help="Reference set for the 0-100 calibration: a folder or list file of aligned face crops "
         "(recommended: real images like those you will score), a synthetic:... spec, or 'none'.",
     ),
+    fnmr_calibration: Path | None = typer.Option(
+        None,
+        "--fnmr-calibration",
+        help="An expected_fnmr.json from `igfiqa calibrate` to put in the model card.",
+    ),
+    calibrate_benchmark: str | None = typer.Option(
+        None,
+        "--calibrate",
+        help="Calibrate the expected FNMR on this labelled benchmark (as in evaluate) and put it "
+        "in the card, in one step; needs --calibrate-fr-model.",
+    ),
+    calibrate_fr_model: str | None = typer.Option(
+        None, "--calibrate-fr-model", help="FR model of --calibrate (as in evaluate)."
+    ),
+    calibrate_fmr: float = typer.Option(1e-3, "--calibrate-fmr", help="Target FMR of --calibrate."),
     resize: bool = typer.Option(
         False, "--resize", help="Resize reference images that are not the model's input size."
     ),
@@ -54,6 +81,26 @@ def export(
     from igfiqa.inference.export import describe_export, export_model
 
     try:
+        expected = None
+        if (calibrate_benchmark is None) != (calibrate_fr_model is None):
+            raise ConfigError("--calibrate and --calibrate-fr-model go together")
+        if calibrate_benchmark is not None and fnmr_calibration is not None:
+            raise ConfigError(
+                "--calibrate and --fnmr-calibration both give the calibration; pick one"
+            )
+        if fnmr_calibration is not None:
+            expected = _read_fnmr_calibration(fnmr_calibration)
+        elif calibrate_benchmark is not None:
+            from igfiqa.cli.evaluate import parse_benchmark
+            from igfiqa.data.benchmarks import open_benchmark
+            from igfiqa.evaluation.expected_fnmr import calibrate_model
+
+            label, bench_kind, path = parse_benchmark(calibrate_benchmark)
+            expected = calibrate_model(
+                checkpoint, open_benchmark(bench_kind, path), calibrate_fr_model,
+                fmr=calibrate_fmr, kind=kind, sha256=sha256, source=path, name=label,
+                progress=progress,
+            ).calibration  # fmt: skip
         card = export_model(
             checkpoint,
             out,
@@ -65,6 +112,7 @@ def export(
             reference_resize=resize,
             overwrite=overwrite,
             progress=progress,
+            expected_fnmr=expected,
         )
     except IgfiqaError as error:
         typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)

@@ -69,7 +69,9 @@ def score(
     calibrated: bool = typer.Option(
         False,
         "--calibrated",
-        help="Add the calibrated 0-100 score (needs a model card calibration).",
+        help="Add what the model card calibrates: 'calibrated', the 0-100 percentile of the score "
+        "among the card's reference images (a rank, not a recognition cost), and, for a model "
+        "calibrated with `igfiqa calibrate`, the expected FNMR with its 95% band.",
     ),
     landmarks: Path | None = typer.Option(
         None,
@@ -170,15 +172,17 @@ def score(
             compile=compile_,
         )
         loaded._require_quality()
-        if calibrated and loaded.calibration is None:
+        if calibrated and loaded.calibration is None and loaded.fnmr_calibration is None:
             raise ConfigError(
                 f"{model} has no score calibration in its model card: drop --calibrated, or "
-                "export the model with `igfiqa export` (which learns one)"
+                "export the model with `igfiqa export` (which learns one) or calibrate it with "
+                "`igfiqa calibrate`"
             )
         with ResultWriter(
             output,
             fmt=fmt.value,
-            calibrated=calibrated,
+            calibrated=calibrated and loaded.calibration is not None,
+            expected_fnmr=calibrated and loaded.fnmr_calibration is not None,
             resume=resume,
             overwrite=overwrite,
             detect=detect,

@@ -224,6 +224,7 @@ def export_model(
     options: str | Mapping[str, Any] | None = None,
     onnx: bool = False,
     reference: str | None = DEFAULT_REFERENCE,
+    expected_fnmr: Any = None,
     reference_resize: bool = False,
     overwrite: bool = False,
     opset: int = ONNX_OPSET,
@@ -233,7 +234,9 @@ def export_model(
     ``options`` as there) into ``out_dir``; return the card.
 
     Writes ``model.safetensors`` (weights; the card is also embedded in its metadata),
-    ``model_card.json`` and with ``onnx`` ``model.onnx``. ``reference=None`` skips calibration.
+    ``model_card.json`` and with ``onnx`` ``model.onnx``. ``reference=None`` skips the percentile
+    calibration; ``expected_fnmr`` (an :class:`~igfiqa.inference.expected_fnmr.ExpectedFnmr` or
+    its dict, from ``igfiqa calibrate``) goes into the card as ``expected_fnmr``.
     """
     from safetensors.torch import save_file
 
@@ -256,6 +259,12 @@ def export_model(
         ).to_dict()
     else:
         card["calibration"] = None
+    if expected_fnmr is not None:
+        from igfiqa.inference.expected_fnmr import ExpectedFnmr
+
+        if not isinstance(expected_fnmr, ExpectedFnmr):
+            expected_fnmr = ExpectedFnmr.from_dict(expected_fnmr)
+        card["expected_fnmr"] = expected_fnmr.to_dict()
 
     out.mkdir(parents=True, exist_ok=True)
     if onnx:

@@ -21,6 +21,7 @@ from igfiqa.detection import DEFAULT_MAX_SIDE
 from igfiqa.errors import CheckpointError, DataError
 from igfiqa.inference.calibration import ScoreCalibration
 from igfiqa.inference.card import CARD_FILE, ONNX_FILE, find_card_for, read_card
+from igfiqa.inference.expected_fnmr import ExpectedFnmr
 from igfiqa.inference.pipeline import batched, ordered_map
 from igfiqa.inference.preprocess import as_image_list, fit_to_size, to_rgb_array
 
@@ -66,6 +67,14 @@ class QualityModel:
             raise CheckpointError(
                 f"{self.source}: {error}; calibrate the model again (igfiqa export --reference IMAGES) or "
                 "remove the calibration from its model card"
+            ) from None
+        fnmr = card.get("expected_fnmr")
+        try:
+            self.fnmr_calibration = ExpectedFnmr.from_dict(fnmr) if fnmr else None
+        except CheckpointError as error:
+            raise CheckpointError(
+                f"{self.source}: {error}; calibrate the model again (igfiqa calibrate) or remove "
+                "`expected_fnmr` from its model card"
             ) from None
 
     # -- properties -------------------------------------------------------------------------------
@@ -342,6 +351,18 @@ class QualityModel:
             images, batch_size=batch_size, resize=resize, workers=workers
         )
         return quality, embedding
+
+    def expected_fnmr(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Raw scores -> ``(expected FNMR, band low, band high)`` with the model card's
+        expected-FNMR calibration (NaN scores, e.g. no face found, stay NaN): what a sample of
+        that quality costs in recognition, for the FR model, FMR and data of the calibration
+        (``self.fnmr_calibration.info``)."""
+        if self.fnmr_calibration is None:
+            raise CheckpointError(
+                f"{self.source} has no expected-FNMR calibration: calibrate it with "
+                "`igfiqa calibrate` (or `igfiqa export --calibrate`)"
+            )
+        return self.fnmr_calibration(scores)
 
     def calibrate(self, scores: np.ndarray) -> np.ndarray:
         """Raw scores -> calibrated integers 0..100 with the model card's calibration."""

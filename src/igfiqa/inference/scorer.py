@@ -211,15 +211,18 @@ class ResultRow:
     calibrated: int | None = None
     error: str | None = None
     face: FaceInfo | None = None
+    expected_fnmr: tuple[float, float, float] | None = None
 
 
 FACE_COLUMNS = ["face", "x1", "y1", "x2", "y2", "detection"]
 """Columns that ``--detect`` adds after ``path``."""
+FNMR_COLUMNS = ["expected_fnmr", "expected_fnmr_low", "expected_fnmr_high"]
+"""Columns that ``--calibrated`` adds for a model card with an expected-FNMR calibration."""
 
 
 class ResultWriter:
-    """Appends result rows to a CSV (``path,quality[,calibrated],error``; with ``detect``
-    ``path,face,x1,y1,x2,y2,detection,quality[,calibrated],error``) or JSON Lines file.
+    """Appends result rows to a CSV (``path,quality[,calibrated][,expected_fnmr,expected_fnmr_low,
+    expected_fnmr_high],error``; with ``detect`` the face columns after ``path``) or JSON Lines file.
 
     With ``resume`` an existing file is kept: a truncated last line (an interrupted write) is cut
     off, and :attr:`done` holds the paths already present, which the run skips. Without it an
@@ -235,17 +238,20 @@ class ResultWriter:
         resume: bool = False,
         overwrite: bool = False,
         detect: bool = False,
+        expected_fnmr: bool = False,
     ) -> None:
         if fmt not in ("csv", "jsonl"):
             raise ConfigError(f"unknown output format {fmt!r}: use csv or jsonl")
         self.format = fmt
         self.calibrated = calibrated
+        self.expected_fnmr = expected_fnmr
         self.detect = detect
         self.columns = [
             "path",
             *(FACE_COLUMNS if detect else []),
             "quality",
             *(["calibrated"] if calibrated else []),
+            *(FNMR_COLUMNS if expected_fnmr else []),
             "error",
         ]
         self.done: set[str] = set()
@@ -311,7 +317,11 @@ class ResultWriter:
                         f"cannot resume {self.path}: line {number} is not a result record ({error}); "
                         "is it a JSON Lines output of `igfiqa score`?"
                     ) from error
-                if self.calibrated != ("calibrated" in record) or self.detect != ("face" in record):
+                if (
+                    self.calibrated != ("calibrated" in record)
+                    or self.detect != ("face" in record)
+                    or self.expected_fnmr != ("expected_fnmr" in record)
+                ):
                     raise ConfigError(
                         f"cannot resume {self.path}: use the same --calibrated and --detect "
                         "settings as the first run"
@@ -329,6 +339,11 @@ class ResultWriter:
                 fields.append("" if row.quality is None else _format_quality(row.quality))
                 if self.calibrated:
                     fields.append("" if row.calibrated is None else str(int(row.calibrated)))
+                if self.expected_fnmr:
+                    values = row.expected_fnmr or (None, None, None)
+                    fields += [
+                        "" if v is None or not math.isfinite(v) else f"{v:.6g}" for v in values
+                    ]
                 fields.append(spreadsheet_safe(row.error or ""))
                 writer.writerow(fields)
         else:
@@ -345,6 +360,11 @@ class ResultWriter:
                 )
                 if self.calibrated:
                     record["calibrated"] = None if row.calibrated is None else int(row.calibrated)
+                if self.expected_fnmr:
+                    values = row.expected_fnmr or (None, None, None)
+                    for column, value in zip(FNMR_COLUMNS, values, strict=True):
+                        finite = value is not None and math.isfinite(value)
+                        record[column] = float(value) if finite else None
                 record["error"] = row.error
                 self._handle.write(json.dumps(record) + "\n")
         self._handle.flush()
@@ -402,6 +422,11 @@ def score_inputs(
             f"{model.source} has no score calibration in its model card: drop --calibrated, or "
             "export the model with `igfiqa export` (which learns one)"
         )
+    if writer.expected_fnmr and model.fnmr_calibration is None:
+        raise ConfigError(
+            f"{model.source} has no expected-FNMR calibration in its model card: calibrate it "
+            "(igfiqa calibrate, or igfiqa export --calibrate)"
+        )
     if detector is not None and landmarks is not None:
         raise ConfigError("--detect and --landmarks both align the images; pass one of them")
     if (detector is not None) != writer.detect:
@@ -450,6 +475,7 @@ def score_inputs(
                 ]
             )
         levels = model.calibration(quality) if writer.calibrated and len(quality) else None
+        fnmr = model.fnmr_calibration(quality) if writer.expected_fnmr and len(quality) else None
         rows, slot = [], 0
         for outcome in group:
             if outcome.error is not None:
@@ -458,7 +484,13 @@ def score_inputs(
                 continue
             for info, _ in outcome.value:
                 level = None if levels is None else int(levels[slot])
-                rows.append(ResultRow(outcome.item.path, float(quality[slot]), level, face=info))
+                expected = None if fnmr is None else tuple(float(v[slot]) for v in fnmr)
+                rows.append(
+                    ResultRow(
+                        outcome.item.path, float(quality[slot]), level, face=info,
+                        expected_fnmr=expected,  # type: ignore[arg-type]
+                    )
+                )  # fmt: skip
                 slot += 1
             summary.scored += 1
             summary.faces += len(outcome.value)
