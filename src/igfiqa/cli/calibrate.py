@@ -10,6 +10,7 @@ import typer
 
 from igfiqa.cli import app
 from igfiqa.cli.evaluate import FlipChoice
+from igfiqa.cli.options import kind_option, sha256_option
 from igfiqa.errors import ConfigError
 
 DEFAULT_TARGETS = [0.01, 0.02, 0.05, 0.10]
@@ -34,10 +35,8 @@ def calibrate(
         ..., "--out", "-o", help="Output folder (expected_fnmr.json, report)."
     ),
     fmr: float = typer.Option(1e-3, "--fmr", help="Target FMR fixing the FR threshold."),
-    kind: str | None = typer.Option(
-        None, "--kind", help="The model's kind where the file does not say it."
-    ),
-    sha256: str | None = typer.Option(None, "--sha256", help="Pin the model file's SHA-256."),
+    kind: str | None = kind_option(),
+    sha256: str | None = sha256_option(),
     holdout: float = typer.Option(
         0.0,
         "--holdout",

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from igfiqa.cli import app
+from igfiqa.cli.options import kind_option, model_options_option, sha256_option
 from igfiqa.errors import ConfigError, IgfiqaError
 
 
@@ -27,15 +28,9 @@ def export(
     checkpoint: Path = typer.Argument(
         ..., help="A model file of any torch kind that `igfiqa models` lists, or an export."
     ),
-    kind: str | None = typer.Option(
-        None, "--kind", help="The model's kind where it cannot be recognised from the file."
-    ),
-    sha256: str | None = typer.Option(
-        None, "--sha256", help="Pin the model file's SHA-256: a mismatch exports nothing."
-    ),
-    model_options: str | None = typer.Option(
-        None, "--model-option", help="The kind's options, KEY=VALUE,... (e.g. serfiq: T=100)."
-    ),
+    kind: str | None = kind_option(),
+    sha256: str | None = sha256_option(),
+    model_options: str | None = model_options_option(),
     out: Path = typer.Option(..., "--out", "-o", help="Directory to write the export into."),
     onnx: bool = typer.Option(
         False, "--onnx", help="Also write model.onnx (opset 18, dynamic batch)."

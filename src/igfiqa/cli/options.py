@@ -44,6 +44,32 @@ def progress_option() -> Any:
     )
 
 
+def kind_option() -> Any:
+    """``--kind``: a model file's kind (``igfiqa models``) where the file does not say it."""
+    return typer.Option(
+        None,
+        "--kind",
+        help="The model's kind (igfiqa models) where it cannot be recognised from the file, "
+        "e.g. ofiq-uqs, serfiq.",
+    )
+
+
+def sha256_option() -> Any:
+    """``--sha256``: pin a model file; a mismatch loads nothing."""
+    return typer.Option(
+        None, "--sha256", help="Pin the model file's SHA-256: a mismatch loads nothing."
+    )
+
+
+def model_options_option() -> Any:
+    """``--model-option``: a kind's options."""
+    return typer.Option(
+        None,
+        "--model-option",
+        help="The kind's options, KEY=VALUE,... (e.g. serfiq: T=100,p=0.5; magface: colour=RGB).",
+    )
+
+
 def exit_interrupted(message: str) -> NoReturn:
     """After Ctrl-C, with the output already closed: say ``message`` and exit 130 at once (a decode
     thread may be stuck on a hung read and would block a normal exit)."""

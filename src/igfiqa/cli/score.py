@@ -11,9 +11,12 @@ import typer
 from igfiqa.cli import app
 from igfiqa.cli.options import (
     exit_interrupted,
+    kind_option,
     max_side_option,
     min_face_option,
+    model_options_option,
     progress_option,
+    sha256_option,
 )
 from igfiqa.errors import ConfigError, IgfiqaError
 
@@ -54,18 +57,9 @@ def score(
         "-", "--output", "-o", help="Output file (CSV or JSON Lines); '-' = standard output."
     ),
     fmt: OutputFormat = typer.Option(OutputFormat.csv, "--format", help="Output format."),
-    kind: str | None = typer.Option(
-        None,
-        "--kind",
-        help="The model's kind (igfiqa models) where it cannot be recognised from the file, "
-        "e.g. ofiq-uqs, serfiq.",
-    ),
-    sha256: str | None = typer.Option(
-        None, "--sha256", help="Pin the model file's SHA-256: a mismatch loads nothing."
-    ),
-    model_options: str | None = typer.Option(
-        None, "--model-option", help="The kind's options, KEY=VALUE,... (e.g. serfiq: T=100,p=0.5)."
-    ),
+    kind: str | None = kind_option(),
+    sha256: str | None = sha256_option(),
+    model_options: str | None = model_options_option(),
     calibrated: bool = typer.Option(
         False,
         "--calibrated",

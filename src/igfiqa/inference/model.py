@@ -444,11 +444,7 @@ def load_model(
     if backend == "onnx":
         from igfiqa.inference.runners import OnnxRunner
 
-        if dtype is not None and str(dtype).removeprefix("torch.").lower() not in (
-            "float32",
-            "fp32",
-        ):
-            raise CheckpointError("the onnx backend runs in float32 only")
+        _float32_only(dtype, "the onnx backend")
         if not path.exists():
             raise CheckpointError(f"model {path} does not exist")
         if kind is not None or (path.suffix.lower() == ".onnx" and find_card_for(path) is None):
@@ -472,6 +468,11 @@ def load_model(
     return _load_kind_model(path, kind, sha256, options, device, dtype, threads, compile)
 
 
+def _float32_only(dtype: Any, what: str) -> None:
+    if dtype is not None and str(dtype).removeprefix("torch.").lower() not in ("float32", "fp32"):
+        raise CheckpointError(f"{what} runs in float32 only")
+
+
 def _load_kind_model(
     path: Path,
     kind: str | None,
@@ -491,11 +492,7 @@ def _load_kind_model(
 
         torch.set_num_threads(int(threads))
     if loaded.network is None:
-        if dtype is not None and str(dtype).removeprefix("torch.").lower() not in (
-            "float32",
-            "fp32",
-        ):
-            raise CheckpointError(f"{path}: a {loaded.kind} model runs in float32 only")
+        _float32_only(dtype, f"{path}: a {loaded.kind} model")
         runner = loaded.runner_factory(device, threads)  # type: ignore[misc]
         return QualityModel(runner, loaded.card, source=path)
     runner = TorchRunner(
