@@ -120,12 +120,18 @@ def test_band_and_reliability_hold_on_held_out_identities() -> None:
     )
     assert np.all(np.diff(cal.fnmr) <= 0) and np.all(np.diff(cal.high) <= 1e-12)
     assert np.all(np.asarray(cal.low) <= cal.fnmr) and np.all(np.asarray(cal.high) >= cal.fnmr)
-    check = reliability(cal, quality, pairs[held], mated[held], similarity[held])
+    check = reliability(cal, quality, pairs[held], mated[held], similarity[held], identities=labels)
     assert check.count.sum() > 1000 and check.within.all(), check.to_dict()
+    assert check.consistent.all()
+    assert np.all(check.observed_low <= check.observed) and np.all(
+        check.observed <= check.observed_high
+    )
     # the same calibration on a population whose FR scores are worse is flagged
     worse = population(seed=0, shift=-0.15)
-    off = reliability(cal, worse[0], worse[1][held], worse[2][held], worse[3][held])
-    assert not off.within.all()
+    off = reliability(
+        cal, worse[0], worse[1][held], worse[2][held], worse[3][held], identities=labels
+    )
+    assert not off.within.all() and not off.consistent.all()
     assert np.nanmax(off.observed - off.predicted) > 0.1
 
 

@@ -274,3 +274,17 @@ def test_a_broken_calibration_names_the_export(export_dir, tmp_path):
     (broken / "model_card.json").write_text(json.dumps(card))
     with pytest.raises(CheckpointError, match=rf"{broken}.*strictly increasing.*--reference"):
         igfiqa.load_model(broken)
+
+
+def test_an_onnx_export_honours_a_pin(export_dir):
+    import hashlib
+
+    from igfiqa.errors import CheckpointError
+
+    digest = hashlib.sha256((export_dir / "model.onnx").read_bytes()).hexdigest()
+    model = igfiqa.load_model(export_dir, backend="onnx", sha256=digest)
+    assert model.backend == "onnx"
+    with pytest.raises(CheckpointError, match="does not match"):
+        igfiqa.load_model(export_dir, backend="onnx", sha256="0" * 64)
+    with pytest.raises(CheckpointError, match="no model options"):
+        igfiqa.load_model(export_dir, backend="onnx", options="T=3")

@@ -357,3 +357,58 @@ def test_export_keeps_the_kind_and_its_convention(tmp_path: Path) -> None:
     images = faces()
     np.testing.assert_allclose(exported.score(images), original.score(images), rtol=1e-5)
     assert "magface" in KINDS
+
+
+def test_an_edited_export_card_is_refused_before_anything_is_allocated(tmp_path: Path) -> None:
+    import json
+
+    from igfiqa.inference.export import export_model
+
+    reference = tiny_iresnet(False, bn_eps=2e-5, seed=9)
+    state = {"features.module." + k: v for k, v in reference.state_dict().items()}
+    torch.save({"state_dict": state}, tmp_path / "mag.pth")
+    export_model(tmp_path / "mag.pth", tmp_path / "export", reference=None)
+    card_path = tmp_path / "export" / "model_card.json"
+    card = json.loads(card_path.read_text())
+    for change, message in (
+        ({"width": 1000.0}, "do not fit"),  # 64000-channel stem: refused from its meta shapes
+        ({"input_size": 100000}, "do not fit"),
+        ({"kind": "serfiq", "base_kind": "serfiq"}, "cannot be serfiq"),
+        ({"kind": "ediffiqa", "mlp_hidden": 10**9}, "do not fit"),
+        ({"kind": "curricularface"}, "cannot build"),  # no depth in the spec
+    ):
+        edited = json.loads(json.dumps(card))
+        edited["model_spec"].update(change)
+        card_path.write_text(json.dumps(edited))
+        with pytest.raises(CheckpointError, match=message):
+            load_model(tmp_path / "export", device="cpu")
+
+
+def test_pins_and_specs_of_onnx_exports_and_fr_models(tmp_path: Path) -> None:
+    torch.save(tiny_iresnet(False, seed=10).state_dict(), tmp_path / "arc.pth")
+    digest = hashlib.sha256((tmp_path / "arc.pth").read_bytes()).hexdigest()
+    import os
+
+    here = os.getcwd()
+    os.chdir(tmp_path)
+    try:  # a bare file name with a pin is not a NAME=SPEC
+        assert load_fr_model(f"arc.pth@sha256={digest}", device="cpu").name == "arc.pth"
+        assert load_fr_model(f"ArcFace=arcface:arc.pth@sha256={digest}", device="cpu").name == (
+            "ArcFace"
+        )
+        with pytest.raises(CheckpointError, match="does not match"):
+            load_fr_model(f"arc.pth@sha256={'0' * 64}", device="cpu")
+        with pytest.raises(CheckpointError, match="is not a model kind"):
+            load_fr_model("arcfac:arc.pth", device="cpu")
+    finally:
+        os.chdir(here)
+    (tmp_path / "bad.onnx").write_bytes(b"not a protobuf at all")
+    with pytest.raises(CheckpointError, match="not a readable ONNX"):
+        load_model(tmp_path / "bad.onnx")
+    (tmp_path / "torn.pth").write_bytes(b"PK\x03\x04" + b"\x00" * 40)
+    with pytest.raises(CheckpointError):
+        load_model(tmp_path / "torn.pth")
+    with pytest.raises(ConfigError, match="given twice"):
+        load_model(tmp_path / "arc.pth", kind="serfiq", options="T=3,T=4")
+    with pytest.raises(ConfigError, match="rescale"):
+        load_model(tmp_path / "arc.pth", kind="serfiq", options="rescale=maybe")

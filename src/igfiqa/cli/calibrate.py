@@ -10,7 +10,7 @@ import typer
 
 from igfiqa.cli import app
 from igfiqa.cli.evaluate import FlipChoice
-from igfiqa.cli.options import kind_option, sha256_option
+from igfiqa.cli.options import kind_option, model_options_option, sha256_option, workers_option
 from igfiqa.errors import ConfigError
 
 DEFAULT_TARGETS = [0.01, 0.02, 0.05, 0.10]
@@ -37,6 +37,7 @@ def calibrate(
     fmr: float = typer.Option(1e-3, "--fmr", help="Target FMR fixing the FR threshold."),
     kind: str | None = kind_option(),
     sha256: str | None = sha256_option(),
+    model_options: str | None = model_options_option(),
     holdout: float = typer.Option(
         0.0,
         "--holdout",
@@ -50,6 +51,7 @@ def calibrate(
     flip: FlipChoice = typer.Option(FlipChoice.auto, "--flip", help="As in evaluate."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per forward pass."),
+    workers: int | None = workers_option(),
     progress: bool = typer.Option(
         True, "--progress/--no-progress", help="Progress bar on standard error (when a terminal)."
     ),
@@ -60,15 +62,17 @@ def calibrate(
     `igfiqa export MODEL --fnmr-calibration OUT/expected_fnmr.json` (or `export --calibrate`)."""
     from igfiqa.cli.evaluate import parse_benchmark
     from igfiqa.data.benchmarks import open_benchmark
-    from igfiqa.evaluation.expected_fnmr import calibrate_model
+    from igfiqa.evaluation.expected_fnmr import calibrate_model, check_fmr
     from igfiqa.evaluation.expected_fnmr_report import thresholds_table, write_calibration_report
     from igfiqa.files import ensure_dir
 
+    check_fmr(fmr)
     label, bench_kind, path = parse_benchmark(benchmark)
     ensure_dir(out, "--out")
     pairset = open_benchmark(bench_kind, path)
     run = calibrate_model(
-        model, pairset, fr_model, fmr=fmr, kind=kind, sha256=sha256, holdout=holdout,
+        model, pairset, fr_model, fmr=fmr, kind=kind, sha256=sha256, options=model_options,
+        holdout=holdout, workers=workers,
         bootstrap=bootstrap, seed=seed, flip=flip.value, source=path, name=label, device=device,
         batch_size=batch_size, cache_dir=out / "cache", progress=progress,
     )  # fmt: skip
@@ -105,6 +109,8 @@ def thresholds(
             data = json.loads(model.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise ConfigError(f"{model} is not readable JSON: {error}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{model} does not hold a calibration object (igfiqa calibrate)")
         calibration = ExpectedFnmr.from_dict(data.get("expected_fnmr", data))
     else:
         from igfiqa.inference import load_model

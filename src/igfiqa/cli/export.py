@@ -88,12 +88,14 @@ def export(
         elif calibrate_benchmark is not None:
             from igfiqa.cli.evaluate import parse_benchmark
             from igfiqa.data.benchmarks import open_benchmark
-            from igfiqa.evaluation.expected_fnmr import calibrate_model
+            from igfiqa.evaluation.expected_fnmr import calibrate_model, check_fmr
 
+            check_fmr(calibrate_fmr)
             label, bench_kind, path = parse_benchmark(calibrate_benchmark)
             expected = calibrate_model(
                 checkpoint, open_benchmark(bench_kind, path), calibrate_fr_model,
-                fmr=calibrate_fmr, kind=kind, sha256=sha256, source=path, name=label,
+                fmr=calibrate_fmr, kind=kind, sha256=sha256, options=model_options,
+                source=path, name=label,
                 progress=progress,
             ).calibration  # fmt: skip
         card = export_model(

@@ -18,6 +18,7 @@ scores s of its pairs:
 from __future__ import annotations
 
 import datetime
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,13 @@ from igfiqa.inference.expected_fnmr import ExpectedFnmr
 
 MAX_BOOTSTRAP_NONMATED = 200_000
 """Non-mated pairs drawn per bootstrap resample for its threshold (the point estimate uses all)."""
+
+
+def check_fmr(fmr: float) -> float:
+    """A target FMR strictly between 0 and 1, or a ConfigError (checked before any scoring)."""
+    if not (isinstance(fmr, (int, float)) and 0.0 < float(fmr) < 1.0):
+        raise ConfigError(f"--fmr must lie strictly between 0 and 1 (e.g. 1e-3), got {fmr}")
+    return float(fmr)
 
 
 @dataclass(frozen=True)
@@ -108,7 +116,7 @@ def fit_expected_fnmr(
     ``pairs`` index the units, ``similarity`` holds the FR comparison score of each pair,
     ``identities`` the identity of each unit (None: each comparison is its own bootstrap unit).
     """
-    fmr = edc._check_rate("fmr", fmr)
+    check_fmr(fmr)
     if bootstrap < 20:
         raise ConfigError(f"the band needs at least 20 bootstrap resamples, got {bootstrap}")
     mated = np.asarray(mated, dtype=bool)
@@ -139,7 +147,8 @@ def fit_expected_fnmr(
         group_of, num_groups = np.arange(error.size), error.size
     rng = np.random.default_rng(seed)
     draws = np.empty((bootstrap, knots.size))
-    sample_size = min(nonmated.size, MAX_BOOTSTRAP_NONMATED)
+    # enough non-mated pairs that each resample still resolves the FMR (20 false matches allowed)
+    sample_size = min(nonmated.size, max(MAX_BOOTSTRAP_NONMATED, math.ceil(20 / fmr)))
     for b in range(bootstrap):  # one resample per iteration; the fit itself is vectorised
         picked = rng.integers(0, nonmated.size, sample_size)
         threshold_b = _threshold(nonmated[picked], fmr)
@@ -194,12 +203,29 @@ class Reliability:
     observed: np.ndarray
     count: np.ndarray
     threshold: float
+    observed_low: np.ndarray | None = None
+    observed_high: np.ndarray | None = None
 
     @property
     def within(self) -> np.ndarray:
-        """Per decile: observed inside the band, or within 0.03 of the prediction."""
+        """Per decile: the observed FNMR inside the predicted band, or within 0.03 of the
+        prediction (the strict target: the observation's own sampling noise is not allowed for)."""
         inside = (self.observed >= self.low - 1e-12) & (self.observed <= self.high + 1e-12)
         return inside | (np.abs(self.observed - self.predicted) <= 0.03)
+
+    @property
+    def consistent(self) -> np.ndarray:
+        """Per decile: |observed - predicted| <= 1.96 sqrt(se_predicted^2 + se_observed^2), the
+        standard errors read off the two 95% intervals (the prediction's band, the observation's
+        bootstrap over held-out identities), or within 0.03; the strict target where the held-out
+        set has no identities."""
+        if self.observed_low is None or self.observed_high is None:
+            return self.within
+        se = np.hypot(
+            (self.high - self.low) / 3.92, (self.observed_high - self.observed_low) / 3.92
+        )
+        gap = np.abs(self.observed - self.predicted)
+        return (gap <= 1.96 * se + 1e-12) | (gap <= 0.03)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -212,11 +238,16 @@ class Reliability:
                     "predicted_fnmr": float(self.predicted[i]),
                     "band": [float(self.low[i]), float(self.high[i])],
                     "observed_fnmr": float(self.observed[i]),
+                    "observed_interval": None
+                    if self.observed_low is None or self.observed_high is None
+                    else [float(self.observed_low[i]), float(self.observed_high[i])],
                     "within": bool(self.within[i]),
+                    "consistent": bool(self.consistent[i]),
                 }
                 for i in range(len(self.predicted))
             ],
             "all_within": bool(self.within.all()),
+            "all_consistent": bool(self.consistent.all()),
         }
 
 
@@ -228,13 +259,17 @@ def reliability(
     similarity: np.ndarray,
     *,
     bins: int = 10,
+    identities: np.ndarray | None = None,
+    bootstrap: int = 200,
+    seed: int = 0,
 ) -> Reliability:
     """Predicted (mean expected FNMR and band of the probes) against observed FNMR (share of
     false non-matches at the calibration's own threshold) per quality decile of the
     probe-against-good-reference comparisons of another set of identities.
 
     The good references of the held-out set are chosen with the calibration's reference floor,
-    so the comparisons are the kind the calibration describes.
+    so the comparisons are the kind the calibration describes. With ``identities`` (of the units)
+    the observed FNMR also gets a 95% interval from a bootstrap over the held-out identities.
     """
     q = np.asarray(unit_quality, dtype=np.float64)
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
@@ -246,6 +281,7 @@ def reliability(
     forward = q[b] >= floor if np.isfinite(floor) else np.ones(len(a), bool)
     backward = q[a] >= floor if np.isfinite(floor) else np.ones(len(a), bool)
     probe_q = np.concatenate([q[a[forward]], q[b[backward]]])
+    probe = np.concatenate([a[forward], b[backward]])
     score = np.concatenate([s[forward], s[backward]])
     if probe_q.size < bins:
         raise DataError(f"only {probe_q.size} held-out comparisons for {bins} deciles")
@@ -261,9 +297,22 @@ def reliability(
             count > 0, np.bincount(which, weights=values, minlength=bins) / safe, np.nan
         )
 
+    observed_low = observed_high = None
+    if identities is not None:
+        _, group = np.unique(np.asarray(identities)[probe], return_inverse=True)
+        groups = int(group.max()) + 1
+        cell = group * bins + which  # per identity and decile: comparisons and errors
+        counts = np.bincount(cell, minlength=groups * bins).reshape(groups, bins)
+        errors = np.bincount(cell, weights=error, minlength=groups * bins).reshape(groups, bins)
+        rng = np.random.default_rng(seed)
+        draws = rng.multinomial(groups, np.full(groups, 1.0 / groups), size=bootstrap)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            resampled = (draws @ errors) / (draws @ counts)  # (bootstrap, bins)
+        observed_low = np.nanpercentile(resampled, 2.5, axis=0)
+        observed_high = np.nanpercentile(resampled, 97.5, axis=0)
     return Reliability(
         edges, mean(fnmr), mean(low), mean(high), mean(error), count.astype(np.int64),
-        calibration.threshold,
+        calibration.threshold, observed_low, observed_high,
     )  # fmt: skip
 
 
@@ -301,6 +350,7 @@ def calibrate_model(
     fmr: float = 1e-3,
     kind: str | None = None,
     sha256: str | None = None,
+    options: str | None = None,
     holdout: float = 0.0,
     bootstrap: int = 200,
     seed: int = 0,
@@ -324,9 +374,10 @@ def calibrate_model(
 
     if not 0.0 <= holdout < 1.0:
         raise ConfigError(f"--holdout must lie in [0, 1), got {holdout}")
+    check_fmr(fmr)
     path = Path(model)
-    options = {key: value for key, value in (("kind", kind), ("sha256", sha256)) if value}
-    method = ModelQuality(path.name, options=options, path=path)
+    settings = {"kind": kind, "sha256": sha256, "model_options": options}
+    method = ModelQuality(path.name, options={k: v for k, v in settings.items() if v}, path=path)
     runner = BenchmarkRunner(
         pairset, name=name, source=source, cache_dir=cache_dir, batch_size=batch_size, workers=workers,
         device=device, progress=progress,
@@ -362,7 +413,7 @@ def calibrate_model(
     if held_mask is not None:
         check = reliability(
             calibration, quality, pairs[held_mask], np.asarray(mated)[held_mask],
-            similarity[held_mask],
+            similarity[held_mask], identities=identities, seed=seed,
         )  # fmt: skip
     return CalibrationRun(calibration, check, split)
 

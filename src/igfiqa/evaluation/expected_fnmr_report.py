@@ -45,15 +45,18 @@ def thresholds_table(calibration: ExpectedFnmr, targets: Sequence[float] = DEFAU
 
 def reliability_table(check: Reliability) -> str:
     lines = [
-        "| quality decile | comparisons | predicted FNMR [95% band] | observed FNMR | within |",
-        "|---|---:|---|---:|:---:|",
+        "| quality decile | comparisons | predicted FNMR [95% band] | observed FNMR [95% interval] "
+        "| within band or 0.03 | consistent |",
+        "|---|---:|---|---|:---:|:---:|",
     ]
     for i, row in enumerate(check.to_dict()["deciles"]):
+        interval = row["observed_interval"]
+        shown = "" if interval is None else f" [{interval[0]:.3f}, {interval[1]:.3f}]"
         lines.append(
             f"| {i + 1}: {row['quality_from']:.4g} .. {row['quality_to']:.4g} | "
             f"{row['comparisons']} | {row['predicted_fnmr']:.3f} [{row['band'][0]:.3f}, "
-            f"{row['band'][1]:.3f}] | {row['observed_fnmr']:.3f} | "
-            f"{'yes' if row['within'] else '**no**'} |"
+            f"{row['band'][1]:.3f}] | {row['observed_fnmr']:.3f}{shown} | "
+            f"{'yes' if row['within'] else '**no**'} | {'yes' if row['consistent'] else '**no**'} |"
         )
     return "\n".join(lines)
 
@@ -146,7 +149,10 @@ def write_calibration_report(
             "",
             f"## Reliability on held-out identities ({held:.0%} of them, not used in the fit)",
             "",
-            f"Every decile within its band or within 0.03: **{'yes' if check.within.all() else 'no'}**.",
+            f"Every decile within its band or within 0.03: **{'yes' if check.within.all() else 'no'}**"
+            f" ({int(check.within.sum())}/{check.within.size}); consistent once the held-out "
+            f"observation's own noise (bootstrap over its identities) is allowed for: "
+            f"{int(check.consistent.sum())}/{check.consistent.size}.",
             "",
             reliability_table(check),
             "",

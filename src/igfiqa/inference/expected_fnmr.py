@@ -25,10 +25,22 @@ from igfiqa.errors import CheckpointError, ConfigError
 METHOD = "expected-fnmr-isotonic"
 
 
+MAX_KNOTS = 100_000
+
+
 def _as_points(name: str, values: Any) -> np.ndarray:
-    array = np.asarray(values, dtype=np.float64)
-    if array.ndim != 1 or not np.all(np.isfinite(array)):
-        raise CheckpointError(f"expected-FNMR calibration: {name} must be a list of finite numbers")
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+        raise CheckpointError(f"expected-FNMR calibration: {name} must be a list of numbers")
+    if len(values) > MAX_KNOTS:
+        raise CheckpointError(f"expected-FNMR calibration: {name} has over {MAX_KNOTS} points")
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise CheckpointError(f"expected-FNMR calibration: {name} must be numbers") from None
+    if array.ndim != 1 or array.size == 0 or not np.all(np.isfinite(array)):
+        raise CheckpointError(
+            f"expected-FNMR calibration: {name} must be a non-empty list of finite numbers"
+        )
     return array
 
 
@@ -75,6 +87,8 @@ class ExpectedFnmr:
             )
         if not 0.0 < float(self.fmr) < 1.0:
             raise CheckpointError(f"expected-FNMR calibration: fmr {self.fmr} is not in (0, 1)")
+        if not np.isfinite(float(self.threshold)):
+            raise CheckpointError("expected-FNMR calibration: threshold must be a finite number")
 
     def __call__(self, scores: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(expected FNMR, band low, band high)`` of raw quality scores (NaN stays NaN)."""
@@ -161,10 +175,7 @@ class ExpectedFnmr:
     def from_dict(cls, data: Mapping[str, Any]) -> ExpectedFnmr:
         """Read :meth:`to_dict`'s form; CheckpointError when malformed."""
         if not isinstance(data, Mapping) or data.get("method") != METHOD:
-            raise CheckpointError(
-                f"not an expected-FNMR calibration (expected method {METHOD!r}); calibrate again "
-                "with igfiqa calibrate"
-            )
+            raise CheckpointError(f"not an expected-FNMR calibration (expected method {METHOD!r})")
         try:
             return cls(
                 quality=tuple(float(v) for v in data["quality"]),

@@ -89,13 +89,21 @@ def load_fr_model(
         key = content_digest("callable", name) if name else None
         return FRModel(label, spec, key, input_size)
     text = os.fspath(spec)
-    label_part = text.split(":", 1)[0]
+    label_part = text.split("@sha256=", 1)[0].split(":", 1)[0]
     if "=" in label_part and "/" not in label_part.split("=", 1)[0]:
         label_name, text = text.split("=", 1)
         name = name or label_name
     kind, text, sha256 = split_model_spec(text)
     path = Path(text).expanduser()
     if not path.exists():
+        head, sep, _ = text.partition(":")
+        if sep and kind is None and len(head) > 1 and "/" not in head:
+            from igfiqa.inference.kinds import KINDS
+
+            raise CheckpointError(
+                f"FR model {text!r}: {head!r} is not a model kind ({', '.join(KINDS)}) and no "
+                "file has that name"
+            )
         raise CheckpointError(f"FR model {path} does not exist")
     label = name or path.name
     key = content_digest(kind or "auto", file_signature(path))
@@ -106,7 +114,8 @@ def load_fr_model(
         from igfiqa.inference.card import find_card_for
 
         if is_onnx_export or find_card_for(path) is not None:  # an igfiqa ONNX export
-            return _from_quality_model(load_model(path, device=device, backend="onnx"), label, key)
+            model = load_model(path, sha256=sha256, device=device, backend="onnx")
+            return _from_quality_model(model, label, key)
     from igfiqa.inference.kinds.base import is_torchscript
 
     if kind is None and path.is_file() and is_torchscript(path):

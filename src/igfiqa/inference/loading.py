@@ -284,17 +284,11 @@ def load_safetensors_export(
         )
     spec = dict(card["model_spec"])
     kind = str(spec.pop("kind", "igfiqa"))
-    if kind not in ("igfiqa", "crfiqa", "arcface"):  # a released kind: its own architecture
-        from igfiqa.inference.kinds import get_kind
-        from igfiqa.inference.kinds.common import load_strict
+    if kind.strip().lower() not in ("igfiqa", "crfiqa", "arcface"):  # its own architecture
+        from igfiqa.inference.kinds.common import build_checked
 
-        try:
-            network = get_kind(kind).build({**spec, "kind": kind})
-        except (ConfigError, KeyError, TypeError, ValueError) as error:
-            raise CheckpointError(
-                f"{weights}: cannot build the {kind} model of its card: {error}"
-            ) from error
-        return load_strict(network, dict(state), str(weights)), card
+        network = build_checked(kind, {**spec, "kind": kind}, state, str(weights))
+        return network, card
     spec["quality_head"] = "qs.weight" in state
     network = _load_shape_checked(spec, clean_state_dict(state, where=str(weights)), str(weights))
     return network, card

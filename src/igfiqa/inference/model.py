@@ -450,6 +450,12 @@ def load_model(
         if kind is not None or (path.suffix.lower() == ".onnx" and find_card_for(path) is None):
             return _load_kind_model(path, kind, sha256, options, device, dtype, threads, compile)
         onnx_path, card_path = _onnx_files(path)
+        if options:
+            raise CheckpointError(f"{path}: an igfiqa ONNX export takes no model options")
+        if sha256 is not None:
+            from igfiqa.inference.kinds.base import check_sha256
+
+            check_sha256(onnx_path, sha256)
         card = read_card(card_path)
         runner = OnnxRunner(onnx_path, device=device, threads=threads)
         if runner.input_size not in (None, int(card["model_spec"]["input_size"])):

@@ -34,14 +34,15 @@ class ModelQuality(QualityMethod):
 
     def cache_key(self, model: Any) -> str | None:
         kind = self.options.get("kind", "")
-        return content_digest("model", kind, file_signature(self.path))
+        settings = self.options.get("model_options", "")
+        return content_digest("model", kind, settings, file_signature(self.path))
 
     def image_function(self, model: Any, device: str) -> Consumer:
         from igfiqa.inference import load_model
 
         quality_model = load_model(
             self.path, kind=self.options.get("kind"), sha256=self.options.get("sha256"),
-            device=device,
+            options=self.options.get("model_options"), device=device,
         )  # fmt: skip
         if not quality_model.has_quality_head:
             raise ConfigError(f"{self.path} has no quality output: it cannot be a quality method")

@@ -146,6 +146,8 @@ def parse_kind_options(text: str | Mapping[str, Any] | None, kind: ModelKind) ->
             if "=" not in part:
                 raise ConfigError(f"model option {part!r} must look like key=value")
             key, value = part.split("=", 1)
+            if key.strip() in options:
+                raise ConfigError(f"model option {key.strip()!r} is given twice")
             options[key.strip()] = value.strip()
     unknown = sorted(set(options) - set(kind.options))
     if unknown:
@@ -155,12 +157,31 @@ def parse_kind_options(text: str | Mapping[str, Any] | None, kind: ModelKind) ->
 
 
 def is_torchscript(path: Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (a zip holding ``code/``)."""
     if path.suffix.lower() in (".ts", ".torchscript", ".jit"):
         return True
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any("/code/" in name or name.startswith("code/") for name in archive.namelist())
+    try:
+        if not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as archive:
+            return any("/code/" in name or name.startswith("code/") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False  # a damaged zip: torch.load reports it with the file's name
+
+
+def check_sha256(path: Path, sha256: str | None) -> str:
+    """The file's SHA-256; a :class:`CheckpointError` when ``sha256`` is given and differs."""
+    if sha256 is not None:
+        wanted = sha256.strip().lower().removeprefix("sha256:")
+        if len(wanted) != 64 or any(c not in "0123456789abcdef" for c in wanted):
+            raise ConfigError(f"--sha256 {sha256!r} is not 64 hexadecimal digits")
+    digest = file_sha256(path)
+    if sha256 is not None and digest != wanted:
+        raise CheckpointError(
+            f"{path}: SHA-256 {digest} does not match the pinned {wanted}; nothing was loaded. "
+            "Download the file again from the authors' page (igfiqa models) or update the pin"
+        )
+    return digest
 
 
 def open_model_file(path: str | os.PathLike[str], *, sha256: str | None = None) -> ModelFile:
@@ -183,17 +204,12 @@ def open_model_file(path: str | os.PathLike[str], *, sha256: str | None = None) 
         fmt, weights = TORCHSCRIPT, path
     else:
         fmt, weights = TORCH, path
-    digest = file_sha256(weights) if weights.is_file() else None
-    if sha256 is not None:
-        wanted = sha256.strip().lower()
-        if len(wanted) != 64 or any(c not in "0123456789abcdef" for c in wanted):
-            raise ConfigError(f"--sha256 {sha256!r} is not 64 hexadecimal digits")
-        if digest != wanted:
-            raise CheckpointError(
-                f"{weights}: SHA-256 {digest} does not match the pinned {wanted}; nothing was "
-                "loaded. Download the file again from the authors' page (igfiqa models) or "
-                "update the pin"
-            )
+    if sha256 is not None and not weights.is_file():
+        raise ConfigError(
+            f"--sha256 pins one file, but {path} is a folder without {WEIGHTS_FILE} (a training "
+            "run folder): pin its checkpoint file instead"
+        )
+    digest = check_sha256(weights, sha256) if weights.is_file() else None
     payload = None
     if fmt == TORCH:
         from igfiqa.inference.loading import read_torch_file

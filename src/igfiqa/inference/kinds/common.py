@@ -105,6 +105,35 @@ def load_strict(network: nn.Module, state: Mapping[str, torch.Tensor], where: st
     return network.eval()
 
 
+def build_checked(
+    kind_name: str, spec: Mapping[str, Any], state: Mapping[str, torch.Tensor], where: str
+) -> nn.Module:
+    """The network of an export's (untrusted) card: built first on the meta device, where nothing
+    is allocated, and compared with the weights' shapes; only a spec that fits them is built for
+    real and loaded strictly."""
+    from igfiqa.errors import ConfigError
+    from igfiqa.inference.kinds.base import get_kind
+
+    try:
+        kind = get_kind(kind_name)
+        with torch.device("meta"):
+            skeleton = kind.build(spec)
+    except (ConfigError, CheckpointError, KeyError, TypeError, ValueError, RecursionError) as error:
+        raise CheckpointError(
+            f"{where}: cannot build the {kind_name} model of its card ({error!r}); export the "
+            "model again"
+        ) from None
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if (
+        expected.keys() - found.keys() - {k for k in expected if k.endswith("num_batches_tracked")}
+        or (found.keys() - expected.keys())
+        or any(found[k] != shape for k, shape in expected.items() if k in found)
+    ):
+        load_strict(skeleton, state, where)  # raises, naming what differs
+    return load_strict(kind.build(spec), state, where)
+
+
 def kind_card(
     kind: ModelKind,
     spec: Mapping[str, Any],

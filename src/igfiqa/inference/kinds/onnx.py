@@ -32,7 +32,12 @@ def onnx_shapes(path: Any) -> tuple[int | None, int | None]:
         import onnx
     except ImportError:  # the onnx extra brings it; onnxruntime reports the side later
         return None, None
-    model = onnx.load(str(path), load_external_data=False)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # protobuf's DecodeError and friends
+        from igfiqa.errors import CheckpointError
+
+        raise CheckpointError(f"{path} is not a readable ONNX model: {error}") from None
     graph = model.graph
     initialisers = {i.name for i in graph.initializer}
     inputs = [i for i in graph.input if i.name not in initialisers]

@@ -64,6 +64,11 @@ class SerfiqKind(ModelKind):
         base = get_kind(options["base"]) if "base" in options else detect_kind(file)
         if base.name == self.name or base.name not in KINDS:
             raise ConfigError("serfiq needs another kind as its base")
+        if base.file_format != file.format:
+            raise ConfigError(
+                f"serfiq base={base.name} reads {base.file_format} files; {file.path} is a "
+                f"{file.format} file"
+            )
         inner = base.load(file, {})
         if inner.network is None:
             raise CheckpointError(f"{file.path}: SER-FIQ needs a torch network, not {base.name}")
@@ -73,7 +78,12 @@ class SerfiqKind(ModelKind):
             seed = int(options.get("seed", 0))
         except ValueError as error:
             raise ConfigError(f"serfiq options T, p, seed: {error}") from None
-        rescale = options.get("rescale", "true").lower() not in ("0", "false", "no")
+        rescale_text = options.get("rescale", "true").strip().lower()
+        if rescale_text not in ("1", "true", "yes", "0", "false", "no"):
+            raise ConfigError(f"serfiq option rescale={rescale_text!r}: use true or false")
+        rescale = rescale_text in ("1", "true", "yes")
+        if not 2 <= passes <= 10_000:
+            raise ConfigError(f"serfiq option T={passes}: use 2 to 10000 passes")
         try:
             network = serfiq_network(
                 inner.network, passes=passes, rate=rate, seed=seed, rescale=rescale
@@ -105,6 +115,8 @@ class SerfiqKind(ModelKind):
 
     def build(self, spec: Mapping[str, Any]) -> Any:
         base = get_kind(str(spec.get("base_kind", "arcface")))
+        if base.name == self.name:
+            raise CheckpointError("a serfiq model's base_kind cannot be serfiq")
         options = dict(spec.get("serfiq") or {})
         inner = base.build({k: v for k, v in spec.items() if k not in ("kind", "serfiq")})
         return serfiq_network(

@@ -66,9 +66,11 @@ class TorchscriptKind(ModelKind):
             ) from error
         try:
             size = int(options.get("size", 112))
+            if not 16 <= size <= 4096:
+                raise ValueError
         except ValueError:
             raise CheckpointError(
-                f"torchscript option size={options['size']!r} is not an integer"
+                f"torchscript option size={options['size']!r} is not an integer from 16 to 4096"
             ) from None
         try:
             with torch.inference_mode():
