@@ -31,8 +31,8 @@ def list_models(
         for key, value in chosen.describe().items():
             typer.echo(f"{key:>12}: {value}")
         typer.echo(f"{'file':>12}: {chosen.expects}")
-        if chosen.options:
-            typer.echo(f"{'options':>12}: {', '.join(chosen.options)}")
+        for option in chosen.options:
+            typer.echo(f"{'option':>12}: {option}={chosen.options_help.get(option, '')}")
         typer.echo(f"{'detected':>12}: {'from the file' if chosen.auto else 'only with --kind'}")
         return
     rows = [k.describe() for k in list_kinds()]

@@ -71,6 +71,8 @@ class ModelKind:
     file_format: ClassVar[str] = TORCH
     expects: ClassVar[str] = ""
     options: ClassVar[tuple[str, ...]] = ()
+    options_help: ClassVar[dict[str, str]] = {}
+    """Option -> its values and default, for ``igfiqa models KIND``."""
     auto: ClassVar[bool] = True
     """Whether :meth:`recognise` may claim a file (False: only when the kind is named)."""
 

@@ -4,7 +4,7 @@ embedding's L2 norm is the quality; BatchNorm eps 2e-5; BGR input scaled to [0, 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from igfiqa.errors import CheckpointError, ConfigError
 from igfiqa.inference.kinds.base import LoadedModel, ModelFile, ModelKind, register_kind
@@ -63,6 +63,9 @@ class MagfaceKind(ModelKind):
     licence = "code: Apache-2.0; the README states no separate licence for the weights"
     files = "magface_epoch_00025.pth (the README's name; iResNet-100/50 MS1MV2 DDP, iResNet-18 CASIA DP)"
     options = ("colour",)
+    options_help: ClassVar[dict[str, str]] = {
+        "colour": "BGR (MagFace's own code, default) or RGB (what CR-FIQA's evaluation fed it)"
+    }
     expects = (
         "a MagFace checkpoint: a dict whose 'state_dict' holds the iResNet under "
         "features.module.* (DDP) or module.features.* (DP), plus the MagLinear fc.weight"

@@ -5,7 +5,7 @@ authors' sigmoid. The file is read by its own kind (detected, or ``base=KIND``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from igfiqa.errors import CheckpointError, ConfigError
 from igfiqa.inference.kinds.base import (
@@ -58,6 +58,13 @@ class SerfiqKind(ModelKind):
     file_format = "any"
     expects = "an FR model file of an iResNet kind (base=KIND to name it), options T, p, seed"
     options = ("base", "T", "p", "seed", "rescale")
+    options_help: ClassVar[dict[str, str]] = {
+        "base": "the FR file's kind (default: recognised from the file)",
+        "T": "stochastic passes, 2 to 10000 (default 100, as the authors)",
+        "p": "dropout rate in (0, 1) (default 0.5)",
+        "seed": "seed of the dropout masks (default 0)",
+        "rescale": "true (default, the released code's 1/(1+e^(-130(s-0.88)))) or false",
+    }
     auto = False
 
     def load(self, file: ModelFile, options: Mapping[str, str]) -> LoadedModel:
