@@ -569,33 +569,27 @@ def _expected_fnmr_check(
     identities fit the calibration, the other half measure predicted against observed FNMR per
     quality decile (docs/scoring.md, "Expected FNMR"); reliability diagrams go into ``out``."""
     from igfiqa.errors import DataError
-    from igfiqa.evaluation.expected_fnmr import fit_expected_fnmr, reliability, split_identities
+    from igfiqa.evaluation.expected_fnmr import fit_and_check
     from igfiqa.evaluation.expected_fnmr_report import plot_reliability
     from igfiqa.evaluation.report import slug
 
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
-    try:
-        fit, held = split_identities(labels, pairs, 0.5, settings.seed)
-    except DataError as error:
-        return {"fmr": FNMR_CHECK_FMR, "holdout": 0.5, "models": {}, "error": str(error)}
     for name, quality in qualities.items():
         try:
-            calibration = fit_expected_fnmr(
-                quality, pairs[fit], mated[fit], similarity[fit], fmr=FNMR_CHECK_FMR,
-                identities=labels, bootstrap=200, seed=settings.seed,
-            )  # fmt: skip
-            check = reliability(
-                calibration, quality, pairs[held], mated[held], similarity[held],
-                identities=labels, seed=settings.seed,
+            run = fit_and_check(
+                quality, pairs, mated, similarity, identities=labels, fmr=FNMR_CHECK_FMR,
+                holdout=0.5, seed=settings.seed,
             )  # fmt: skip
         except DataError as error:  # a held-out set too small for the FMR
             return {"fmr": FNMR_CHECK_FMR, "holdout": 0.5, "models": {}, "error": str(error)}
+        check = run.reliability
+        assert check is not None
         diagram = out / f"reliability_{slug(name)}.png"
         plot_reliability(check, diagram, name)
         results[name] = {
             **check.to_dict(),
-            "thresholds": calibration.thresholds((0.05, 0.10)),
+            "thresholds": run.calibration.thresholds((0.05, 0.10)),
             "diagram": str(diagram.relative_to(out.parent)),
         }
     return {"fmr": FNMR_CHECK_FMR, "holdout": 0.5, "models": results}

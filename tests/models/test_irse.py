@@ -6,16 +6,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from igfiqa.models.irse import (
-    BottleneckIR,
-    IRNet,
-    SDDFIQANet,
-    curricularface_ir101,
-    ir_50,
-    ir_se_50,
-    sddfiqa_r50,
-    strip_state_dict_prefix,
-)
+from igfiqa.inference.loading import clean_state_dict
+from igfiqa.models.irse import BottleneckIR, IRNet, SDDFIQANet
 
 BN_ENTRIES = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 STATS_ONLY = ("running_mean", "running_var", "num_batches_tracked")
@@ -88,7 +80,7 @@ def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 
 def test_curricularface_ir101_layout_equals_official() -> None:
-    model = curricularface_ir101()
+    model = IRNet(100, "ir", dropout=0.4, embedding_bn_affine=False)
     shapes = shapes_of(model)
     assert shapes == expected_shapes(100, se=False, head="output", affine_bn1d=False)
     assert len(shapes) == 672
@@ -110,11 +102,11 @@ def test_curricularface_ir101_layout_equals_official() -> None:
 
 
 def test_evolve_ir50_and_ir_se50_layouts() -> None:
-    ir = shapes_of(ir_50())
+    ir = shapes_of(IRNet(50, "ir"))
     assert ir == expected_shapes(50, se=False, head="output")
     assert len(ir) == 349
     assert ir["output_layer.4.weight"] == (512,)  # face.evoLVe: affine BatchNorm1d
-    se = shapes_of(ir_se_50())
+    se = shapes_of(IRNet(50, "ir_se"))
     assert se == expected_shapes(50, se=True, head="output")
     assert len(se) == 397
     assert se["body.0.res_layer.5.fc1.weight"] == (4, 64, 1, 1)
@@ -122,7 +114,7 @@ def test_evolve_ir50_and_ir_se50_layouts() -> None:
 
 
 def test_sddfiqa_layout_equals_official_and_loads_strictly() -> None:
-    model = sddfiqa_r50()
+    model = SDDFIQANet(50)
     shapes = shapes_of(model)
     assert shapes == expected_shapes(50, se=False, head="quality")
     assert len(shapes) == 340
@@ -132,7 +124,7 @@ def test_sddfiqa_layout_equals_official_and_loads_strictly() -> None:
     assert model.num_features == 25088 and model.input_size == 112
     # a DataParallel-saved file (keys "module.*") loads after stripping the prefix
     state = {f"module.{k}": v for k, v in random_state(shapes).items()}
-    model.load_state_dict(strip_state_dict_prefix(state), strict=True)
+    model.load_state_dict(clean_state_dict(state, where="sdd"), strict=True)
 
 
 def tiny_ir(mode: str = "ir", **kw) -> IRNet:
@@ -163,7 +155,7 @@ def test_sddfiqa_output_shapes_determinism_and_head_function() -> None:
     assert feats.shape == (2, 64 * 2 * 2) and model.num_features == 256
     assert quality is not None and quality.shape == (2,) and out.shape == (2, 1)
     assert torch.equal(quality, out[:, 0]) and torch.equal(quality, again[1])
-    assert torch.equal(model.predict_quality(x), quality)
+    assert torch.equal(model(x)[:, 0], quality)
     # head: Linear(PReLU(flatten(body map))), written out with functional ops
     head = model.quality
     ref = F.linear(F.prelu(feats, head[1].weight), head[3].weight, head[3].bias)[:, 0]
@@ -244,7 +236,7 @@ def test_bn_eps_width_and_validation() -> None:
     assert norms and all(m.eps == 2e-5 for m in norms)
     assert all(
         m.eps == 1e-5
-        for m in sddfiqa_r50(width=0.125).modules()
+        for m in SDDFIQANet(50, width=0.125).modules()
         if isinstance(m, torch.nn.BatchNorm2d)
     )
     assert IRNet(101, width=0.125, input_size=32).depth == 100

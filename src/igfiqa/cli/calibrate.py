@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -14,6 +15,33 @@ from igfiqa.cli.options import kind_option, model_options_option, sha256_option,
 from igfiqa.errors import ConfigError
 
 DEFAULT_TARGETS = [0.01, 0.02, 0.05, 0.10]
+
+
+def calibrate_on(model: Path, benchmark: str, fr_model: str, *, fmr: float, **options: Any) -> Any:
+    """``igfiqa.evaluation.expected_fnmr.calibrate_model`` on a benchmark given as on the command
+    line (NAME:PATH, as in evaluate); ``--fmr`` is checked before the benchmark is opened."""
+    from igfiqa.cli.evaluate import parse_benchmark
+    from igfiqa.data.benchmarks import open_benchmark
+    from igfiqa.evaluation.expected_fnmr import calibrate_model, check_fmr
+
+    check_fmr(fmr)
+    label, bench_kind, path = parse_benchmark(benchmark)
+    pairset = open_benchmark(bench_kind, path)
+    return calibrate_model(model, pairset, fr_model, fmr=fmr, source=path, name=label, **options)
+
+
+def read_calibration_file(path: Path, what: str) -> Any:
+    """An ``expected_fnmr.json`` written by ``igfiqa calibrate`` (or a card holding one) as an
+    :class:`~igfiqa.inference.expected_fnmr.ExpectedFnmr`; ``what`` names it in errors."""
+    from igfiqa.inference.expected_fnmr import ExpectedFnmr
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{what} {path} is not readable JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {path} does not hold a calibration object (igfiqa calibrate)")
+    return ExpectedFnmr.from_dict(data.get("expected_fnmr", data))
 
 
 @app.command("calibrate")
@@ -60,21 +88,16 @@ def calibrate(
     comparison against a good reference at the FR model's threshold for --fmr, non-increasing in q,
     with a 95% band from a bootstrap over identities. Attach it to an export with
     `igfiqa export MODEL --fnmr-calibration OUT/expected_fnmr.json` (or `export --calibrate`)."""
-    from igfiqa.cli.evaluate import parse_benchmark
-    from igfiqa.data.benchmarks import open_benchmark
-    from igfiqa.evaluation.expected_fnmr import calibrate_model, check_fmr
+    from igfiqa.evaluation.expected_fnmr import check_fmr
     from igfiqa.evaluation.expected_fnmr_report import thresholds_table, write_calibration_report
     from igfiqa.files import ensure_dir
 
     check_fmr(fmr)
-    label, bench_kind, path = parse_benchmark(benchmark)
     ensure_dir(out, "--out")
-    pairset = open_benchmark(bench_kind, path)
-    run = calibrate_model(
-        model, pairset, fr_model, fmr=fmr, kind=kind, sha256=sha256, options=model_options,
-        holdout=holdout, workers=workers,
-        bootstrap=bootstrap, seed=seed, flip=flip.value, source=path, name=label, device=device,
-        batch_size=batch_size, cache_dir=out / "cache", progress=progress,
+    run = calibrate_on(
+        model, benchmark, fr_model, fmr=fmr, kind=kind, sha256=sha256, options=model_options,
+        holdout=holdout, workers=workers, bootstrap=bootstrap, seed=seed, flip=flip.value,
+        device=device, batch_size=batch_size, cache_dir=out / "cache", progress=progress,
     )  # fmt: skip
     written = write_calibration_report(run, out)
     typer.echo(thresholds_table(run.calibration))
@@ -99,19 +122,12 @@ def thresholds(
     """For each FNMR target, the lowest quality whose expected FNMR meets it, the share of the
     calibration samples that threshold rejects, and the same for the band's upper edge."""
     from igfiqa.evaluation.expected_fnmr_report import thresholds_table
-    from igfiqa.inference.expected_fnmr import ExpectedFnmr
 
     bad = [t for t in targets if not 0.0 <= t <= 1.0]
     if bad:
         raise ConfigError(f"--target must lie in [0, 1] (0.01 = 1%), got {bad}")
     if model.suffix.lower() == ".json" and model.is_file():
-        try:
-            data = json.loads(model.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ConfigError(f"{model} is not readable JSON: {error}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{model} does not hold a calibration object (igfiqa calibrate)")
-        calibration = ExpectedFnmr.from_dict(data.get("expected_fnmr", data))
+        calibration = read_calibration_file(model, "calibration")
     else:
         from igfiqa.inference import load_model
 

@@ -7,20 +7,9 @@ from pathlib import Path
 import typer
 
 from igfiqa.cli import app
+from igfiqa.cli.calibrate import calibrate_on, read_calibration_file
 from igfiqa.cli.options import kind_option, model_options_option, sha256_option
 from igfiqa.errors import ConfigError, IgfiqaError
-
-
-def _read_fnmr_calibration(path: Path) -> dict:
-    import json
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ConfigError(f"--fnmr-calibration {path} is not readable JSON: {error}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"--fnmr-calibration {path} does not hold a calibration object")
-    return data
 
 
 @app.command("export")
@@ -84,19 +73,11 @@ def export(
                 "--calibrate and --fnmr-calibration both give the calibration; pick one"
             )
         if fnmr_calibration is not None:
-            expected = _read_fnmr_calibration(fnmr_calibration)
+            expected = read_calibration_file(fnmr_calibration, "--fnmr-calibration")
         elif calibrate_benchmark is not None:
-            from igfiqa.cli.evaluate import parse_benchmark
-            from igfiqa.data.benchmarks import open_benchmark
-            from igfiqa.evaluation.expected_fnmr import calibrate_model, check_fmr
-
-            check_fmr(calibrate_fmr)
-            label, bench_kind, path = parse_benchmark(calibrate_benchmark)
-            expected = calibrate_model(
-                checkpoint, open_benchmark(bench_kind, path), calibrate_fr_model,
-                fmr=calibrate_fmr, kind=kind, sha256=sha256, options=model_options,
-                source=path, name=label,
-                progress=progress,
+            expected = calibrate_on(
+                checkpoint, calibrate_benchmark, calibrate_fr_model, fmr=calibrate_fmr,
+                kind=kind, sha256=sha256, options=model_options, progress=progress,
             ).calibration  # fmt: skip
         card = export_model(
             checkpoint,

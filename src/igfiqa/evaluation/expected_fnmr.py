@@ -50,12 +50,17 @@ class MatedComparisons:
 
 
 def mated_comparisons(
-    unit_quality: np.ndarray, pairs: np.ndarray, mated: np.ndarray, similarity: np.ndarray
+    unit_quality: np.ndarray,
+    pairs: np.ndarray,
+    mated: np.ndarray,
+    similarity: np.ndarray,
+    *,
+    floor: float | None = None,
 ) -> MatedComparisons:
     """Every probe-against-good-reference comparison of the mated pairs (module docstring).
 
-    Pairs with a NaN quality or score on either side are left out; the median is over the units
-    that appear in a usable pair.
+    Pairs with a NaN quality or score on either side are left out; a good reference has a quality
+    of at least ``floor``, by default the median over the units that appear in a usable pair.
     """
     q = np.asarray(unit_quality, dtype=np.float64)
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
@@ -65,7 +70,7 @@ def mated_comparisons(
     in_pairs = np.unique(pairs[usable])
     if in_pairs.size == 0:
         raise DataError("no pair with a finite quality and comparison score on both sides")
-    floor = float(np.median(q[in_pairs]))
+    floor = float(np.median(q[in_pairs])) if floor is None else float(floor)
     a, b = pairs[usable & mated, 0], pairs[usable & mated, 1]
     s = scores[usable & mated]
     forward, backward = q[b] >= floor, q[a] >= floor
@@ -93,10 +98,6 @@ def isotonic_decreasing(
     ends = np.concatenate([change, [len(fitted) - 1]])
     index = np.unique(np.concatenate([starts, ends]))
     return unique[index], np.clip(fitted[index], 0.0, 1.0)
-
-
-def _threshold(nonmated: np.ndarray, fmr: float) -> float:
-    return edc.threshold_at_fmr(nonmated, fmr)
 
 
 def fit_expected_fnmr(
@@ -135,7 +136,7 @@ def fit_expected_fnmr(
             f"only {comparisons.score.size} mated comparisons against a good reference: too few "
             "to calibrate; use a benchmark with more mated pairs"
         )
-    threshold = _threshold(nonmated, fmr)
+    threshold = edc.threshold_at_fmr(nonmated, fmr)
     error = (comparisons.score < threshold).astype(np.float64)
     knots, values = isotonic_decreasing(comparisons.quality, error, np.ones_like(error))
 
@@ -151,7 +152,7 @@ def fit_expected_fnmr(
     sample_size = min(nonmated.size, max(MAX_BOOTSTRAP_NONMATED, math.ceil(20 / fmr)))
     for b in range(bootstrap):  # one resample per iteration; the fit itself is vectorised
         picked = rng.integers(0, nonmated.size, sample_size)
-        threshold_b = _threshold(nonmated[picked], fmr)
+        threshold_b = edc.threshold_at_fmr(nonmated[picked], fmr)
         multiplicity = np.bincount(rng.integers(0, num_groups, num_groups), minlength=num_groups)
         weight = multiplicity[group_of].astype(np.float64)
         error_b = (comparisons.score < threshold_b).astype(np.float64)
@@ -271,18 +272,11 @@ def reliability(
     so the comparisons are the kind the calibration describes. With ``identities`` (of the units)
     the observed FNMR also gets a 95% interval from a bootstrap over the held-out identities.
     """
-    q = np.asarray(unit_quality, dtype=np.float64)
-    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-    mated = np.asarray(mated, dtype=bool)
-    scores = np.asarray(similarity, dtype=np.float64)
     floor = float(calibration.info.get("reference_quality_floor", np.nan))
-    usable = np.isfinite(q[pairs]).all(axis=1) & np.isfinite(scores) & mated
-    a, b, s = pairs[usable, 0], pairs[usable, 1], scores[usable]
-    forward = q[b] >= floor if np.isfinite(floor) else np.ones(len(a), bool)
-    backward = q[a] >= floor if np.isfinite(floor) else np.ones(len(a), bool)
-    probe_q = np.concatenate([q[a[forward]], q[b[backward]]])
-    probe = np.concatenate([a[forward], b[backward]])
-    score = np.concatenate([s[forward], s[backward]])
+    comparisons = mated_comparisons(
+        unit_quality, pairs, mated, similarity, floor=floor if np.isfinite(floor) else -np.inf
+    )
+    probe, probe_q, score = comparisons.probe, comparisons.quality, comparisons.score
     if probe_q.size < bins:
         raise DataError(f"only {probe_q.size} held-out comparisons for {bins} deciles")
     edges = np.quantile(probe_q, np.linspace(0, 1, bins + 1))
@@ -376,6 +370,14 @@ def calibrate_model(
         raise ConfigError(f"--holdout must lie in [0, 1), got {holdout}")
     check_fmr(fmr)
     path = Path(model)
+    template = getattr(pairset, "sample_template", None)
+    labels = getattr(pairset, "sample_labels", None)
+    identities = None if template is not None or labels is None else np.asarray(labels)
+    if holdout > 0 and identities is None:  # refused before any image is scored
+        raise ConfigError(
+            f"{name or pairset.name} has no identity labels per image: --holdout needs a "
+            "benchmark that has them (folder, synthetic)"
+        )
     settings = {"kind": kind, "sha256": sha256, "model_options": options}
     method = ModelQuality(path.name, options={k: v for k, v in settings.items() if v}, path=path)
     runner = BenchmarkRunner(
@@ -383,37 +385,53 @@ def calibrate_model(
         device=device, progress=progress,
     )  # fmt: skip
     output = runner.run(fr_model, [method], flip=flip, fmrs=[fmr])  # type: ignore[arg-type]
-    quality = runner.unit_qualities(output.qualities)[method.name]
-    template = getattr(pairset, "sample_template", None)
-    labels = getattr(pairset, "sample_labels", None)
-    identities = None if template is not None or labels is None else np.asarray(labels)
-    pairs, mated, similarity = pairset.pairs, pairset.mated, output.similarity
     info = {
         "model": path.name,
         "fr_model": output.result.fr_model,
         "benchmark": runner.name,
         "benchmark_source": None if source is None else str(source),
     }
+    return fit_and_check(
+        runner.unit_qualities(output.qualities)[method.name], pairset.pairs, pairset.mated,
+        output.similarity, identities=identities, fmr=fmr, holdout=holdout,
+        bootstrap=bootstrap, seed=seed, info=info,
+    )  # fmt: skip
+
+
+def fit_and_check(
+    unit_quality: np.ndarray,
+    pairs: np.ndarray,
+    mated: np.ndarray,
+    similarity: np.ndarray,
+    *,
+    identities: np.ndarray | None,
+    fmr: float,
+    holdout: float = 0.0,
+    bootstrap: int = 200,
+    seed: int = 0,
+    info: dict[str, Any] | None = None,
+) -> CalibrationRun:
+    """:func:`fit_expected_fnmr` on all pairs, or, with ``holdout`` > 0, on the pairs of the
+    identities not held out (:func:`split_identities`) and :func:`reliability` on the others."""
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    mated = np.asarray(mated, dtype=bool)
+    similarity = np.asarray(similarity, dtype=np.float64)
     split: dict[str, Any] = {"holdout": holdout}
-    fit_mask = np.ones(len(pairs), dtype=bool)
-    held_mask = None
+    fit_mask, held_mask = np.ones(len(pairs), dtype=bool), None
     if holdout > 0:
         if identities is None:
-            raise ConfigError(
-                f"{runner.name} has no identity labels per image: --holdout needs a benchmark that "
-                "has them (folder, synthetic)"
-            )
+            raise ConfigError("holding identities out needs the identity of every sample")
         fit_mask, held_mask = split_identities(identities, pairs, holdout, seed)
         split.update({"fit_pairs": int(fit_mask.sum()), "held_out_pairs": int(held_mask.sum())})
     calibration = fit_expected_fnmr(
-        quality, pairs[fit_mask], np.asarray(mated)[fit_mask], similarity[fit_mask], fmr=fmr,
+        unit_quality, pairs[fit_mask], mated[fit_mask], similarity[fit_mask], fmr=fmr,
         identities=identities, bootstrap=bootstrap, seed=seed, info=info,
     )  # fmt: skip
     check = None
     if held_mask is not None:
         check = reliability(
-            calibration, quality, pairs[held_mask], np.asarray(mated)[held_mask],
-            similarity[held_mask], identities=identities, seed=seed,
+            calibration, unit_quality, pairs[held_mask], mated[held_mask], similarity[held_mask],
+            identities=identities, seed=seed,
         )  # fmt: skip
     return CalibrationRun(calibration, check, split)
 
@@ -423,6 +441,7 @@ __all__ = [
     "MatedComparisons",
     "Reliability",
     "calibrate_model",
+    "fit_and_check",
     "fit_expected_fnmr",
     "isotonic_decreasing",
     "mated_comparisons",

@@ -66,25 +66,25 @@ def fold_bn_linear(bn: nn.BatchNorm2d, linear: nn.Linear, spatial: int) -> nn.Li
 def fold_batch_norms(network: nn.Module) -> nn.Module:
     """An eval-mode float32 copy of a scoring network with every foldable BatchNorm of its iResNet
     folded (see module docstring); other architectures are copied unchanged."""
+    fused = _fold_in_place(copy.deepcopy(network).float().eval())
+    for parameter in fused.parameters():
+        parameter.requires_grad_(False)
+    return fused
+
+
+def _fold_in_place(network: nn.Module) -> nn.Module:
     from igfiqa.models.iresnet import IResNet
     from igfiqa.models.scoring import ScoringNetwork
 
     if isinstance(network, ScoringNetwork):
-        copied = copy.deepcopy(network).float().eval()
         if network.quality_rule != "serfiq":  # SER-FIQ's dropout acts between bn2 and fc
-            copied.backbone = fold_batch_norms(copied.backbone)
-        for parameter in copied.parameters():
-            parameter.requires_grad_(False)
-        return copied
+            network.backbone = _fold_in_place(network.backbone)
+        return network
     if not isinstance(network, IResNet):
-        fused = copy.deepcopy(network).float().eval()
-        for parameter in fused.parameters():
-            parameter.requires_grad_(False)
-        return fused
-    fused = copy.deepcopy(network).float().eval()
-    fused.conv1 = fold_conv_bn(fused.conv1, fused.bn1)
-    fused.bn1 = nn.Identity()
-    for stage in (fused.layer1, fused.layer2, fused.layer3, fused.layer4):
+        return network
+    network.conv1 = fold_conv_bn(network.conv1, network.bn1)
+    network.bn1 = nn.Identity()
+    for stage in (network.layer1, network.layer2, network.layer3, network.layer4):
         for block in stage:
             block.conv1 = fold_conv_bn(block.conv1, block.bn2)
             block.bn2 = nn.Identity()
@@ -92,14 +92,12 @@ def fold_batch_norms(network: nn.Module) -> nn.Module:
             block.bn3 = nn.Identity()
             if block.downsample is not None:
                 block.downsample = fold_conv_bn(block.downsample[0], block.downsample[1])
-    spatial = fused.fc.in_features // fused.bn2.num_features
-    fc = fold_bn_linear(fused.bn2, fused.fc, spatial)
-    fused.fc = fold_linear_bn(fc, fused.features)
-    fused.bn2 = nn.Identity()
-    fused.features = nn.Identity()
-    for parameter in fused.parameters():
-        parameter.requires_grad_(False)
-    return fused
+    spatial = network.fc.in_features // network.bn2.num_features
+    fc = fold_bn_linear(network.bn2, network.fc, spatial)
+    network.fc = fold_linear_bn(fc, network.features)
+    network.bn2 = nn.Identity()
+    network.features = nn.Identity()
+    return network
 
 
 __all__ = ["fold_batch_norms", "fold_bn_linear", "fold_conv_bn", "fold_linear_bn"]

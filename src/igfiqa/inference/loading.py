@@ -29,7 +29,7 @@ from igfiqa.inference.card import (
     validate_card,
 )
 from igfiqa.models import MODEL_LAYERS, canonical_model_name, create_model
-from igfiqa.models.iresnet import STAGE_CHANNELS, stage_output_size
+from igfiqa.models.iresnet import STAGE_CHANNELS, stage_channels, stage_output_size
 
 EXPECTED = (
     "expected an igfiqa training checkpoint (.pt), an exported model (a directory or .safetensors "
@@ -113,7 +113,7 @@ def infer_model_spec(state: Mapping[str, torch.Tensor], *, where: str) -> dict[s
         )
     widths = [int(state[f"layer{stage}.0.conv1.weight"].shape[0]) for stage in range(1, 5)]
     width = widths[3] / STAGE_CHANNELS[3]
-    if [max(4, round(c * width)) for c in STAGE_CHANNELS] != widths:
+    if stage_channels(width) != widths:
         raise CheckpointError(
             f"{where}: stage widths {widths} are not a scaled iResNet (64/128/256/512)"
         )
@@ -152,8 +152,8 @@ def check_spec_fits_weights(
         ) from None
     if name != inferred["name"]:
         problems.append(f"name {name} (the weights are {inferred['name']})")
-    expected = [max(4, round(c * width)) for c in STAGE_CHANNELS] if width > 0 else None
-    if expected != [max(4, round(c * inferred["width"])) for c in STAGE_CHANNELS]:
+    expected = stage_channels(width) if width > 0 else None
+    if expected != stage_channels(inferred["width"]):
         problems.append(f"width {width:g} (the weights have width {inferred['width']:g})")
     if num_features != inferred["num_features"]:
         problems.append(

@@ -60,22 +60,24 @@ class QualityModel:
         spec = card["model_spec"]
         self.input_size = int(spec["input_size"])
         self.num_features = int(spec["num_features"])
-        calibration = card.get("calibration")
+        self.calibration = self._card_calibration(
+            "calibration", ScoreCalibration.from_dict,
+            "calibrate the model again (igfiqa export --reference IMAGES) or remove the "
+            "calibration from its model card",
+        )  # fmt: skip
+        self.fnmr_calibration = self._card_calibration(
+            "expected_fnmr", ExpectedFnmr.from_dict,
+            "calibrate the model again (igfiqa calibrate) or remove `expected_fnmr` from its "
+            "model card",
+        )  # fmt: skip
+
+    def _card_calibration(self, key: str, reader: Any, remedy: str) -> Any:
+        """The card's calibration under ``key`` read by ``reader`` (None when absent)."""
+        data = self.card.get(key)
         try:
-            self.calibration = ScoreCalibration.from_dict(calibration) if calibration else None
+            return reader(data) if data else None
         except CheckpointError as error:
-            raise CheckpointError(
-                f"{self.source}: {error}; calibrate the model again (igfiqa export --reference IMAGES) or "
-                "remove the calibration from its model card"
-            ) from None
-        fnmr = card.get("expected_fnmr")
-        try:
-            self.fnmr_calibration = ExpectedFnmr.from_dict(fnmr) if fnmr else None
-        except CheckpointError as error:
-            raise CheckpointError(
-                f"{self.source}: {error}; calibrate the model again (igfiqa calibrate) or remove "
-                "`expected_fnmr` from its model card"
-            ) from None
+            raise CheckpointError(f"{self.source}: {error}; {remedy}") from None
 
     # -- properties -------------------------------------------------------------------------------
     @property

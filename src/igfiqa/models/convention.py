@@ -62,16 +62,6 @@ class InputConvention:
             and self.resize_to is None
         )
 
-    @property
-    def network_size(self) -> int:
-        """Side of the tensor that enters the network (after any resize and crop)."""
-        if self.crop is None:
-            return self.size
-        top, bottom, left, right = self.crop
-        if bottom - top != right - left:
-            raise ValueError(f"crop {self.crop} is not square")
-        return bottom - top
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "colour_order": self.colour_order,
@@ -131,6 +121,10 @@ class InputConvention:
         return np.ascontiguousarray(out, dtype=np.float32)
 
 
+ARCFACE_INPUT = InputConvention()
+"""112x112 ArcFace-aligned RGB in [-1, 1]: igfiqa's own input, and that of most released models."""
+
+
 class ConventionLayer(nn.Module):
     """igfiqa's standard input -> the network's convention (channel order, scale, mean, std).
 
@@ -157,4 +151,4 @@ class ConventionLayer(nn.Module):
         return x * self.a.to(x.dtype) + self.b.to(x.dtype)
 
 
-__all__ = ["ConventionLayer", "InputConvention"]
+__all__ = ["ARCFACE_INPUT", "ConventionLayer", "InputConvention"]

@@ -32,6 +32,13 @@ def _conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
 
 
+def stage_channels(width: float) -> list[int]:
+    """Stage widths 64/128/256/512 multiplied by ``width`` (at least 4 each)."""
+    if width <= 0:
+        raise ValueError(f"width must be > 0, got {width}")
+    return [max(4, round(c * width)) for c in STAGE_CHANNELS]
+
+
 def stage_output_size(input_size: int, num_stages: int = 4) -> int:
     """Spatial side after ``num_stages`` stride-2 3x3 convolutions with padding 1 (112 -> 7)."""
     size = input_size
@@ -104,7 +111,7 @@ class IResNet(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if not 0.0 < bn_eps < 1.0:
             raise ValueError(f"bn_eps must be in (0, 1), got {bn_eps}")
-        channels = [max(4, round(c * width)) for c in STAGE_CHANNELS]
+        channels = stage_channels(width)
         self.layers = tuple(int(n) for n in layers)
         self.num_features = num_features
         self.input_size = input_size

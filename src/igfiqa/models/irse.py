@@ -20,8 +20,7 @@ Networks", Hu et al., CVPR 2018):
   PReLU(512*7*7) -> Dropout(0.5) -> Linear(512*7*7 -> 1) directly on the body output (no BN2d).
 
 Module and parameter names equal those of the authors' released state dicts, so they load with
-``load_state_dict(strict=True)`` (after :func:`strip_state_dict_prefix` for files saved from
-``nn.DataParallel``, whose keys start with ``module.``). Every BatchNorm uses eps 1e-5 in the
+``load_state_dict(strict=True)`` (once ``nn.DataParallel``'s ``module.`` prefixes are removed). Every BatchNorm uses eps 1e-5 in the
 official code. The official inference preprocessing is RGB, 112x112, ``(x / 255 - 0.5) / 0.5``
 (i.e. values in [-1, 1]); the embedding is *not* L2-normalised by the network.
 
@@ -31,14 +30,12 @@ versions; ``width=1.0, input_size=112`` gives the published models.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
+from igfiqa.models.iresnet import stage_channels, stage_output_size
+
 BN_EPS = 1e-5
-STAGE_CHANNELS = (64, 128, 256, 512)
 STEM_CHANNELS = 64
 SE_REDUCTION = 16
 
@@ -52,41 +49,12 @@ DEPTH_ALIASES = {101: 100}
 MODES = ("ir", "ir_se")
 
 
-def body_output_size(input_size: int, num_stages: int = 4) -> int:
-    """Spatial side after ``num_stages`` stride-2 stages (conv3x3/pad 1 or 1x1 subsampling): 112 -> 7."""
-    size = input_size
-    for _ in range(num_stages):
-        size = (size - 1) // 2 + 1
-    return size
-
-
-def scaled_channels(width: float) -> tuple[int, int, int, int]:
-    """Stage widths 64/128/256/512 multiplied by ``width`` (at least 4 each)."""
-    if width <= 0:
-        raise ValueError(f"width must be > 0, got {width}")
-    return tuple(max(4, round(c * width)) for c in STAGE_CHANNELS)  # type: ignore[return-value]
-
-
 def canonical_depth(depth: int) -> int:
     """50 / 100 / 152 (101 is accepted as the face.evoLVe name of the 100-unit model)."""
     key = DEPTH_ALIASES.get(int(depth), int(depth))
     if key not in IR_BLOCKS:
         raise ValueError(f"depth must be one of 50, 100 (or 101), 152; got {depth}")
     return key
-
-
-def strip_state_dict_prefix(
-    state_dict: Mapping[str, Tensor], prefix: str = "module."
-) -> dict[str, Tensor]:
-    """Remove a leading ``prefix`` (``nn.DataParallel``'s ``module.``) from every key that has it."""
-    return {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in state_dict.items()}
-
-
-class Flatten(nn.Module):
-    """``(B, C, H, W) -> (B, C*H*W)``; parameter-free, kept as a module for the official indices."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.flatten(x, 1)
 
 
 class SEModule(nn.Module):
@@ -210,6 +178,8 @@ class IRNet(nn.Module):
         width: multiplier of the stage widths 64/128/256/512 (1.0 = released models).
     """
 
+    has_quality_head = False
+
     def __init__(
         self,
         depth: int = 50,
@@ -237,9 +207,9 @@ class IRNet(nn.Module):
         self.num_features = int(num_features)
         self.width = float(width)
         self.bn_eps = float(bn_eps)
-        channels = scaled_channels(width)
+        channels = stage_channels(width)
         stem = channels[0]
-        side = body_output_size(input_size)
+        side = stage_output_size(input_size)
         self.feature_map_size = side
 
         self.input_layer = _make_input_layer(stem, bn_eps)
@@ -249,7 +219,7 @@ class IRNet(nn.Module):
         self.output_layer = nn.Sequential(
             nn.BatchNorm2d(channels[3], eps=bn_eps),
             nn.Dropout(dropout),
-            Flatten(),
+            nn.Flatten(),
             nn.Linear(channels[3] * side * side, num_features),
             nn.BatchNorm1d(num_features, eps=bn_eps, affine=embedding_bn_affine),
         )
@@ -291,6 +261,8 @@ class SDDFIQANet(nn.Module):
         width: multiplier of the stage widths (1.0 = released model).
     """
 
+    has_quality_head = True
+
     def __init__(
         self,
         depth: int = 50,
@@ -311,9 +283,9 @@ class SDDFIQANet(nn.Module):
         self.input_size = int(input_size)
         self.width = float(width)
         self.bn_eps = float(bn_eps)
-        channels = scaled_channels(width)
+        channels = stage_channels(width)
         stem = channels[0]
-        side = body_output_size(input_size)
+        side = stage_output_size(input_size)
         self.feature_map_size = side
         flat = channels[3] * side * side
         self.num_features = flat
@@ -321,7 +293,7 @@ class SDDFIQANet(nn.Module):
         self.input_layer = _make_input_layer(stem, bn_eps)
         self.body = _make_body(IR_BLOCKS[self.depth], channels, stem, se=False, bn_eps=bn_eps)
         self.quality = nn.Sequential(
-            Flatten(),
+            nn.Flatten(),
             nn.PReLU(flat),
             nn.Dropout(dropout, inplace=False),
             nn.Linear(flat, 1),
@@ -336,10 +308,6 @@ class SDDFIQANet(nn.Module):
         """Flattened body output (B, num_features): the input of the quality head."""
         return torch.flatten(self.feature_map(x), 1)
 
-    def predict_quality(self, x: Tensor) -> Tensor:
-        """The quality score, shape (B,) (the official network returns it as (B, 1))."""
-        return self.forward(x)[:, 0]
-
     def embed_and_quality(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """``(flattened feature map (B, C*s*s), quality (B,))`` from one pass through the body."""
         features = self.embed(x)
@@ -348,45 +316,3 @@ class SDDFIQANet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """The official output: quality of shape (B, 1)."""
         return self.quality(self.feature_map(x))
-
-
-def ir_50(**options: Any) -> IRNet:
-    """face.evoLVe ``IR_50`` (depth 50, ``ir`` mode, dropout 0.5, affine BatchNorm1d)."""
-    return IRNet(50, "ir", **options)
-
-
-def ir_101(**options: Any) -> IRNet:
-    """face.evoLVe ``IR_101`` (100 units: 3/13/30/3, ``ir`` mode, dropout 0.5, affine BatchNorm1d)."""
-    return IRNet(100, "ir", **options)
-
-
-def ir_152(**options: Any) -> IRNet:
-    """face.evoLVe ``IR_152`` (``ir`` mode)."""
-    return IRNet(152, "ir", **options)
-
-
-def ir_se_50(**options: Any) -> IRNet:
-    """face.evoLVe ``IR_SE_50`` (squeeze-and-excitation units)."""
-    return IRNet(50, "ir_se", **options)
-
-
-def ir_se_101(**options: Any) -> IRNet:
-    """face.evoLVe ``IR_SE_101``."""
-    return IRNet(100, "ir_se", **options)
-
-
-def ir_se_152(**options: Any) -> IRNet:
-    """face.evoLVe ``IR_SE_152``."""
-    return IRNet(152, "ir_se", **options)
-
-
-def curricularface_ir101(**options: Any) -> IRNet:
-    """CurricularFace's released IR-101: dropout 0.4 and a non-affine final BatchNorm1d."""
-    settings: dict[str, Any] = {"dropout": 0.4, "embedding_bn_affine": False}
-    settings.update(options)
-    return IRNet(100, "ir", **settings)
-
-
-def sddfiqa_r50(**options: Any) -> SDDFIQANet:
-    """SDD-FIQA's released quality network (TFace ``R50([112, 112], use_type="Qua")``)."""
-    return SDDFIQANet(50, **options)

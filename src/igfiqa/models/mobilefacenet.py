@@ -25,26 +25,12 @@ eps 1e-5. ``width`` and ``input_size`` shrink the network for CPU tests.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from igfiqa.models.iresnet import stage_output_size
+
 BN_EPS = 1e-5
-
-
-def _side_after_strides(input_size: int, num_strides: int = 4) -> int:
-    """Spatial side after ``num_strides`` stride-2 3x3 convolutions with padding 1 (112 -> 7)."""
-    size = input_size
-    for _ in range(num_strides):
-        size = (size - 1) // 2 + 1
-    return size
-
-
-class Flatten(nn.Module):
-    """``(B, C, H, W) -> (B, C*H*W)``; parameter-free."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.flatten(x, 1)
 
 
 class ConvBlock(nn.Module):
@@ -168,6 +154,8 @@ class MobileFaceNet(nn.Module):
         width: multiplier of all internal widths 64/128/256/512 (1.0 = released model).
     """
 
+    has_quality_head = False
+
     def __init__(
         self,
         num_features: int = 512,
@@ -194,7 +182,7 @@ class MobileFaceNet(nn.Module):
             return max(4, round(n * width))
 
         c64, c128, c256, c512 = ch(64), ch(128), ch(256), ch(512)
-        side = _side_after_strides(input_size)
+        side = stage_output_size(input_size)
         self.feature_map_size = side
         eps = bn_eps
 
@@ -208,7 +196,7 @@ class MobileFaceNet(nn.Module):
         self.conv_5 = Residual(c128, 2, c256, bn_eps=eps)
         self.conv_6_sep = ConvBlock(c128, c512, bn_eps=eps)
         self.conv_6_dw = LinearBlock(c512, c512, (side, side), groups=c512, bn_eps=eps)
-        self.conv_6_flatten = Flatten()
+        self.conv_6_flatten = nn.Flatten()
         self.linear = nn.Linear(c512, num_features, bias=False)
         self.bn = nn.BatchNorm1d(num_features, eps=bn_eps)
 

@@ -35,10 +35,31 @@ class ModelFile:
     sha256: str | None
     payload: Any = None
     weights: Path | None = None
+    _keys: dict[tuple[str, ...], frozenset[str]] = field(default_factory=dict, repr=False)
 
     @property
     def where(self) -> str:
         return str(self.path)
+
+    def tensor_names(self, inner: tuple[str, ...] = ()) -> frozenset[str]:
+        """The tensor names of a pickled state dict: the payload's own, or those of
+        ``payload[key]`` for the first key of ``inner`` that holds a mapping; empty for anything
+        else. Computed once per ``inner``, however many kinds ask."""
+        if inner not in self._keys:
+            state = self.payload if self.format == TORCH else None
+            if isinstance(state, Mapping):
+                state = next((state[k] for k in inner if isinstance(state.get(k), Mapping)), state)
+            names: frozenset[str] = frozenset()
+            if isinstance(state, Mapping):
+                import torch
+
+                names = frozenset(
+                    k
+                    for k, v in state.items()
+                    if isinstance(k, str) and isinstance(v, torch.Tensor)
+                )
+            self._keys[inner] = names
+        return self._keys[inner]
 
 
 @dataclass
@@ -68,7 +89,7 @@ class ModelKind:
     page: ClassVar[str] = ""
     licence: ClassVar[str] = ""
     files: ClassVar[str] = ""
-    file_format: ClassVar[str] = TORCH
+    file_formats: ClassVar[tuple[str, ...]] = (TORCH,)
     expects: ClassVar[str] = ""
     options: ClassVar[tuple[str, ...]] = ()
     options_help: ClassVar[dict[str, str]] = {}
@@ -225,7 +246,7 @@ def detect_kind(file: ModelFile) -> ModelKind:
     claims = [kind for kind in KINDS.values() if kind.auto and kind.recognise(file)]
     if len(claims) == 1:
         return claims[0]
-    candidates = claims or [k for k in KINDS.values() if k.file_format == file.format]
+    candidates = claims or [k for k in KINDS.values() if file.format in k.file_formats]
     listing = "; ".join(f"{k.name}: {k.expects}" for k in candidates)
     if claims:
         raise CheckpointError(
@@ -250,12 +271,10 @@ def load_kind(
     and the file's SHA-256."""
     file = open_model_file(path, sha256=sha256)
     chosen = get_kind(kind) if kind else detect_kind(file)
-    if chosen.file_format != file.format and not (
-        chosen.file_format == "any" or (file.format == EXPORT and chosen.name == "igfiqa")
-    ):
+    if file.format not in chosen.file_formats:
         raise CheckpointError(
-            f"{file.path} is a {file.format} file but kind {chosen.name} reads {chosen.file_format}"
-            f" files ({chosen.expects})"
+            f"{file.path} is a {file.format} file but kind {chosen.name} reads "
+            f"{' or '.join(chosen.file_formats)} files ({chosen.expects})"
         )
     loaded = chosen.load(file, parse_kind_options(options, chosen))
     source = dict(loaded.card.get("source") or {})

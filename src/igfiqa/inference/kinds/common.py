@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -13,7 +13,7 @@ from igfiqa.inference.card import make_model_card
 from igfiqa.inference.kinds.base import LoadedModel, ModelFile, ModelKind
 from igfiqa.inference.loading import clean_state_dict, infer_model_spec
 from igfiqa.models import create_model
-from igfiqa.models.convention import InputConvention
+from igfiqa.models.convention import ARCFACE_INPUT, InputConvention
 
 IRESNET_MARKERS = ("conv1.weight", "layer1.0.conv1.weight", "fc.weight", "features.running_mean")
 
@@ -30,16 +30,6 @@ def tensor_state(payload: Any, where: str, *, inner: Iterable[str] = ()) -> dict
     if not isinstance(state, Mapping):
         raise CheckpointError(f"{where}: expected a state dict, found a {type(state).__name__}")
     return {k: v for k, v in state.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
-
-
-def keys_of(file: ModelFile, *, inner: Iterable[str] = ()) -> set[str]:
-    """The tensor names of a pickle (empty when it is not a mapping)."""
-    if file.format != "torch" or not isinstance(file.payload, Mapping):
-        return set()
-    try:
-        return set(tensor_state(file.payload, file.where, inner=inner))
-    except CheckpointError:
-        return set()
 
 
 def take_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -84,6 +74,14 @@ def iresnet_from_spec(spec: Mapping[str, Any]) -> nn.Module:
 
 def load_strict(network: nn.Module, state: Mapping[str, torch.Tensor], where: str) -> nn.Module:
     """``load_state_dict`` that names missing, unexpected and misshapen entries in one error."""
+    check_fits(network, state, where)
+    network.load_state_dict(state, strict=False)
+    return network.eval()
+
+
+def check_fits(network: nn.Module, state: Mapping[str, torch.Tensor], where: str) -> None:
+    """Raise a CheckpointError naming the missing, unexpected and misshapen entries of ``state``
+    for ``network`` (which may live on the meta device: only shapes are read)."""
     own = network.state_dict()
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in own]
@@ -101,8 +99,6 @@ def load_strict(network: nn.Module, state: Mapping[str, torch.Tensor], where: st
         raise CheckpointError(
             f"{where}: the weights do not fit the architecture ({'; '.join(parts)})"
         )
-    network.load_state_dict(state, strict=False)
-    return network.eval()
 
 
 def build_checked(
@@ -123,14 +119,7 @@ def build_checked(
             f"{where}: cannot build the {kind_name} model of its card ({error!r}); export the "
             "model again"
         ) from None
-    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in state.items()}
-    if (
-        expected.keys() - found.keys() - {k for k in expected if k.endswith("num_batches_tracked")}
-        or (found.keys() - expected.keys())
-        or any(found[k] != shape for k, shape in expected.items() if k in found)
-    ):
-        load_strict(skeleton, state, where)  # raises, naming what differs
+    check_fits(skeleton, state, where)
     return load_strict(kind.build(spec), state, where)
 
 
@@ -159,18 +148,44 @@ def kind_card(
     )  # fmt: skip
 
 
-def loaded(kind: ModelKind, network: nn.Module, card: dict[str, Any]) -> LoadedModel:
-    return LoadedModel(card=card, network=network.eval(), kind=kind.name)
+class IresnetStateDictKind(ModelKind):
+    """A plain iResNet state dict (``layerK.N``, ``fc``, ``features``; ``module.`` removed), with
+    the quality head ``qs`` exactly when ``quality_head``; BatchNorm eps 1e-5, ArcFace input."""
+
+    quality_head: ClassVar[bool] = False
+    family: ClassVar[str] = "iResNet (insightface parameter names)"
+    quality_meaning: ClassVar[str | None] = None
+
+    def recognise(self, file: ModelFile) -> bool:
+        keys = {k.removeprefix("module.") for k in file.tensor_names()}
+        has_head = any(k.startswith("qs.") for k in keys)
+        return is_iresnet(keys) and has_head == self.quality_head
+
+    def load(self, file: ModelFile, options: Mapping[str, str]) -> LoadedModel:
+        state = tensor_state(file.payload, file.where)
+        spec, network = iresnet_backbone(
+            state, file.where, bn_eps=1e-5, quality_head=self.quality_head
+        )
+        quality = {"meaning": self.quality_meaning} if self.quality_meaning else None
+        card = kind_card(
+            self, spec, network, convention=ARCFACE_INPUT, file=file, family=self.family,
+            quality=quality,
+        )  # fmt: skip
+        return LoadedModel(card=card, network=network, kind=self.name)
+
+    def build(self, spec: Mapping[str, Any]) -> Any:
+        return iresnet_from_spec({**spec, "quality_head": self.quality_head})
 
 
 __all__ = [
+    "IresnetStateDictKind",
+    "build_checked",
+    "check_fits",
     "iresnet_backbone",
     "iresnet_from_spec",
     "is_iresnet",
-    "keys_of",
     "kind_card",
     "load_strict",
-    "loaded",
     "take_prefix",
     "tensor_state",
 ]

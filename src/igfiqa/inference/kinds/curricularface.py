@@ -14,10 +14,11 @@ from igfiqa.errors import CheckpointError
 from igfiqa.inference.kinds.base import LoadedModel, ModelFile, ModelKind, register_kind
 from igfiqa.inference.kinds.common import kind_card, load_strict, tensor_state
 from igfiqa.inference.loading import clean_state_dict
-from igfiqa.models.convention import InputConvention
+from igfiqa.models.convention import ARCFACE_INPUT
+from igfiqa.models.iresnet import stage_channels
 from igfiqa.models.irse import IR_BLOCKS, IRNet
 
-CONVENTION = InputConvention("RGB", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 112)
+CONVENTION = ARCFACE_INPUT
 
 
 def ir_spec(state: Mapping[str, torch.Tensor], where: str, *, head: str) -> dict[str, Any]:
@@ -32,7 +33,7 @@ def ir_spec(state: Mapping[str, torch.Tensor], where: str, *, head: str) -> dict
         raise CheckpointError(f"{where}: {len(units)} body units match no IR network ({known})")
     stem = int(state["input_layer.0.weight"].shape[0])
     width = stem / 64
-    last = max(4, round(512 * width))
+    last = stage_channels(width)[3]
     flat = int(state[head].shape[-1])
     side = math.isqrt(flat // last) if flat % last == 0 else 0
     if side < 1 or side * side * last != flat:
@@ -67,9 +68,7 @@ class CurricularfaceKind(ModelKind):
     expects = "a face.evoLVe IR state dict: input_layer.*, body.N.*, output_layer.{0,3,4}.*"
 
     def recognise(self, file: ModelFile) -> bool:
-        from igfiqa.inference.kinds.common import keys_of
-
-        keys = {k.removeprefix("module.") for k in keys_of(file, inner=("state_dict",))}
+        keys = {k.removeprefix("module.") for k in file.tensor_names(("state_dict",))}
         return "input_layer.0.weight" in keys and "output_layer.3.weight" in keys
 
     def load(self, file: ModelFile, options: Mapping[str, str]) -> LoadedModel:
@@ -85,14 +84,12 @@ class CurricularfaceKind(ModelKind):
         return LoadedModel(card=card, network=network, kind=self.name)
 
     def build(self, spec: Mapping[str, Any]) -> Any:
-        network = IRNet(
+        return IRNet(
             int(spec["depth"]), str(spec.get("mode", "ir")),
             input_size=int(spec["input_size"]), num_features=int(spec.get("num_features", 512)),
             embedding_bn_affine=bool(spec.get("embedding_bn_affine", False)),
             width=float(spec.get("width", 1.0)),
         )  # fmt: skip
-        network.has_quality_head = False
-        return network
 
 
 __all__ = ["CurricularfaceKind", "ir_spec", "ir_state"]

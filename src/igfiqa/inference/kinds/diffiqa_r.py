@@ -13,16 +13,15 @@ from igfiqa.inference.kinds.common import (
     iresnet_backbone,
     iresnet_from_spec,
     is_iresnet,
-    keys_of,
     kind_card,
     load_strict,
     take_prefix,
     tensor_state,
 )
-from igfiqa.models.convention import InputConvention
+from igfiqa.models.convention import ARCFACE_INPUT
 from igfiqa.models.scoring import ScoringNetwork
 
-CONVENTION = InputConvention("RGB", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 112)
+CONVENTION = ARCFACE_INPUT
 
 
 @register_kind
@@ -40,7 +39,7 @@ class DiffiqaRKind(ModelKind):
     expects = "an nn.Sequential state dict: base.* (iResNet) and linear.weight / linear.bias"
 
     def recognise(self, file: ModelFile) -> bool:
-        keys = keys_of(file)
+        keys = file.tensor_names()
         return "linear.weight" in keys and is_iresnet(
             {k[5:] for k in keys if k.startswith("base.")}
         )

@@ -16,17 +16,16 @@ from igfiqa.inference.kinds.common import (
     iresnet_backbone,
     iresnet_from_spec,
     is_iresnet,
-    keys_of,
     kind_card,
     load_strict,
     take_prefix,
     tensor_state,
 )
-from igfiqa.models.convention import InputConvention
+from igfiqa.models.convention import ARCFACE_INPUT
 from igfiqa.models.mobilefacenet import MobileFaceNet
 from igfiqa.models.scoring import MLPRegressor, ScoringNetwork
 
-CONVENTION = InputConvention("RGB", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 112)
+CONVENTION = ARCFACE_INPUT
 SIZES = {"iresnet100": "L", "iresnet50": "M", "iresnet18": "S", "mobilefacenet": "T"}
 
 
@@ -70,7 +69,7 @@ class EdiffiqaKind(ModelKind):
     expects = "a state dict with base_model.* (iResNet or MobileFaceNet) and mlp.l1.* / mlp.l2.*"
 
     def recognise(self, file: ModelFile) -> bool:
-        keys = keys_of(file)
+        keys = file.tensor_names()
         return (
             "mlp.l1.weight" in keys
             and "mlp.l2.weight" in keys

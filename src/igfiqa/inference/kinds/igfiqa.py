@@ -31,7 +31,7 @@ class IgfiqaKind(ModelKind):
     page = "this project (igfiqa train / igfiqa export)"
     licence = "Apache-2.0 (code); weights: yours"
     files = "step_*.pt, run folders, export folders (model.safetensors + model_card.json)"
-    file_format = TORCH
+    file_formats = (TORCH, EXPORT)
     expects = (
         "an igfiqa training checkpoint (format igfiqa.checkpoint), a run folder, or an export "
         "(model.safetensors with model_card.json)"

@@ -12,7 +12,6 @@ from igfiqa.inference.kinds.common import (
     iresnet_backbone,
     iresnet_from_spec,
     is_iresnet,
-    keys_of,
     kind_card,
     take_prefix,
     tensor_state,
@@ -76,7 +75,7 @@ class MagfaceKind(ModelKind):
             file.payload.get("state_dict"), Mapping
         ):
             return False
-        keys = keys_of(file, inner=("state_dict",))
+        keys = file.tensor_names(("state_dict",))
         return any(
             is_iresnet({k[len(p) :] for k in keys if k.startswith(p)})
             for p in ("features.module.", "module.features.")

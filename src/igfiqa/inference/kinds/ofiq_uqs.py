@@ -50,7 +50,7 @@ class OfiqUqsKind(ModelKind):
     )
     licence = "code: MIT; models: the licence inside OFIQ-MODELS.zip"
     files = "models/unified_quality_score/magface_iresnet50_norm.onnx in OFIQ-MODELS.zip"
-    file_format = ONNX
+    file_formats = (ONNX,)
     expects = "OFIQ's unified-quality-score ONNX file (MagFace iResNet-50, 112x112 input)"
     auto = False
 

@@ -62,7 +62,7 @@ class OnnxKind(ModelKind):
     page = "-"
     licence = "the model's own"
     files = "*.onnx"
-    file_format = ONNX
+    file_formats = (ONNX,)
     expects = "an ONNX FR model without an igfiqa model card (first input NCHW, first output the embedding)"
 
     def recognise(self, file: ModelFile) -> bool:

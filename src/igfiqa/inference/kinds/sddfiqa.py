@@ -7,12 +7,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from igfiqa.inference.kinds.base import LoadedModel, ModelFile, ModelKind, register_kind
-from igfiqa.inference.kinds.common import keys_of, kind_card, load_strict
+from igfiqa.inference.kinds.common import kind_card, load_strict
 from igfiqa.inference.kinds.curricularface import ir_spec, ir_state
-from igfiqa.models.convention import InputConvention
+from igfiqa.models.convention import ARCFACE_INPUT
 from igfiqa.models.irse import SDDFIQANet
 
-CONVENTION = InputConvention("RGB", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 112)
+CONVENTION = ARCFACE_INPUT
 
 
 @register_kind
@@ -32,7 +32,7 @@ class SddfiqaKind(ModelKind):
     )
 
     def recognise(self, file: ModelFile) -> bool:
-        keys = {k.removeprefix("module.") for k in keys_of(file, inner=("state_dict",))}
+        keys = {k.removeprefix("module.") for k in file.tensor_names(("state_dict",))}
         return "input_layer.0.weight" in keys and "quality.3.weight" in keys
 
     def load(self, file: ModelFile, options: Mapping[str, str]) -> LoadedModel:
@@ -52,10 +52,8 @@ class SddfiqaKind(ModelKind):
         return LoadedModel(card=card, network=network, kind=self.name)
 
     def build(self, spec: Mapping[str, Any]) -> Any:
-        network = SDDFIQANet(
+        return SDDFIQANet(
             int(spec["depth"]),
             input_size=int(spec["input_size"]),
             width=float(spec.get("width", 1.0)),
         )
-        network.has_quality_head = True
-        return network

@@ -9,7 +9,9 @@ from typing import Any, ClassVar
 
 from igfiqa.errors import CheckpointError, ConfigError
 from igfiqa.inference.kinds.base import (
+    EXPORT,
     KINDS,
+    TORCH,
     LoadedModel,
     ModelFile,
     ModelKind,
@@ -55,7 +57,7 @@ class SerfiqKind(ModelKind):
     page = "https://github.com/pterhoer/FaceImageQuality"
     licence = "SER-FIQ code: CC BY-NC-SA 4.0 (non-commercial); the FR model's own weights"
     files = "any FR file of an iResNet kind"
-    file_format = "any"
+    file_formats = (TORCH, EXPORT)
     expects = "an FR model file of an iResNet kind (base=KIND to name it), options T, p, seed"
     options = ("base", "T", "p", "seed", "rescale")
     options_help: ClassVar[dict[str, str]] = {
@@ -71,9 +73,9 @@ class SerfiqKind(ModelKind):
         base = get_kind(options["base"]) if "base" in options else detect_kind(file)
         if base.name == self.name or base.name not in KINDS:
             raise ConfigError("serfiq needs another kind as its base")
-        if base.file_format != file.format:
+        if file.format not in base.file_formats:
             raise ConfigError(
-                f"serfiq base={base.name} reads {base.file_format} files; {file.path} is a "
+                f"serfiq base={base.name} reads {' or '.join(base.file_formats)} files; {file.path} is a "
                 f"{file.format} file"
             )
         inner = base.load(file, {})

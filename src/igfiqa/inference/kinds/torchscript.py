@@ -50,7 +50,7 @@ class TorchscriptKind(ModelKind):
     page = "-"
     licence = "the model's own"
     files = "*.pt / *.ts archives written by torch.jit.save"
-    file_format = TORCHSCRIPT
+    file_formats = (TORCHSCRIPT,)
     expects = "a torch.jit.save archive whose forward maps (B, 3, S, S) to embeddings"
     options = ("size",)
     options_help: ClassVar[dict[str, str]] = {"size": "input side S, 16 to 4096 (default 112)"}
