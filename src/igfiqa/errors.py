@@ -30,3 +30,8 @@ class CheckpointError(IgfiqaError):
 
 class UnsafePickleError(DataError):
     """A pickle tried to load an object outside the allowed set (it may try to run code)."""
+
+
+class OutputError(IgfiqaError):
+    """An output file or folder cannot be written (no permission, read-only, disk full, a file where
+    a folder is needed). What was written before stays valid."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import math
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from igfiqa.errors import ConfigError, DataError
+from igfiqa.errors import ConfigError, DataError, OutputError
 
 
 def ensure_dir(path: str | os.PathLike[str], option: str = "--out") -> Path:
@@ -37,6 +38,38 @@ def ensure_dir(path: str | os.PathLike[str], option: str = "--out") -> Path:
         reason = error.strerror or type(error).__name__
         raise ConfigError(f"{option} {folder}: cannot create this folder ({reason})") from error
     return folder
+
+
+_OUTPUT_HINTS = {
+    errno.ENOSPC: "the disk is full: free some space or write elsewhere",
+    errno.EDQUOT: "the disk quota is used up: free some space or write elsewhere",
+    errno.EROFS: "the file system is read-only: write elsewhere",
+    errno.EACCES: "no permission: write into a folder you own",
+    errno.EPERM: "not permitted: write into a folder you own",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "a folder is in the way of the file",
+    errno.ENAMETOOLONG: "the path is too long",
+}
+
+
+def output_error(path: str | os.PathLike[str], error: OSError, what: str = "write") -> OutputError:
+    """An :class:`OutputError` of one line naming ``path``, the cause and what to do."""
+    reason = error.strerror or str(error) or type(error).__name__
+    hint = _OUTPUT_HINTS.get(error.errno or -1, "check the path and the disk")
+    return OutputError(f"{path}: cannot {what} ({reason}); {hint}")
+
+
+@contextlib.contextmanager
+def writing(
+    path: str | os.PathLike[str], what: str = "write", *, name_error_file: bool = True
+) -> Iterator[None]:
+    """Turn an :class:`OSError` raised inside the block into :func:`output_error`, naming the file
+    the error names (with ``name_error_file``) or else ``path``."""
+    try:
+        yield
+    except OSError as error:
+        named = (name_error_file and getattr(error, "filename", None)) or path
+        raise output_error(named, error, what) from error
 
 
 MAX_FILE_BYTES = 256 * 1024 * 1024
@@ -225,10 +258,12 @@ __all__ = [
     "FolderLock",
     "ensure_dir",
     "max_file_bytes",
+    "output_error",
     "read_regular_file",
     "read_text_file",
     "spreadsheet_safe",
     "spreadsheet_unescape",
+    "writing",
 ]
 
 
@@ -251,22 +286,25 @@ def complete_lines(path: str | os.PathLike[str]) -> bytes:
 def atomic_output(path: str | os.PathLike[str], *, private: bool = True) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to (for writers that want a file name); on
     success it is fsynced and renamed over ``path`` and the folder entry fsynced, on failure
-    removed. ``private`` keeps the temporary file's mode 0600; otherwise the file gets the usual
-    0666 & ~umask."""
+    removed, and the old ``path`` is untouched. ``private`` keeps the temporary file's mode 0600;
+    otherwise the file gets the usual 0666 & ~umask. An :class:`OSError` (a full disk, a read-only
+    folder) becomes an :class:`OutputError` naming ``path``."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    with writing(target, name_error_file=False):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
     temporary = Path(tmp_name)
     try:
-        yield temporary
-        if not private:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(temporary, 0o666 & ~umask)
-        with temporary.open("rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
+        with writing(target, name_error_file=False):
+            yield temporary
+            if not private:
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(temporary, 0o666 & ~umask)
+            with temporary.open("rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(temporary, target)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
