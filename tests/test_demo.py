@@ -170,6 +170,7 @@ def test_a_signal_during_training_stops_the_whole_demo(tmp_path, monkeypatch):
         run_demo(tmp_path / "a", DemoSettings(**TINY), progress=False, log=lambda _: None)
     assert calls == ["crfiqa"]  # no further variant trained
     assert not (tmp_path / "a" / "report.md").exists()
+    assert not (tmp_path / "a" / ".igfiqa.lock").exists()  # released: a rerun may start
     result = CliRunner().invoke(
         app, ["demo", "-o", str(tmp_path / "b"), "--epochs", "1", "--identities", "12",
               "--samples", "4", "--test-identities", "6", "--test-samples", "4", "--batch-size", "16",
@@ -177,3 +178,165 @@ def test_a_signal_during_training_stops_the_whole_demo(tmp_path, monkeypatch):
     )  # fmt: skip
     assert result.exit_code == 143, result.output
     assert "interrupted: stopped by signal 15" in result.output
+
+
+# ----------------------------------------------------------------- one writer, never a user's file
+@pytest.fixture
+def live_pid():
+    """The PID of a live process that is not this one (the holder of a simulated lock)."""
+    import subprocess
+
+    sleeper = subprocess.Popen(["sleep", "60"])
+    yield sleeper.pid
+    sleeper.kill()
+    sleeper.wait()
+
+
+def write_lock(folder, pid):
+    import socket
+
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {"pid": pid, "host": socket.gethostname(), "since": 0.0}
+    (folder / ".igfiqa.lock").write_text(json.dumps(data))
+
+
+def earlier_run(folder):
+    """What an igfiqa training run leaves in its folder; returns {relative path: bytes}."""
+    files = {
+        "config.yaml": b"model: {}\n",
+        "metrics.jsonl": b'{"step": 1}\n',
+        "checkpoints/step_00000003.pt": b"weights",
+    }
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    return files
+
+
+def snapshot(folder):
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def cli_error(monkeypatch, capsys, *args):
+    """Run the console script's entry point; returns its exit code and its stderr."""
+    import sys
+
+    from igfiqa.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["igfiqa", *args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    return exited.value.code, capsys.readouterr().err
+
+
+TINY_CLI = ["--identities", "12", "--samples", "4", "--test-identities", "6", "--test-samples",
+            "4", "--batch-size", "16", "--epochs", "1", "--no-progress"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["my.pt", "checkpoints/best.pt", "tensorboard/notes.txt"])
+def test_a_user_file_in_a_run_folder_survives_and_the_demo_is_refused(
+    tmp_path, monkeypatch, capsys, name
+):
+    out = tmp_path / "o"
+    earlier_run(out / "runs" / "crfiqa")
+    mine = out / "runs" / "ig_distance" / name
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"my own checkpoint")
+    before = snapshot(out)
+    with pytest.raises(ConfigError, match=rf"{mine.name}.*not written by igfiqa.*move it"):
+        run_demo(out, DemoSettings(**TINY), progress=False, log=lambda _: None)
+    assert snapshot(out) == before  # refused before any work: nothing deleted, nothing written
+    code, err = cli_error(monkeypatch, capsys, "demo", "--out", str(out), *TINY_CLI)
+    assert code == 2 and err.startswith("error: ") and str(mine) in err
+    assert len(err.strip().splitlines()) == 1
+    assert snapshot(out) == before
+
+
+def test_a_second_demo_on_a_held_folder_is_refused(tmp_path, monkeypatch, capsys, live_pid):
+    out = tmp_path / "o"
+    earlier_run(out / "runs" / "crfiqa")
+    write_lock(out, live_pid)  # the first demo, still running
+    write_lock(out / "runs" / "crfiqa", live_pid)  # ... and training there
+    before = snapshot(out)
+    with pytest.raises(ConfigError, match=rf"in use by another igfiqa process \(PID {live_pid}"):
+        run_demo(out, DemoSettings(**TINY), progress=False, log=lambda _: None)
+    code, err = cli_error(monkeypatch, capsys, "demo", "--out", str(out), *TINY_CLI)
+    assert code == 2 and f"PID {live_pid}" in err and len(err.strip().splitlines()) == 1
+    assert snapshot(out) == before  # the first one's lock and run folder untouched
+
+
+def test_a_run_folder_another_process_trains_in_is_not_deleted(tmp_path, live_pid):
+    out = tmp_path / "o"
+    earlier_run(out / "runs" / "crfiqa")
+    write_lock(out / "runs" / "crfiqa", live_pid)  # e.g. igfiqa train --out o/runs/crfiqa
+    before = snapshot(out)
+    with pytest.raises(ConfigError, match=rf"PID {live_pid}"):
+        run_demo(out, DemoSettings(**TINY), progress=False, log=lambda _: None)
+    assert snapshot(out) == before
+    assert not (out / ".igfiqa.lock").exists()  # the demo's own lock is released
+
+
+@pytest.mark.parametrize("link", ["runs", "runs/crfiqa"])
+def test_a_symlinked_run_folder_is_refused_and_its_target_untouched(tmp_path, link):
+    target = tmp_path / "elsewhere"
+    files = earlier_run(target / "crfiqa" if link == "runs" else target)
+    out = tmp_path / "o"
+    (out / link).parent.mkdir(parents=True, exist_ok=True)
+    (out / link).symlink_to(target, target_is_directory=True)
+    with pytest.raises(ConfigError, match="symbolic link"):
+        run_demo(out, DemoSettings(**TINY), progress=False, log=lambda _: None)
+    assert (out / link).is_symlink()
+    assert snapshot(target) == {
+        (f"crfiqa/{k}" if link == "runs" else k): v for k, v in files.items()
+    }
+
+
+def test_clear_run_folder_removes_an_earlier_run_and_only_that(tmp_path):
+    import subprocess
+
+    from igfiqa.demo import clear_run_folder
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    run = tmp_path / "runs" / "crfiqa"
+    earlier_run(run)
+    write_lock(run, dead.pid)  # left by a killed run: taken over
+    (run / ".config.yaml.k3j4h5.tmp").write_bytes(b"half")
+    (run / "checkpoints" / ".step_00000004.pt.a1b2c3.tmp").write_bytes(b"half")
+    (run / "tensorboard").mkdir()
+    (run / "tensorboard" / "events.out.tfevents.1.host").write_bytes(b"e")
+    (tmp_path / "runs" / "notes.txt").write_text("beside the run folder: not ours to judge")
+    clear_run_folder(run, tmp_path)
+    assert not run.exists() and (tmp_path / "runs" / "notes.txt").is_file()
+    clear_run_folder(run, tmp_path)  # nothing there: nothing to do
+
+
+def test_the_demo_lock_is_held_while_training_and_released_on_ctrl_c(tmp_path, monkeypatch):
+    import os
+
+    import igfiqa.engine.trainer as trainer
+    from igfiqa.errors import IgfiqaError
+
+    out = tmp_path / "o"
+    seen = []
+
+    def interrupted_train(config, *, out_dir, progress, dataset):
+        seen.append(json.loads((out / ".igfiqa.lock").read_text())["pid"])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "train", interrupted_train)
+    with pytest.raises(KeyboardInterrupt):
+        run_demo(out, DemoSettings(**TINY), progress=False, log=lambda _: None)
+    assert seen == [os.getpid()] and not (out / ".igfiqa.lock").exists()
+
+    def no_checkpoint(config, *, out_dir, progress, dataset):
+        return trainer.TrainResult(
+            run_dir=out_dir, checkpoint=None, step=0, epoch=0, stopped="completed"
+        )
+
+    monkeypatch.setattr(trainer, "train", no_checkpoint)  # the same error as the study's
+    with pytest.raises(IgfiqaError, match="stopped early"):
+        run_demo(out, DemoSettings(**TINY), progress=False, log=lambda _: None)
+    assert not (out / ".igfiqa.lock").exists()

@@ -212,3 +212,137 @@ def test_real_photo_metrics_add_the_embedding_diagnostics(tmp_path) -> None:
     assert row["embedding_norm_spearman"] == pytest.approx(spearman(norm, minus))
     assert row["quality_norm_spearman"] == pytest.approx(spearman(quality, norm))
     assert _real_photo_metrics(path, PhotoSet(unavailable="offline"), seed=0) is None
+
+
+# ----------------------------------------------------------------- one writer, never a user's file
+@pytest.fixture
+def live_pid():
+    """The PID of a live process that is not this one (the holder of a simulated lock)."""
+    import subprocess
+
+    sleeper = subprocess.Popen(["sleep", "60"])
+    yield sleeper.pid
+    sleeper.kill()
+    sleeper.wait()
+
+
+def _write_lock(folder, pid) -> None:
+    import socket
+
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {"pid": pid, "host": socket.gethostname(), "since": 0.0}
+    (folder / ".igfiqa.lock").write_text(json.dumps(data))
+
+
+def _unit_without_checkpoint(folder) -> None:
+    """A unit folder as a training run leaves it before its first checkpoint."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text("model: {}\n")
+    (folder / "metrics.jsonl").write_text('{"step": 1}\n')
+
+
+def _snapshot(folder) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def _cli_error(monkeypatch, capsys, *args) -> tuple[int, str]:
+    import sys
+
+    from igfiqa.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["igfiqa", *args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    return exited.value.code, capsys.readouterr().err
+
+
+TINY_CLI = ["--seeds", "2", "--variants", "crfiqa,fr_only", "--identities", "12", "--samples",
+            "4", "--test-identities", "8", "--test-samples", "3", "--image-size", "32",
+            "--batch-size", "16", "--epochs", "2", "--no-real-photos"]  # fmt: skip
+TINY_PAIR = {**TINY, "variants": (BASELINE, INDEPENDENT_FR)}  # what TINY_CLI asks
+
+
+def test_a_second_study_on_a_held_folder_is_refused(tmp_path, monkeypatch, capsys, live_pid):
+    out = tmp_path / "s"
+    unit = out / "seed_0" / BASELINE
+    _unit_without_checkpoint(unit)  # the first study trains here, no checkpoint yet
+    _write_lock(unit, live_pid)
+    _write_lock(out, live_pid)
+    before = _snapshot(out)
+    with pytest.raises(ConfigError, match=rf"in use by another igfiqa process \(PID {live_pid}"):
+        run_study(out, StudySettings(**TINY_PAIR), log=lambda _: None)
+    code, err = _cli_error(monkeypatch, capsys, "study", "--out", str(out), *TINY_CLI)
+    assert code == 2 and f"PID {live_pid}" in err and len(err.strip().splitlines()) == 1
+    assert _snapshot(out) == before  # the first study's unit and locks untouched
+
+
+def test_a_unit_folder_another_process_trains_in_is_not_deleted(tmp_path, live_pid) -> None:
+    out = tmp_path / "s"
+    unit = out / "seed_1" / INDEPENDENT_FR
+    _unit_without_checkpoint(unit)
+    _write_lock(unit, live_pid)  # a trainer of another process, without the study folder's lock
+    before = _snapshot(out)
+    with pytest.raises(ConfigError, match=rf"PID {live_pid}"):
+        run_study(out, StudySettings(**TINY_PAIR), log=lambda _: None)
+    assert _snapshot(out) == before  # refused before any work: not even settings.json
+    assert not (out / ".igfiqa.lock").exists()
+
+
+def test_a_user_file_in_a_unit_folder_survives_and_the_study_is_refused(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    out = tmp_path / "s"
+    unit = out / "seed_0" / BASELINE
+    _unit_without_checkpoint(unit)
+    (unit / "my.pt").write_bytes(b"my own checkpoint")
+    before = _snapshot(out)
+    with pytest.raises(ConfigError, match=r"my\.pt was not written by igfiqa.*move it"):
+        run_study(out, StudySettings(**TINY_PAIR), log=lambda _: None)
+    code, err = _cli_error(monkeypatch, capsys, "study", "--out", str(out), *TINY_CLI)
+    assert code == 2 and str(unit / "my.pt") in err and len(err.strip().splitlines()) == 1
+    assert _snapshot(out) == before
+
+
+@pytest.mark.parametrize("link", ["seed_0", f"seed_0/{BASELINE}", f"seed_0/{BASELINE}/checkpoints"])
+def test_a_symlinked_unit_folder_is_refused_and_its_target_untouched(tmp_path, link) -> None:
+    target = tmp_path / "elsewhere"
+    _unit_without_checkpoint(target)
+    before = _snapshot(target)
+    out = tmp_path / "s"
+    (out / link).parent.mkdir(parents=True, exist_ok=True)
+    (out / link).symlink_to(target, target_is_directory=True)
+    with pytest.raises(ConfigError, match="symbolic link"):
+        run_study(out, StudySettings(**TINY_PAIR), log=lambda _: None)
+    assert (out / link).is_symlink() and _snapshot(target) == before
+
+
+def test_an_interrupted_units_own_files_are_cleared_and_the_lock_released_on_ctrl_c(
+    tmp_path, monkeypatch
+) -> None:
+    import os
+    import subprocess
+
+    import igfiqa.engine.trainer as trainer
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    out = tmp_path / "s"
+    unit = out / "seed_0" / BASELINE
+    _unit_without_checkpoint(unit)  # a study killed before the unit's first checkpoint
+    _write_lock(unit, dead.pid)
+    (unit / ".config.yaml.x1y2z3.tmp").write_text("half")
+    _write_lock(out, dead.pid)  # the killed study's lock: taken over
+    seen = []
+
+    def interrupted_train(config, *, out_dir, resume, progress, dataset):
+        seen.append((out_dir, os.path.lexists(out_dir), resume))
+        seen.append(json.loads((out / ".igfiqa.lock").read_text())["pid"])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "train", interrupted_train)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(out, StudySettings(**TINY_PAIR), log=lambda _: None)
+    assert seen == [(unit, False, False), os.getpid()]  # cleared, trained afresh, locked
+    assert not (out / ".igfiqa.lock").exists()

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
+import os
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from igfiqa.data.datasets import SyntheticDataset
 from igfiqa.data.synthetic import SyntheticFaces
 from igfiqa.errors import ConfigError, IgfiqaError
 from igfiqa.evaluation.correlation import spearman
+from igfiqa.files import LOCK_FILE, FolderLock, atomic_write_text, ensure_dir, writing
 
 FR_VARIANT = "crfiqa"
 """The variant whose backbone produces the comparison scores for every quality method."""
@@ -386,14 +388,34 @@ def run_demo(
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> DemoResult:
-    """Render data, train every variant, evaluate on held-out identities, write ``report.md``."""
+    """Render data, train every variant, evaluate on held-out identities, write ``report.md``.
+
+    One demo at a time per ``out_dir``: it holds the folder's lock (``.igfiqa.lock``) for the whole
+    run, so a second demo (or study, or training) there is refused before any work. Before
+    anything is trained, each ``runs/<variant>`` folder it would start afresh is checked: one that
+    holds a file igfiqa did not write, a live lock or a symbolic link is refused, never deleted.
+    """
+    settings = settings or DemoSettings()
+    out = ensure_dir(out_dir, "--out")
+    with writing(out / LOCK_FILE, "create the lock file"):
+        lock = FolderLock(out, "demo folder").acquire()
+    try:
+        return _run_demo(out, settings, progress, log)
+    finally:
+        lock.release()
+
+
+def _run_demo(
+    out: Path, settings: DemoSettings, progress: bool, log: Callable[[str], None]
+) -> DemoResult:
     from igfiqa.evaluation.report import write_report
     from igfiqa.evaluation.results import evaluate_scores
 
-    settings = settings or DemoSettings()
     started = time.perf_counter()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    for name in ("evaluation", "expected_fnmr"):
+        refuse_symlinks(out, out / name)
+    for variant in settings.selected_variants():  # before any work: refuse, never delete
+        check_run_folder(out / "runs" / variant.key, out)
     epochs = settings.resolved_epochs()
     train_set, test_set, spec = _render(settings, log)
     outcomes = _train_variants(settings, spec, train_set, epochs, out, progress, log)
@@ -430,11 +452,150 @@ def run_demo(
         check=check,
         expected_fnmr=fnmr_check,
     )
-    (out / "report.md").write_text(
-        render_report(result, evaluation.num_pairs, evaluation.num_mated)
+    # atomic: a link named report.md is replaced, its target never written
+    atomic_write_text(
+        render_report(result, evaluation.num_pairs, evaluation.num_mated),
+        out / "report.md",
+        private=False,
     )
-    (out / "demo.json").write_text(json.dumps(_json_ready(result), indent=2))
+    atomic_write_text(json.dumps(_json_ready(result), indent=2), out / "demo.json", private=False)
     return result
+
+
+# ------------------------------------------------------------------------- run folders
+TENSORBOARD_DIR = "tensorboard"
+_CHECKPOINT_FILE = re.compile(r"step_\d{8,}\.pt")
+_CHECKPOINT_TEMP = re.compile(r"\.step_\d{8,}\.pt\..+\.tmp")
+_EVENTS_FILE = re.compile(r"events\.out\.tfevents\..+")
+
+
+def _temp_of(name: str, targets: Collection[str]) -> bool:
+    """Whether ``name`` is the temporary file an atomic write of one of ``targets`` leaves
+    (``.<target>.<random>.tmp``, :func:`igfiqa.files.atomic_output`)."""
+    return any(re.fullmatch(rf"\.{re.escape(t)}\..+\.tmp", name) for t in targets)
+
+
+def _written_by_training(parts: tuple[str, ...], is_dir: bool, extra: Collection[str]) -> bool:
+    """Whether the entry ``parts`` (relative to a run folder) is one that an igfiqa training run
+    writes there (config, metrics, lock, checkpoints, TensorBoard events, their atomic writes'
+    temporary files), or one of the ``extra`` top-level files of the caller."""
+    from igfiqa.engine.trainer import CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE
+
+    top = {CONFIG_FILE, METRICS_FILE, *extra}
+    if len(parts) == 1:
+        name = parts[0]
+        if is_dir:
+            return name in (CHECKPOINT_DIR, TENSORBOARD_DIR)
+        return name in top or name == LOCK_FILE or _temp_of(name, top)
+    if len(parts) == 2 and not is_dir:
+        folder, name = parts
+        if folder == CHECKPOINT_DIR:
+            return bool(_CHECKPOINT_FILE.fullmatch(name) or _CHECKPOINT_TEMP.fullmatch(name))
+        if folder == TENSORBOARD_DIR:
+            return bool(_EVENTS_FILE.fullmatch(name))
+    return False
+
+
+def _run_folder_entries(
+    run_dir: Path, extra: Collection[str]
+) -> tuple[list[Path], list[Path], list[Path]]:
+    """Files and folders (deepest first) of a run folder that igfiqa wrote, and the entries it
+    did not (symbolic links, FIFOs and unknown names included), without following any link."""
+    files: list[Path] = []
+    folders: list[Path] = []
+    foreign: list[Path] = []
+
+    def visit(folder: Path, parts: tuple[str, ...]) -> None:
+        with os.scandir(folder) as entries:
+            for entry in sorted(entries, key=lambda e: e.name):
+                path, here = Path(entry.path), (*parts, entry.name)
+                is_dir = entry.is_dir(follow_symlinks=False)
+                ours = (
+                    not entry.is_symlink()
+                    and (is_dir or entry.is_file(follow_symlinks=False))
+                    and _written_by_training(here, is_dir, extra)
+                )
+                if not ours:
+                    foreign.append(path)
+                elif is_dir:
+                    visit(path, here)
+                    folders.append(path)
+                else:
+                    files.append(path)
+
+    with writing(run_dir, "read"):
+        visit(run_dir, ())
+    return files, folders, foreign
+
+
+def refuse_symlinks(root: Path, path: Path, option: str = "--out") -> None:
+    """Refuse (:class:`ConfigError`) when ``path`` or a folder between it and ``root`` is a
+    symbolic link: igfiqa never writes or deletes through a link out of its output folder."""
+    relative = Path(path).relative_to(root)
+    current = Path(root)
+    for part in relative.parts:
+        current = current / part
+        if current.is_symlink():
+            raise ConfigError(
+                f"{current} is a symbolic link; igfiqa does not write or delete through a link "
+                f"in its output folder: remove the link or choose another {option}"
+            )
+
+
+def check_run_folder(
+    run_dir: Path, root: Path, *, extra: Collection[str] = (), option: str = "--out"
+) -> bool:
+    """Check that ``run_dir`` (inside the output folder ``root``) may be deleted to train afresh;
+    returns whether it exists. Refuses (:class:`ConfigError`, nothing deleted) a symbolic link on
+    the way, something that is not a folder, a folder holding anything an igfiqa training run
+    does not write (named in the message), and a folder whose lock a live process holds."""
+    run_dir = Path(run_dir)
+    refuse_symlinks(root, run_dir, option)
+    if not os.path.lexists(run_dir):
+        return False
+    if not run_dir.is_dir():
+        raise ConfigError(
+            f"{run_dir} exists and is not a folder; igfiqa trains a run there: move it elsewhere "
+            f"or choose another {option}"
+        )
+    _, _, foreign = _run_folder_entries(run_dir, extra)
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise ConfigError(
+            f"{foreign[0]}{more} was not written by igfiqa; it is in the run folder {run_dir} "
+            f"that igfiqa would delete to train afresh: move it elsewhere or choose another "
+            f"{option}"
+        )
+    lock_file = run_dir / LOCK_FILE
+    if lock_file.exists():  # a live writer refuses; a dead one's lock is taken over and removed
+        with writing(lock_file, "replace the stale lock file"), FolderLock(run_dir):
+            pass
+    return True
+
+
+def clear_run_folder(
+    run_dir: Path, root: Path, *, extra: Collection[str] = (), option: str = "--out"
+) -> None:
+    """Delete an earlier igfiqa run folder to train afresh, after :func:`check_run_folder`:
+    while holding its lock, only the files igfiqa wrote are removed, one by one (never a whole
+    tree), so a file that appears meanwhile stops it with an error instead of being deleted."""
+    run_dir = Path(run_dir)
+    if not check_run_folder(run_dir, root, extra=extra, option=option):
+        return
+    with writing(run_dir, "remove an earlier run's file"):
+        lock = FolderLock(run_dir).acquire()
+        try:
+            files, folders, foreign = _run_folder_entries(run_dir, extra)
+            if foreign:
+                raise ConfigError(f"{foreign[0]} appeared in {run_dir} while igfiqa cleared it")
+            for path in files:
+                if path.name != LOCK_FILE or path.parent != run_dir:
+                    path.unlink()
+            for folder in folders:
+                folder.rmdir()
+        finally:
+            lock.release()
+        run_dir.rmdir()
 
 
 def _render(
@@ -489,15 +650,14 @@ def _train_variants(
         config = load_config(variant.preset, overrides=overrides)
         log(f"[{number}/{len(settings.variants)}] training {variant.label}: {epochs} epochs")
         run_dir = out / "runs" / variant.key
-        if run_dir.exists():  # the demo's own earlier run in this folder: start afresh
-            shutil.rmtree(run_dir)
+        clear_run_folder(run_dir, out)  # an earlier demo run there: start afresh
         t0 = time.perf_counter()
         result = train(config, out_dir=run_dir, progress=progress, dataset=train_set)
         seconds = time.perf_counter() - t0
         if result.signum is not None:
             raise DemoStopped(variant.key, result.signum, run_dir)
         if result.checkpoint is None:
-            raise RuntimeError(f"the {variant.key} run wrote no checkpoint")
+            raise IgfiqaError(f"training of {run_dir} stopped early ({result.stopped})")
         outcomes.append(
             VariantOutcome(
                 key=variant.key,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,16 +31,28 @@ import numpy as np
 from igfiqa.demo import (
     GROUND_TRUTH,
     RenderedFaces,
+    check_run_folder,
+    clear_run_folder,
     epochs_for_budget,
     guidance_weights,
+    refuse_symlinks,
     render_split,
 )
 from igfiqa.errors import ConfigError, IgfiqaError
 from igfiqa.evaluation.results import ORACLE
 from igfiqa.evaluation.similarity import pair_similarity
-from igfiqa.files import ensure_dir
+from igfiqa.files import (
+    LOCK_FILE,
+    FolderLock,
+    atomic_output,
+    atomic_write_text,
+    ensure_dir,
+    writing,
+)
 
 UNIT_FORMAT = 1
+UNIT_FILES = ("unit.json", "test_quality.npy", "test_embedding.npy")
+"""What the study writes into a unit's run folder besides the training run's own files."""
 
 
 @dataclass(frozen=True)
@@ -288,17 +299,18 @@ def _config(variant: StudyVariant, settings: StudySettings, seed: int, spec: str
     return load_config(variant.preset, overrides=overrides)
 
 
-def _train_unit(config: Any, run_dir: Path, data: RenderedFaces, progress: bool) -> Path:
+def _train_unit(config: Any, run_dir: Path, data: RenderedFaces, progress: bool, out: Path) -> Path:
     """Train (or finish training) one unit; returns its final checkpoint."""
     from igfiqa.checkpoint import latest_checkpoint, load_checkpoint
     from igfiqa.engine.trainer import train
 
     folder = run_dir / "checkpoints"
+    refuse_symlinks(out, folder)
     latest = latest_checkpoint(folder)
     if latest is not None and int(load_checkpoint(latest)["epoch"]) >= config.train.epochs:
         return latest
-    if latest is None and run_dir.exists():  # killed before its first checkpoint: start afresh
-        shutil.rmtree(run_dir)
+    if latest is None:  # killed before its first checkpoint: start afresh (only igfiqa's files)
+        clear_run_folder(run_dir, out, extra=UNIT_FILES)
     result = train(
         config, out_dir=run_dir, resume=latest is not None, progress=progress, dataset=data
     )
@@ -640,9 +652,42 @@ def run_study(
     progress: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run (or resume) the study in ``out_dir``; returns the content of ``study.json``."""
+    """Run (or resume) the study in ``out_dir``; returns the content of ``study.json``.
+
+    One study at a time per ``out_dir``: it holds the folder's lock (``.igfiqa.lock``) until it
+    returns or fails, so a second study (or demo, or training) there is refused before any work.
+    Before any work, every unit folder that would be started afresh is checked: one holding a
+    file igfiqa did not write, a live lock or a symbolic link is refused, never deleted.
+    """
     settings = settings or StudySettings()
     out = ensure_dir(out_dir, "the study folder (--out)")
+    with writing(out / LOCK_FILE, "create the lock file"):
+        lock = FolderLock(out, "study folder").acquire()
+    try:
+        return _run_study(out, settings, progress, log)
+    finally:
+        lock.release()
+
+
+def _check_units(out: Path, settings: StudySettings) -> None:
+    """Refuse, before any work, unit folders the study could not train in without deleting or
+    writing through something that is not its own."""
+    from igfiqa.checkpoint import latest_checkpoint
+
+    for seed in settings.seed_list():
+        for variant in settings.selected():
+            run_dir = out / f"seed_{seed}" / variant.key
+            refuse_symlinks(out, run_dir / "checkpoints")
+            if (
+                _read_json(run_dir / "unit.json") is None
+                and latest_checkpoint(run_dir / "checkpoints") is None
+            ):
+                check_run_folder(run_dir, out, extra=UNIT_FILES)
+
+
+def _run_study(
+    out: Path, settings: StudySettings, progress: bool, log: Callable[[str], None]
+) -> dict[str, Any]:
     fingerprint = settings.fingerprint()
     stored = _read_json(out / "settings.json")
     if stored is not None and stored != fingerprint:
@@ -650,6 +695,7 @@ def run_study(
             f"{out} holds a study with other settings ({out / 'settings.json'}); use another "
             "--out folder, or the same settings to resume it"
         )
+    _check_units(out, settings)
     _write_json(out / "settings.json", fingerprint)
     from igfiqa.inference.runners import resolve_device
 
@@ -679,7 +725,7 @@ def run_study(
             run_dir = unit_dirs[variant.key]
             t0 = time.perf_counter()
             config = _config(variant, settings, seed, spec)
-            checkpoint = _train_unit(config, run_dir, train_set, progress)
+            checkpoint = _train_unit(config, run_dir, train_set, progress, out)
             unit = evaluate_unit(
                 variant, checkpoint, run_dir, test_set, probe, train_set.low_variance, photos,
                 seed, device,
@@ -927,8 +973,14 @@ def write_outputs(
             unit = _read_json(out / f"seed_{seed}" / key / "unit.json")
             if unit is not None:
                 units[seed][key] = unit
-    (out / "report.md").write_text(render_report(summary, units, files))
+    atomic_write_text(render_report(summary, units, files), out / "report.md", private=False)
     return [*files, "report.md", "study.json"]
+
+
+def _save_figure(fig: Any, path: Path) -> None:
+    """Save a PNG atomically: a symbolic link at ``path`` is replaced, its target not written."""
+    with atomic_output(path, private=False) as temporary:
+        fig.savefig(temporary, dpi=120, format="png")
 
 
 def plot_edc(out: Path, summary: dict[str, Any], seed: dict[str, Any]) -> list[str]:
@@ -958,7 +1010,7 @@ def plot_edc(out: Path, summary: dict[str, Any], seed: dict[str, Any]) -> list[s
             ax.grid(alpha=0.3)
             fig.tight_layout()
             name = f"edc_{fr_key}.png"
-            fig.savefig(out / name, dpi=120)
+            _save_figure(fig, out / name)
             written.append(name)
         finally:
             plt.close(fig)
@@ -996,7 +1048,7 @@ def plot_forest(out: Path, summary: dict[str, Any]) -> str:
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3, axis="x")
         fig.tight_layout()
-        fig.savefig(out / "forest.png", dpi=120)
+        _save_figure(fig, out / "forest.png")
     finally:
         plt.close(fig)
     return "forest.png"

@@ -46,7 +46,8 @@ def demo(
     Renders identity-labelled synthetic faces (a share of low-variance identities), trains the
     CR-FIQA baseline and IG-FIQA (distance, similarity, no augmentation) with the same tiny
     backbone and epochs, evaluates them on held-out identities, writes OUT/report.md with EDC plots
-    and prints the table.
+    and prints the table. One demo at a time per OUT (a second is refused); a run folder
+    OUT/runs/VARIANT holding a file igfiqa did not write is refused, never deleted.
     """
     from igfiqa.demo import DemoSettings, DemoStopped, run_demo
 

@@ -72,9 +72,10 @@ def study(
     source, BatchNorm handling of the degraded stream, the official CR-FIQA training) and an
     independent FR model, then evaluates every quality with two FR models on held-out identities.
     Writes OUT/report.md (means, 95% intervals, paired differences to CR-FIQA), OUT/study.json and
-    plots. Rerun the same command to resume a killed study. The default (12 variants, 3 seeds)
-    takes about 75 minutes on 2 idle CPU cores; on a GPU scale it up (--device cuda --image-size
-    112 --width 1 --identities 2000).
+    plots. Rerun the same command to resume a killed study; one study at a time per OUT (a second
+    is refused), and a unit folder holding a file igfiqa did not write is refused, never deleted.
+    The default (12 variants, 3 seeds) takes about 75 minutes on 2 idle CPU cores; on a GPU scale
+    it up (--device cuda --image-size 112 --width 1 --identities 2000).
     """
     from igfiqa.study import (
         EXTRA_VARIANTS,
