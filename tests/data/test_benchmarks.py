@@ -306,3 +306,146 @@ def test_a_new_reader_is_one_registration(tmp_path, monkeypatch) -> None:
     assert open_benchmark("toy", marker).num_samples == 2
     with pytest.raises(ConfigError, match=r"choose one of .*toy"):
         open_benchmark("nope", marker)
+
+
+# -- issue 25: bounded pairs, every file in the cache key, malformed meta files -------------------
+
+
+def test_one_huge_identity_gives_a_bounded_reproducible_sample_of_pairs(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Item 11: one identity of 30,000 images has 449,985,000 mated pairs (7 GB as index pairs);
+    `evaluate` tried to allocate them. Now a uniform sample of DEFAULT_MAX_MATED, drawn without
+    forming the others, reproducible from the seed, with the counts in ``info``."""
+    import tracemalloc
+
+    import igfiqa.data.datasets as datasets
+    from igfiqa.data.benchmarks import DEFAULT_MAX_MATED
+
+    n = 30_000
+    paths = [tmp_path / "one" / f"{i:05d}.png" for i in range(n)]  # never read
+    monkeypatch.setattr(
+        datasets, "scan_identity_folder", lambda root: (paths, ["one"] * n, ["one"])
+    )
+    tracemalloc.start()
+    try:
+        bench = open_benchmark("folder", tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 400 * 2**20  # about 160 MiB measured (pairs kept: 32 MB)
+    assert len(bench.pairs) == DEFAULT_MAX_MATED and bench.mated.all()
+    assert bench.info["mated_pairs_available"] == n * (n - 1) // 2
+    assert bench.info["mated_pairs_kept"] == DEFAULT_MAX_MATED
+    assert bench.info["nonmated_pairs_available"] == 0 and bench.info["pair_seed"] == 0
+    pairs = bench.pairs
+    assert (pairs[:, 0] < pairs[:, 1]).all() and pairs.max() < n
+    keys = pairs[:, 0] * n + pairs[:, 1]
+    assert (np.diff(keys) > 0).all()  # sorted by (i, j), no pair twice
+    # Spread over the whole triangle, and reproducible.
+    assert pairs[:, 0].min() < 100 and pairs[:, 0].max() > n - 300
+    small = {"max_mated": 1000, "max_nonmated": 0}
+    again = open_benchmark("folder", tmp_path, **small, seed=0).pairs
+    assert np.array_equal(again, open_benchmark("folder", tmp_path, **small, seed=0).pairs)
+    assert not np.array_equal(again, open_benchmark("folder", tmp_path, **small, seed=1).pairs)
+
+
+def test_mated_cap_keeps_exactly_that_many_and_leaves_the_nonmated_sample_alone() -> None:
+    from igfiqa.data.benchmarks import sample_pairs
+
+    labels = np.repeat(np.arange(30), [40] * 10 + [3] * 20)  # 7,800 + 60 mated pairs
+    pairs, mated, counts = sample_pairs(labels, max_mated=500, max_nonmated=700, seed=2)
+    assert counts == {
+        "mated_pairs_available": 7860,
+        "nonmated_pairs_available": 460 * 459 // 2 - 7860,
+        "mated_pairs_kept": 500,
+        "nonmated_pairs_kept": 700,
+    }
+    assert mated.sum() == 500 and (~mated).sum() == 700
+    assert ((labels[pairs[:, 0]] == labels[pairs[:, 1]]) == mated).all()
+    assert len(np.unique(pairs, axis=0)) == len(pairs)
+    other, other_mated, _ = sample_pairs(labels, max_mated=100, max_nonmated=700, seed=2)
+    assert np.array_equal(pairs[~mated], other[~other_mated])  # separate streams
+
+
+def test_an_impossible_number_of_pairs_is_one_line_naming_the_benchmark() -> None:
+    from igfiqa.data.benchmarks import MAX_PAIRS
+
+    labels = np.zeros(7_000, np.int64)  # 24.5 M mated pairs, no cap
+    with pytest.raises(DataError, match=r"^bench: 7,000 samples give .*max_mated") as caught:
+        all_pairs(labels, max_mated=None, name="bench")
+    assert "\n" not in str(caught.value) and f"{MAX_PAIRS:,}" in str(caught.value)
+    with pytest.raises(ConfigError, match="max_mated"):
+        all_pairs(labels, max_mated=-1)
+
+
+def test_every_reader_lists_the_files_it_reads(tmp_path: Path) -> None:
+    """Item 7: the cache key covers what ``files`` lists: list files, landmarks, every image."""
+    _xqlfw(tmp_path / "x")
+    xq = open_benchmark("xqlfw", tmp_path / "x" / "xqlfw_pairs.txt")
+    assert xq.files == [str(tmp_path / "x" / "xqlfw_pairs.txt"), *xq.sample_names]
+    _ijb(tmp_path / "i")
+    ijb = open_benchmark("ijbc", tmp_path / "i")
+    meta = [
+        str(tmp_path / "i" / "meta" / f"ijbc_{n}.txt")
+        for n in ("name_5pts_score", "face_tid_mid", "template_pair_label")
+    ]
+    assert ijb.files == [*meta, *ijb.sample_names]
+    write_identity_folder(open_training_dataset(SPEC, hflip=False), tmp_path / "f")
+    folder = open_benchmark("folder", tmp_path / "f")
+    assert folder.files == folder.sample_names and len(folder.files) == 20
+    assert open_benchmark("synthetic", SPEC).files == []
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("name_5pts_score", "", r"name_5pts_score\.txt: the file is empty"),
+        ("name_5pts_score", "\n  \n", r"name_5pts_score\.txt: the file is empty"),
+        ("name_5pts_score", "0.jpg 1 2 3\n", r"name_5pts_score\.txt, line 1: expected .*4 fields"),
+        ("name_5pts_score", None, r"name_5pts_score\.txt, line 2: .*finite numbers"),
+        ("face_tid_mid", "", r"face_tid_mid\.txt: the file is empty"),
+        ("face_tid_mid", "0.jpg 11\n", r"face_tid_mid\.txt, line 1: expected .*2 fields"),
+        ("face_tid_mid", "0.jpg 11 x\n", r"face_tid_mid\.txt, line 1: .*integers"),
+        ("template_pair_label", "", r"template_pair_label\.txt: the file is empty"),
+        ("template_pair_label", "11 40 0\n\n7 9\n", r"pair_label\.txt, line 3: .*got 2 fields"),
+        ("template_pair_label", "11 40\n7 9 1 1\n", r"pair_label\.txt, line 1: .*got 2 fields"),
+        ("template_pair_label", "11 40 0\n7 9 2\n", r"pair_label\.txt: labels must be 0 or 1"),
+    ],
+)
+def test_malformed_ijb_meta_files_are_one_line_naming_file_and_line(
+    tmp_path: Path, name: str, text: str | None, message: str
+) -> None:
+    """Item 14: an empty ``ijbc_name_5pts_score.txt`` ended in an IndexError traceback."""
+    _ijb(tmp_path)
+    path = tmp_path / "meta" / f"ijbc_{name}.txt"
+    if text is None:  # a landmark that is not a number on line 2
+        lines = path.read_text().splitlines()
+        lines[1] = lines[1].replace(lines[1].split()[3], "nan", 1)
+        text = "\n".join(lines) + "\n"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message) as caught:
+        open_benchmark("ijbc", tmp_path)
+    assert "\n" not in str(caught.value)
+
+
+def test_malformed_benchmark_files_are_a_clean_cli_error(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    import sys
+
+    from igfiqa.cli import main
+
+    _ijb(tmp_path / "i")
+    (tmp_path / "i" / "meta" / "ijbc_name_5pts_score.txt").write_text("")
+    monkeypatch.setattr(sys, "argv", ["igfiqa", "data", "inspect", str(tmp_path / "i")])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: ") and "ijbc_name_5pts_score.txt: the file is empty" in err
+    _xqlfw(tmp_path / "x")
+    for text in ("", "1\t2\n"):
+        (tmp_path / "x" / "xqlfw_pairs.txt").write_text(text)
+        with pytest.raises(DataError, match=r"xqlfw_pairs\.txt: no pairs"):
+            open_benchmark("xqlfw", tmp_path / "x")

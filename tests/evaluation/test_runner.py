@@ -383,3 +383,91 @@ def test_a_cache_file_announcing_a_huge_array_is_recomputed_not_allocated(tmp_pa
     assert R._load_npz(tmp_path / "crafted.npz") is None
     np.savez(tmp_path / "fine.npz", embedding=np.ones((2, 3), np.float32))
     assert R._load_npz(tmp_path / "fine.npz")["embedding"].shape == (2, 3)
+
+
+def test_replacing_the_images_of_a_folder_benchmark_changes_its_cache_key(tmp_path):
+    """Issue 25, item 7: every image of a folder benchmark replaced under the same names (their
+    mtime even set back) reused the stale embeddings. The key now covers every file the reader
+    reads, at any depth, with its ctime; a cache inside the benchmark folder does not change it."""
+    import os
+    import time
+
+    from igfiqa.data.benchmarks import open_benchmark
+    from igfiqa.data.convert import write_identity_folder
+    from igfiqa.data.datasets import open_training_dataset
+
+    root = tmp_path / "bench"
+    first = "synthetic:identities=4,samples=3,seed=1,image_size=32"
+    write_identity_folder(open_training_dataset(first, hflip=False), root)
+    cache = root / "cache"  # inside the benchmark: must not invalidate it
+    calls = {"fr": 0}
+
+    def fr(images):
+        calls["fr"] += len(images)
+        return pixel_embed(images)
+
+    model = load_fr_model(fr, name="pixels")
+
+    def run(cache_dir):
+        pairset = open_benchmark("folder", root)
+        runner = R.BenchmarkRunner(
+            pairset, source=root, cache_dir=cache_dir, batch_size=8, workers=0
+        )
+        return runner.key, runner.run(model, ["random:1"], fmrs=(0.1,)).similarity
+
+    key, similarity = run(cache)
+    computed = calls["fr"]
+    assert run(cache)[0] == key and calls["fr"] == computed  # unchanged: served from the cache
+    images = sorted(root.glob("*/*.png"))
+    stats = {p: p.stat() for p in images}
+    time.sleep(0.05)  # beyond any file system's timestamp granularity
+    write_identity_folder(
+        open_training_dataset(first.replace("seed=1", "seed=9"), hflip=False), root
+    )
+    assert sorted(root.glob("*/*.png")) == images
+    for p in images:
+        os.utime(p, ns=(stats[p].st_atime_ns, stats[p].st_mtime_ns))
+    new_key, stale_or_not = run(cache)
+    fresh = run(None)[1]
+    assert new_key != key
+    assert np.allclose(stale_or_not, fresh) and not np.allclose(stale_or_not, similarity)
+
+
+def test_benchmark_key_covers_every_listed_file(tmp_path):
+    """A reader's ``files`` (landmark and pair lists, images in subfolders) all enter the key."""
+    import time
+
+    from igfiqa.data.benchmarks import PairSet
+
+    files = [tmp_path / "meta" / "landmarks.txt", tmp_path / "crops" / "a" / "0.jpg"]
+    for path in files:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    pairset = PairSet(
+        "toy", ["0.jpg", "1.jpg"], np.array([[0, 1]]), np.array([True]), None, files=files
+    )
+    key = R.benchmark_key(pairset, tmp_path)
+    assert R.benchmark_key(pairset, tmp_path) == key
+    for path in files:
+        time.sleep(0.05)
+        path.write_text("y")  # same size
+        assert R.benchmark_key(pairset, tmp_path) != key
+        key = R.benchmark_key(pairset, tmp_path)
+
+
+def test_runner_says_when_a_reader_sampled_the_pairs():
+    """Item 11: a capped folder / synthetic benchmark is logged as a sample, with its seed."""
+    from igfiqa.data.benchmarks import open_benchmark
+
+    spec = "synthetic:identities=6,samples=4,seed=1,image_size=32"
+    pairset = open_benchmark("synthetic", spec, max_mated=10, max_nonmated=20, seed=5)
+    messages: list[str] = []
+    R.BenchmarkRunner(pairset, source=spec, log=messages.append)
+    assert messages == [
+        "synthetic: 10 of 36 mated pairs, a uniform random sample (seed 5; max_mated caps them)",
+        "synthetic: 20 of 240 non-mated pairs, a uniform random sample (seed 5; max_nonmated caps "
+        "them)",
+    ]
+    messages.clear()
+    R.BenchmarkRunner(open_benchmark("synthetic", spec), source=spec, log=messages.append)
+    assert messages == []

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from igfiqa.evaluation.expected_fnmr import CalibrationRun, Reliability
-from igfiqa.files import atomic_write_text, json_safe
+from igfiqa.files import atomic_write_text, json_safe, save_figure
 from igfiqa.inference.expected_fnmr import ExpectedFnmr
 
 DEFAULT_TARGETS = (0.01, 0.02, 0.05, 0.10)
@@ -76,7 +76,7 @@ def plot_calibration(calibration: ExpectedFnmr, path: Path) -> None:
     ax.set_ylabel(f"expected FNMR at FMR {calibration.fmr:g}")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -103,7 +103,7 @@ def plot_reliability(check: Reliability, path: Path, title: str = "") -> None:
         ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 

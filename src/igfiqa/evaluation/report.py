@@ -41,7 +41,7 @@ from igfiqa.evaluation.results import (
     BenchmarkResult,
     FmrResult,
 )
-from igfiqa.files import ensure_dir, json_safe
+from igfiqa.files import ensure_dir, json_safe, save_figure
 
 _REFERENCE_STYLE = {
     RANDOM: {"color": "0.45", "linestyle": "--", "linewidth": 1.2},
@@ -76,7 +76,7 @@ def _save_figure(fig: Any, path_stem: Path) -> list[Path]:
     fig.tight_layout()
     paths = [path_stem.parent / f"{path_stem.name}.{ext}" for ext in ("png", "svg")]
     for path in paths:
-        fig.savefig(path, dpi=120)
+        save_figure(fig, path, dpi=120)
     return paths
 
 

@@ -14,8 +14,10 @@
   its images.
 * **Caches** (``cache_dir``): embeddings (raw and flipped), similarities and model quality scores
   are stored per benchmark and model as ``.npz`` files whose names carry a key derived from the
-  files' path, size and modification time and from the benchmark's sample names and pairs, so
-  adding a quality method later only computes that method's scores.
+  path, size, mtime and ctime of every file the benchmark is read from (each image, in subfolders
+  too, and its list / landmark files: an image replaced under the same name changes the key) and
+  from the benchmark's sample names and pairs, so adding a quality method later only computes that
+  method's scores.
 
 Images that fail to load are recorded (``failed_samples``) and their pairs excluded, not fatal.
 """
@@ -46,6 +48,7 @@ from igfiqa.files import (
     atomic_write,
     content_digest,
     file_signature,
+    files_signature,
 )
 from igfiqa.inference.fr_models import FRModel, load_fr_model
 from igfiqa.progress import ProgressBar
@@ -101,11 +104,29 @@ def _load_npz(path: Path | None) -> dict[str, np.ndarray] | None:
 # benchmark features
 
 
-def benchmark_key(pairset: Any, source: str | os.PathLike[str] | None = None) -> str:
-    """Cache key of a benchmark: its source files' signatures, sample names, pairs and labels."""
+def benchmark_key(
+    pairset: Any,
+    source: str | os.PathLike[str] | None = None,
+    *,
+    exclude: tuple[str | os.PathLike[str], ...] = (),
+) -> str:
+    """Cache key of a benchmark: the signature of every file it is read from, its sample names,
+    pairs and labels.
+
+    The files are those the reader lists in ``pairset.files`` (list and landmark files and every
+    image, each by absolute path, size, mtime and ctime: replacing an image under the same name
+    changes the key); when a pairset does not list them (``files`` missing or ``None``), every file
+    below ``source`` at any depth (:func:`~igfiqa.files.file_signature`; folders in ``exclude``,
+    such as the cache itself, left out). A ``source`` that is no path (a ``synthetic:...`` spec)
+    enters as text.
+    """
     parts: list[str | bytes] = [str(getattr(pairset, "name", "benchmark"))]
-    if source is not None and Path(source).exists():
-        parts.append(file_signature(Path(source)))
+    files = getattr(pairset, "files", None)
+    if files is not None:
+        parts.append("" if source is None else os.path.abspath(source))
+        parts.append(files_signature(files))
+    elif source is not None and Path(source).exists():
+        parts.append(file_signature(Path(source), exclude=exclude))
     elif source is not None:
         parts.append(str(source))
     parts.append("\n".join(map(str, pairset.sample_names)))
@@ -286,7 +307,8 @@ class BenchmarkRunner:
         self.workers = workers
         self.device = device
         self.log = log or (lambda message: None)
-        self.key = benchmark_key(pairset, source)
+        self.key = benchmark_key(pairset, source, exclude=() if cache_dir is None else (cache_dir,))
+        self._log_sampled_pairs()
         self.cache = (
             None if cache_dir is None else Path(cache_dir) / f"{slug(self.name)}-{self.key}"
         )
@@ -294,6 +316,18 @@ class BenchmarkRunner:
         self.sample_media = getattr(pairset, "sample_media", None)
         self.failed: dict[int, str] = {}
         self.image_sizes: set[tuple[int, int]] = set()
+
+    def _log_sampled_pairs(self) -> None:
+        """Say so when a reader kept a sample of the pairs (``folder`` / ``synthetic`` caps)."""
+        info = getattr(self.pairset, "info", None) or {}
+        for kind, label in (("mated", "mated"), ("nonmated", "non-mated")):
+            available = info.get(f"{kind}_pairs_available")
+            kept = info.get(f"{kind}_pairs_kept")
+            if available is not None and kept is not None and kept < available:
+                self.log(
+                    f"{self.name}: {kept:,} of {available:,} {label} pairs, a uniform random "
+                    f"sample (seed {info.get('pair_seed', 0)}; max_{kind} caps them)"
+                )
 
     # -- cache helpers ---------------------------------------------------------------------------
     def _path(self, kind: str, key: str | None, suffix: str = ".npz") -> Path | None:

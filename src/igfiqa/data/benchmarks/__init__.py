@@ -10,11 +10,15 @@ here):
   (``path`` may also be the pairs file itself).
 - ``ijbb`` / ``ijbc``: the ``IJBB`` / ``IJBC`` folder (``loose_crop/`` and ``meta/``); samples are the
   loose crops aligned lazily with their five landmarks; ``pairs`` index *templates*.
-- ``folder``: every pair of a labelled folder ``root/<identity>/<image>`` (mated: same identity),
-  with the non-mated pairs capped (see :func:`all_pairs`).
+- ``folder``: the pairs of a labelled folder ``root/<identity>/<image>`` (mated: same identity), at
+  most ``max_mated`` mated and ``max_nonmated`` non-mated ones, beyond a uniform random sample
+  reproducible from ``seed`` (see :func:`sample_pairs`; ``info`` holds how many there were).
 - ``synthetic``: a ``synthetic:...`` spec (see :mod:`igfiqa.data.synthetic`) over held-out identities
-  (``first_identity`` defaults to :data:`HELD_OUT_FIRST_IDENTITY`), all pairs as for ``folder``, with the
+  (``first_identity`` defaults to :data:`HELD_OUT_FIRST_IDENTITY`), pairs as for ``folder``, with the
   generator's ground-truth qualities.
+
+Each reader lists in ``PairSet.files`` every file it read or will read, on which the evaluation
+caches are keyed.
 """
 
 from __future__ import annotations
@@ -30,10 +34,13 @@ from igfiqa.data.benchmarks.bin import load_verification_bin, open_bin, restrict
 from igfiqa.data.benchmarks.folder import open_labelled_folder
 from igfiqa.data.benchmarks.ijb import open_ijb
 from igfiqa.data.benchmarks.pairset import (
+    DEFAULT_MAX_MATED,
     DEFAULT_MAX_NONMATED,
     HELD_OUT_FIRST_IDENTITY,
+    MAX_PAIRS,
     PairSet,
     all_pairs,
+    sample_pairs,
 )
 from igfiqa.data.benchmarks.registry import (
     BENCHMARK_READERS,
@@ -48,8 +55,10 @@ from igfiqa.data.benchmarks.xqlfw import open_xqlfw
 
 __all__ = [
     "BENCHMARK_READERS",
+    "DEFAULT_MAX_MATED",
     "DEFAULT_MAX_NONMATED",
     "HELD_OUT_FIRST_IDENTITY",
+    "MAX_PAIRS",
     "BenchmarkReader",
     "PairSet",
     "all_pairs",
@@ -64,4 +73,5 @@ __all__ = [
     "open_xqlfw",
     "register_benchmark",
     "restricted_unpickle",
+    "sample_pairs",
 ]

@@ -99,7 +99,9 @@ def open_bin(path: str | os.PathLike[str]) -> PairSet:
     bins, mated = load_verification_bin(path)
     pairs = np.arange(len(bins), dtype=np.int64).reshape(-1, 2)
     names = [f"{path.name}[{i}]" for i in range(len(bins))]
-    return PairSet(path.stem, names, pairs, mated, EncodedImages(bins, str(path)))
+    return PairSet(
+        path.stem, names, pairs, mated, EncodedImages(bins, str(path)), files=[str(path)]
+    )
 
 
 register_benchmark(

@@ -1,6 +1,6 @@
-"""``folder``: every pair of a labelled folder ``root/<identity>/<image>`` (mated: same identity),
-with the non-mated pairs capped (see :func:`~igfiqa.data.benchmarks.pairset.all_pairs`); what
-``auto`` falls back to."""
+"""``folder``: the pairs of a labelled folder ``root/<identity>/<image>`` (mated: same identity),
+at most ``max_mated`` mated and ``max_nonmated`` non-mated ones (see
+:func:`~igfiqa.data.benchmarks.pairset.sample_pairs`); what ``auto`` falls back to."""
 
 from __future__ import annotations
 
@@ -9,23 +9,38 @@ from pathlib import Path
 
 import numpy as np
 
-from igfiqa.data.benchmarks.pairset import DEFAULT_MAX_NONMATED, FileImages, PairSet, all_pairs
+from igfiqa.data.benchmarks.pairset import (
+    DEFAULT_MAX_MATED,
+    DEFAULT_MAX_NONMATED,
+    FileImages,
+    PairSet,
+    sample_pairs,
+)
 from igfiqa.data.benchmarks.registry import BenchmarkReader, register_benchmark
-from igfiqa.errors import DataError
+from igfiqa.errors import ConfigError, DataError
 
 
 def open_labelled_folder(
-    path: str | os.PathLike[str], *, max_nonmated: int | None = DEFAULT_MAX_NONMATED, seed: int = 0
+    path: str | os.PathLike[str],
+    *,
+    max_nonmated: int | None = DEFAULT_MAX_NONMATED,
+    max_mated: int | None = DEFAULT_MAX_MATED,
+    seed: int = 0,
 ) -> PairSet:
-    """All pairs of an aligned identity folder ``root/<identity>/<image>``."""
+    """The pairs of an aligned identity folder ``root/<identity>/<image>``: all of them up to the
+    caps, beyond a uniform random sample reproducible from ``seed`` (``info`` says how many)."""
     from igfiqa.data.datasets import scan_identity_folder
 
     paths, owners, identities = scan_identity_folder(path)
     ids = {name: i for i, name in enumerate(identities)}
     labels = np.asarray([ids[o] for o in owners], dtype=np.int64)
-    pairs, mated = all_pairs(labels, max_nonmated=max_nonmated, seed=seed)
-    if not mated.any():
+    pairs, mated, counts = sample_pairs(
+        labels, max_nonmated=max_nonmated, max_mated=max_mated, seed=seed, name=str(path)
+    )
+    if not counts["mated_pairs_available"]:
         raise DataError(f"{path}: no identity has two images, so there is no mated pair")
+    if not counts["mated_pairs_kept"]:
+        raise ConfigError(f"{path}: max_mated={max_mated} keeps no mated pair; allow at least one")
     names = [str(p) for p in paths]
     return PairSet(
         Path(path).name,
@@ -34,7 +49,8 @@ def open_labelled_folder(
         mated,
         FileImages(names),
         sample_labels=labels,
-        info={"identities": len(identities)},
+        info={"identities": len(identities), **counts, "pair_seed": seed},
+        files=names,
     )
 
 
@@ -44,6 +60,6 @@ register_benchmark(
         open_labelled_folder,
         detect=lambda path: True,
         priority=99,
-        options=frozenset({"max_nonmated", "seed"}),
+        options=frozenset({"max_nonmated", "max_mated", "seed"}),
     )
 )

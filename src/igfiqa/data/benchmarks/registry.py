@@ -56,7 +56,8 @@ def detect_kind(path: str | os.PathLike[str]) -> str:
 
 def open_benchmark(kind: str, path: str | os.PathLike[str], **options: Any) -> PairSet:
     """Open a verification benchmark of ``kind`` (or ``auto``) at ``path``; ``options`` as the
-    reader takes them (``max_nonmated`` and ``seed`` for ``folder`` and ``synthetic``)."""
+    reader takes them (``max_mated``, ``max_nonmated`` and ``seed`` for ``folder`` and
+    ``synthetic``)."""
     kind = kind.lower().replace("-", "")
     if kind == "auto":
         kind = detect_kind(path)

@@ -7,18 +7,23 @@ from __future__ import annotations
 import numpy as np
 
 from igfiqa.data.benchmarks.pairset import (
+    DEFAULT_MAX_MATED,
     DEFAULT_MAX_NONMATED,
     HELD_OUT_FIRST_IDENTITY,
     PairSet,
     SyntheticImages,
-    all_pairs,
+    sample_pairs,
 )
 from igfiqa.data.benchmarks.registry import BenchmarkReader, register_benchmark
 from igfiqa.errors import ConfigError
 
 
 def open_synthetic_benchmark(
-    spec: str, *, max_nonmated: int | None = DEFAULT_MAX_NONMATED, seed: int = 0
+    spec: str,
+    *,
+    max_nonmated: int | None = DEFAULT_MAX_NONMATED,
+    max_mated: int | None = DEFAULT_MAX_MATED,
+    seed: int = 0,
 ) -> PairSet:
     """All pairs over held-out synthetic identities, with ground-truth qualities."""
     from igfiqa.data.synthetic import synthetic_from_spec
@@ -30,7 +35,11 @@ def open_synthetic_benchmark(
     if faces.samples_per_identity < 2:
         raise ConfigError(f"{spec}: a synthetic benchmark needs samples >= 2 per identity")
     labels = faces.labels
-    pairs, mated = all_pairs(labels, max_nonmated=max_nonmated, seed=seed)
+    pairs, mated, counts = sample_pairs(
+        labels, max_nonmated=max_nonmated, max_mated=max_mated, seed=seed, name=spec
+    )
+    if not counts["mated_pairs_kept"]:
+        raise ConfigError(f"{spec}: max_mated={max_mated} keeps no mated pair; allow at least one")
     quality = np.array(
         [faces.render(*faces.locate(i))[1] for i in range(len(faces))], dtype=np.float64
     )
@@ -47,7 +56,13 @@ def open_synthetic_benchmark(
         SyntheticImages(faces),
         sample_labels=labels,
         ground_truth_quality=quality,
-        info={"identities": faces.num_identities, "low_variance_identities": int(low.sum())},
+        info={
+            "identities": faces.num_identities,
+            "low_variance_identities": int(low.sum()),
+            **counts,
+            "pair_seed": seed,
+        },
+        files=[],
     )
 
 
@@ -57,7 +72,7 @@ register_benchmark(
         lambda path, **options: open_synthetic_benchmark(str(path), **options),
         detect=lambda path: path.lower().startswith("synthetic"),
         priority=0,
-        options=frozenset({"max_nonmated", "seed"}),
+        options=frozenset({"max_nonmated", "max_mated", "seed"}),
         needs_path=False,
     )
 )

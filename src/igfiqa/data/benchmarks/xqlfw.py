@@ -61,14 +61,24 @@ def open_xqlfw(path: str | os.PathLike[str]) -> PairSet:
                 f"{pairs_file}, line {line_no}: expected 'name n1 n2' or 'name1 n1 name2 n2', got {line!r}"
             )
     if not pair_rows:
-        raise DataError(f"{pairs_file}: no pairs")
+        raise DataError(
+            f"{pairs_file}: no pairs (the file is empty or holds only its header); expected lines "
+            "'name n1 n2' or 'name1 n1 name2 n2'"
+        )
     paths = [str(image_root / name / f"{name}_{number:04d}.jpg") for name, number in index]
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         raise DataError(
             f"XQLFW: {len(missing)} image(s) listed in {pairs_file} are missing, e.g. {missing[0]}"
         )
-    return PairSet("xqlfw", paths, np.asarray(pair_rows), np.asarray(mated), FileImages(paths))
+    return PairSet(
+        "xqlfw",
+        paths,
+        np.asarray(pair_rows),
+        np.asarray(mated),
+        FileImages(paths),
+        files=[str(pairs_file), *paths],
+    )
 
 
 def _is_xqlfw(path: str) -> bool:
