@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 
 import typer
@@ -115,6 +116,7 @@ def convert(
     from igfiqa.data.convert import write_identity_folder, write_recordio, write_verification_bin
     from igfiqa.data.datasets import open_training_dataset
     from igfiqa.errors import ConfigError
+    from igfiqa.files import FolderLock, ensure_dir, writing
     from igfiqa.progress import ProgressBar
 
     to = to.lower()
@@ -127,7 +129,9 @@ def convert(
             f"{dst}: already exists and is not empty; pass --overwrite or choose another path"
         )
     dataset = open_training_dataset(src, image_size=image_size, hflip=False)
-    with ProgressBar(f"convert to {to}", None, enabled=progress) as bar:
+    # one writer per destination folder; a .bin is written atomically (whole or not at all)
+    lock = nullcontext() if to == "bin" else FolderLock(ensure_dir(dst, "DST"), "conversion folder")
+    with lock, writing(dst), ProgressBar(f"convert to {to}", None, enabled=progress) as bar:
 
         def step(done: int, total: int) -> None:
             bar.update(done, total)

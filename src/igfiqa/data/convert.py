@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from igfiqa.errors import ConfigError, DataError, ImageDecodeError
+from igfiqa.files import atomic_write
 
 ProgressFn = Callable[[int, int], None]
 
@@ -177,11 +178,10 @@ def write_verification_bin(
         if progress is not None:
             progress(len(cache), len(np.unique(pairs)))
     bins = [cache[int(index)] for index in pairs.ravel()]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as handle:
-        pickle.dump((bins, [bool(m) for m in mated]), handle, protocol=4)
-    return path
+    payload = (bins, [bool(m) for m in mated])
+    return atomic_write(
+        path, lambda handle: pickle.dump(payload, handle, protocol=4), private=False
+    )
 
 
 __all__ = [
