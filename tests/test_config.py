@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 import yaml
@@ -188,3 +189,77 @@ def test_baseline_presets_are_their_recipe_with_three_switches_changed() -> None
             and base["train"] == ig["train"]
         )
         assert base["method"]["guidance"] == {**ig["method"]["guidance"], "enabled": False}
+
+
+def _float_fields(cls, prefix: str = "") -> list[str]:
+    """Dotted paths of every float field of a config section class, nested sections included."""
+    import typing
+
+    from pydantic import BaseModel
+
+    if isinstance(cls, type) and issubclass(cls, BaseModel):
+        items = [(name, field.annotation) for name, field in cls.model_fields.items()]
+    elif dataclasses.is_dataclass(cls):
+        hints = typing.get_type_hints(cls)
+        items = [(f.name, hints[f.name]) for f in dataclasses.fields(cls)]
+    else:
+        return []
+    found = []
+    for name, annotation in items:
+        options = typing.get_args(annotation) or (annotation,)
+        if float in options:
+            found.append(f"{prefix}{name}")
+        for option in options:
+            if isinstance(option, type) and (
+                issubclass(option, BaseModel) or dataclasses.is_dataclass(option)
+            ):
+                found += _float_fields(option, f"{prefix}{name}.")
+    return found
+
+
+def test_no_float_field_accepts_nan_or_infinity() -> None:
+    """Issue 25 item 8: `--set optim.lr=.inf` was accepted (and trained NaN weights). The rule
+    covers every float of every section, the method dataclasses included."""
+    fields = _float_fields(IgfiqaConfig)
+    assert {"optim.lr", "optim.momentum", "optim.weight_decay", "head.s", "head.m"} <= set(fields)
+    assert "method.objective.quality_weight" in fields and "method.augment.blur_p" in fields
+    for path in fields:
+        for value in (".inf", "-.inf", ".nan"):
+            with pytest.raises(ConfigError, match=rf"{re.escape(path)}: must be a finite number"):
+                load_config("synthetic_demo", overrides=[f"{path}={value}"])
+    with pytest.raises(ConfigError, match=r"optim\.lr: must be a finite number"):
+        config_from_dict({"optim": {"lr": "inf"}})
+    with pytest.raises(ConfigError, match=r"optim\.lr: .*greater than 0"):
+        load_config("synthetic_demo", overrides=["optim.lr=0"])
+
+
+def test_image_size_must_be_the_models_input_size() -> None:
+    """data.image_size != model.input_size ended in a shape traceback in the first step."""
+    with pytest.raises(ConfigError, match=r"data\.image_size: 64 differs from model\.input_size"):
+        load_config("synthetic_demo", overrides=["data.image_size=64"])
+    with pytest.raises(ConfigError, match=r"model\.input_size: .*less than or equal to 1024"):
+        load_config("synthetic_demo", overrides=["model.input_size=100000"])
+    same = load_config("synthetic_demo", overrides=["data.image_size=48"])
+    assert same.data.image_size == same.model.input_size == 48
+
+
+def test_resources_beyond_the_machine_are_refused_naming_the_field(monkeypatch) -> None:
+    """Issue 25 item 12: no upper bounds on workers, model size, batch size."""
+    import igfiqa.config as config_module
+
+    monkeypatch.setattr(config_module, "available_cores", lambda: 2)
+    monkeypatch.setattr(config_module, "machine_memory", lambda: 8 * 2**30)
+    small = ["train.device=cpu", "data.num_workers=2"]
+    load_config("synthetic_demo", overrides=small).check_resources()  # fits
+    cases = [
+        ("data.num_workers=10000", r"data\.num_workers: 10000 .* at most 8 \(4 per CPU core, 2"),
+        ("model.width=1000", r"model: iresnet18 with model\.width=1000.*more than this machine's"),
+        ("model.num_features=10000000000", r"model:.*lower model\.width, model\.num_features"),
+        ("model.width=1e15", r"model:.*too large to build"),
+        ("data.batch_size=10000000", r"data\.batch_size: 10000000 images of 48x48 need about"),
+        ("verification.batch_size=1000000000", r"verification\.batch_size: 1000000000 images"),
+    ]
+    for override, expected in cases:
+        config = load_config("synthetic_demo", overrides=[*small, override])
+        with pytest.raises(ConfigError, match=expected):
+            config.check_resources()

@@ -9,6 +9,8 @@ Keys: ``format`` = ``"igfiqa.checkpoint"``, ``format_version`` = 1, ``model_spec
 
 Files are written atomically: a temporary file in the target folder, ``fsync``, ``os.replace``, then
 ``fsync`` of the folder, so a crash or preemption leaves either the old or the new file, never half of one.
+A write that fails (a full disk, a read-only folder) raises :class:`igfiqa.errors.OutputError` naming
+the file and the cause; the temporary file is removed and the previous checkpoint stays as it was.
 """
 
 from __future__ import annotations
@@ -16,14 +18,15 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from igfiqa.errors import CheckpointError
-from igfiqa.files import atomic_write
+from igfiqa.errors import CheckpointError, OutputError
+from igfiqa.files import atomic_write, writing
 
 FORMAT = "igfiqa.checkpoint"
 FORMAT_VERSION = 1
@@ -49,9 +52,47 @@ REQUIRED_KEYS = (
 _STEP_FILE = re.compile(r"^step_(\d{8,})\.pt$")
 
 
+def _tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors in a nested dict/list (about the size of its ``torch.save`` file)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
+
+
+def _save_failed(path: Path, error: RuntimeError, obj: Any) -> OutputError:
+    """torch.save reports a failed write (a full disk: ``unexpected pos 765248 vs 765144``) as a
+    RuntimeError: say what it means, with the free space of the disk."""
+    reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return OutputError(
+            f"{path}: cannot write the checkpoint ({reason}); check the disk and the folder"
+        )
+    need = _tensor_bytes(obj)
+    if free < need + (64 << 20):  # short of the file plus a margin: the disk filled up
+        cause = f"the disk is full: {free:,} bytes free, the checkpoint needs about {need:,}"
+    else:
+        cause = f"{reason}; {free:,} bytes are free on its disk"
+    return OutputError(
+        f"{path}: cannot write the checkpoint ({cause}); free some space or write elsewhere "
+        "(the previous checkpoint is unchanged)"
+    )
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """``torch.save(obj)`` to ``path`` atomically (:func:`igfiqa.files.atomic_write`)."""
-    return atomic_write(path, lambda handle: torch.save(obj, handle))
+    """``torch.save(obj)`` to ``path`` atomically (:func:`igfiqa.files.atomic_write`). A failed
+    write raises :class:`OutputError` naming ``path`` and the cause (a full disk with its free
+    bytes); nothing of it is left behind and an earlier file at ``path`` is untouched."""
+    path = Path(path)
+    try:
+        return atomic_write(path, lambda handle: torch.save(obj, handle))
+    except RuntimeError as error:  # torch's stream writer turns a failed write into this
+        raise _save_failed(path, error, obj) from error
 
 
 # ----------------------------------------------------------------------------------------- RNG state
@@ -174,5 +215,6 @@ def save_checkpoint(
     path = atomic_torch_save(payload, checkpoint_path(folder, int(payload["step"])))
     if keep > 0:
         for _, old in list_checkpoints(folder)[:-keep]:
-            old.unlink(missing_ok=True)
+            with writing(old, "remove the old checkpoint"):
+                old.unlink(missing_ok=True)
     return path

@@ -6,7 +6,10 @@ then an optional YAML file merged on top, then ``--data PATH``, then ``--set a.b
 
 Every section forbids unknown keys. Any problem (unknown key, wrong type, value out of range, missing
 data path, unknown preset) raises :class:`igfiqa.errors.ConfigError` naming the dotted field path and
-what to do, with a did-you-mean for misspelt keys.
+what to do, with a did-you-mean for misspelt keys. One rule covers every number of every section,
+the method's dataclasses included: NaN and infinities are refused (no setting has a use for them).
+:meth:`IgfiqaConfig.check_resources` bounds what the machine must hold (data loader workers, the
+model's weights and optimizer state, a batch's activations) before any work starts.
 
 The method options are the method's own dataclasses (:class:`igfiqa.method.objective.ObjectiveConfig`,
 :class:`igfiqa.method.augment.AugmentConfig`): they are the source of truth for names and defaults.
@@ -16,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import os
 import re
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -24,7 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from igfiqa.errors import ConfigError
 from igfiqa.method.augment import AugmentConfig
@@ -35,7 +40,9 @@ SYNTHETIC_PREFIX = "synthetic:"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: the rule for every float field, the method dataclasses' fields included
+    # (pydantic validates them with this config): NaN and infinities are refused.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelConfig(_Section):
@@ -45,7 +52,7 @@ class ModelConfig(_Section):
     num_features: int = Field(512, ge=1)
     dropout: float = Field(0.4, ge=0.0, lt=1.0)
     width: float = Field(1.0, gt=0.0)
-    input_size: int = Field(112, ge=16)
+    input_size: int = Field(112, ge=16, le=1024)
 
     def spec(self) -> dict[str, Any]:
         """The model spec dict of the interface contract."""
@@ -71,7 +78,9 @@ class DataConfig(_Section):
     """Training data: a RecordIO folder, identity folder, list file or ``synthetic:...`` spec."""
 
     source: str = ""
-    image_size: int | None = Field(None, ge=16)
+    image_size: int | None = Field(
+        None, ge=16, le=1024, description="None = model.input_size, which it must equal if set"
+    )
     hflip: bool = True
     num_workers: int = Field(4, ge=0)
     batch_size: int = Field(128, ge=1, description="per process (GPU)")
@@ -167,6 +176,24 @@ class IgfiqaConfig(_Section):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     verification: VerificationConfig = Field(default_factory=VerificationConfig)
+
+    @model_validator(mode="after")
+    def _image_size_is_the_models(self) -> IgfiqaConfig:
+        size = self.data.image_size
+        if size is not None and size != self.model.input_size:
+            raise ValueError(
+                f"data.image_size: {size} differs from model.input_size {self.model.input_size} "
+                "(the model takes images of its input size); set them equal or leave "
+                "data.image_size unset"
+            )
+        return self
+
+    def check_resources(self) -> None:
+        """Refuse, with a :class:`ConfigError` naming the field, settings that cannot fit this
+        machine: more data loader workers than :data:`WORKERS_PER_CORE` per available CPU core,
+        a model whose weights, gradients and momentum exceed the memory, a batch whose
+        activations alone exceed the training device's memory. Call it before any work."""
+        check_resources(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (YAML/JSON/``weights_only``-safe)."""
@@ -339,6 +366,11 @@ def _format_errors(error: ValidationError, origin: str) -> str:
         loc = list(item["loc"])
         dotted = ".".join(str(p) for p in loc) or "(top level)"
         kind = item["type"]
+        message = item["msg"].removeprefix("Value error, ")
+        named = re.match(r"^([a-z_]+(?:\.[a-z_]+)+): (.*)$", message, re.DOTALL)
+        if not loc and named:  # a check across sections names its field itself
+            lines.append(f"{message}; fix it with --set {named.group(1)}=...")
+            continue
         if kind in ("extra_forbidden", "unexpected_keyword_argument"):
             known = _field_names(_class_at(loc[:-1]))
             close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.5)
@@ -350,6 +382,11 @@ def _format_errors(error: ValidationError, origin: str) -> str:
         elif kind == "missing":
             lines.append(
                 f"{dotted}: required value is missing; set it in the YAML or with --set {dotted}=..."
+            )
+        elif kind == "finite_number":
+            lines.append(
+                f"{dotted}: must be a finite number, not {item.get('input')!r}; fix it with "
+                f"--set {dotted}=..."
             )
         else:
             message = item["msg"].removeprefix("Value error, ")
@@ -418,6 +455,134 @@ def load_config(
     return config
 
 
+# ------------------------------------------------------------------------------- machine bounds
+WORKERS_PER_CORE = 4
+"""data.num_workers may be at most this many per CPU core available to the process."""
+TRAINING_COPIES = 3
+"""Copies of every parameter that training holds: the weights, their gradients, SGD momentum."""
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def machine_memory() -> int | None:
+    """Bytes of physical memory, or None where the system does not say."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _gib(nbytes: float) -> str:
+    if nbytes < 2**30:
+        return f"{nbytes / 2**20:,.1f} MiB"
+    return f"{nbytes / 2**30:,.1f} GiB"
+
+
+@functools.lru_cache(maxsize=16)
+def model_footprint(spec: tuple[tuple[str, Any], ...]) -> tuple[int, int]:
+    """(parameters, activation values of one image's forward pass) of the model ``spec`` (the
+    items of :meth:`ModelConfig.spec`), counted on PyTorch's meta device: nothing is allocated.
+    The activations are the outputs of every leaf module (what training keeps for backward)."""
+    import torch
+
+    from igfiqa.models import create_model
+
+    with torch.device("meta"):
+        model = create_model(**dict(spec))
+    parameters = sum(p.numel() for p in model.parameters())
+    size = int(dict(spec).get("input_size", 112))
+    values = [0]
+
+    def count(module: Any, inputs: Any, output: Any) -> None:
+        if isinstance(output, torch.Tensor):
+            values[0] += output.numel()
+
+    for module in model.modules():
+        if not next(module.children(), None):
+            module.register_forward_hook(count)
+    model.eval()
+    with torch.no_grad():
+        model(torch.empty(1, 3, size, size, device="meta"))
+    return parameters, values[0]
+
+
+def _device_memory(device: str) -> tuple[str, int | None]:
+    """(a description, bytes) of the memory that the training device ``device`` has."""
+    import torch
+
+    ram = machine_memory()
+    if device == "cpu" or not torch.cuda.is_available():
+        return "this machine's memory", ram
+    try:
+        from igfiqa.engine.distributed import launch_env
+
+        index = torch.device(device).index if device.startswith("cuda:") else None
+        index = launch_env().local_rank if index is None else index
+        return f"GPU {index}'s memory", int(torch.cuda.get_device_properties(index).total_memory)
+    except (RuntimeError, AssertionError, ValueError):  # an unknown GPU: resolve_device says so
+        return "this machine's memory", None
+
+
+def check_resources(config: IgfiqaConfig) -> None:
+    """See :meth:`IgfiqaConfig.check_resources`."""
+    cores = available_cores()
+    most = WORKERS_PER_CORE * cores
+    if config.data.num_workers > most:
+        raise ConfigError(
+            f"data.num_workers: {config.data.num_workers} is more than this machine can run: at "
+            f"most {most} ({WORKERS_PER_CORE} per CPU core, {cores} available); fix it with "
+            f"--set data.num_workers=N (0 to {most}; about one per core is plenty)"
+        )
+    model = config.model
+    sizes = (
+        f"model.width={model.width:g}, model.num_features={model.num_features}, "
+        f"model.input_size={model.input_size}"
+    )
+    try:
+        parameters, activations = model_footprint(tuple(model.spec().items()))
+    except (RuntimeError, ValueError, OverflowError, MemoryError) as error:
+        raise ConfigError(
+            f"model: {model.name} with {sizes} is too large to build ({error}); lower model.width, "
+            "model.num_features or model.input_size"
+        ) from None
+    ram = machine_memory()
+    state = TRAINING_COPIES * 4 * parameters
+    if ram is not None and state > ram:
+        raise ConfigError(
+            f"model: {model.name} with {sizes} has {parameters:,} parameters; their weights, "
+            f"gradients and momentum need {_gib(state)}, more than this machine's memory "
+            f"({_gib(ram)}); lower model.width, model.num_features or model.input_size"
+        )
+    where, memory = _device_memory(config.train.device)
+    if memory is None:
+        return
+    if where == "this machine's memory":
+        memory -= state
+    per_value = 4 if config.train.amp == "none" else 2
+    batch = config.data.batch_size
+    need = batch * activations * per_value
+    if need > memory:
+        raise ConfigError(
+            f"data.batch_size: {batch} images of {model.input_size}x{model.input_size} need about "
+            f"{_gib(need)} of activations in one training step ({_gib(activations * per_value)} "
+            f"each for {model.name} at model.width={model.width:g}), more than {where} "
+            f"({_gib(max(memory, 0))} free of it); lower data.batch_size (or model.input_size)"
+        )
+    batch = config.verification.batch_size
+    need = batch * 3 * model.input_size**2 * 4 * 2  # each image and its mirror image
+    if need > memory:
+        raise ConfigError(
+            f"verification.batch_size: {batch} images of {model.input_size}x{model.input_size} "
+            f"need {_gib(need)}, more than {where}; lower verification.batch_size"
+        )
+
+
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _plain(dataclasses.asdict(value))
@@ -442,10 +607,14 @@ __all__ = [
     "VerificationConfig",
     "VerificationSet",
     "apply_overrides",
+    "available_cores",
+    "check_resources",
     "config_from_dict",
     "deep_merge",
     "list_presets",
     "load_config",
+    "machine_memory",
+    "model_footprint",
     "parse_override",
     "preset_mapping",
     "preset_text",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 
 import pytest
 import yaml
@@ -94,3 +95,58 @@ def test_resume_refuses_a_preset_that_changes_the_recipe(tmp_path) -> None:
     assert isinstance(switched.exception, ConfigError)
     assert "method.guidance" in str(switched.exception)
     assert (run / "config.yaml").read_text() == saved  # untouched
+
+
+def _run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """The console script (`igfiqa ...`): its exit code, standard output and standard error."""
+    import sys
+
+    from igfiqa.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["igfiqa", *args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    captured = capsys.readouterr()
+    return exited.value.code, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    ("extra", "env", "expected"),
+    [
+        (["--set", "optim.lr=.inf"], {}, r"optim\.lr: must be a finite number, not inf"),
+        (["--set", "data.num_workers=10000"], {}, r"data\.num_workers: 10000 is more than"),
+        (["--set", "model.width=1000"], {}, r"model: iresnet18 with model\.width=1000"),
+        ([], {"RANK": "abc"}, r"RANK='abc' is not an integer.*launch with torchrun or unset it"),
+        ([], {"RANK": "1"}, r"RANK=1 is set without WORLD_SIZE"),
+    ],
+)
+def test_unusable_settings_exit_2_with_one_line_before_any_work(
+    tmp_path, monkeypatch, capsys, extra, env, expected
+) -> None:
+    """Issue 25 items 8, 9, 12: refused at config load, `error: ...` and exit code 2."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    run = tmp_path / "run"
+    code, out, err = _run_main(
+        monkeypatch, capsys, "train", "--preset", "synthetic_demo", *TINY, *extra, "--out",
+        str(run), "--no-progress",
+    )  # fmt: skip
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and err.count("\n") <= 3, err
+    assert re.search(expected, " ".join(err.split())), err
+    assert not run.exists()
+
+
+def test_the_summary_is_strict_json(tmp_path, monkeypatch, capsys) -> None:
+    """Item 8: what `train` prints is JSON without bare NaN / Infinity."""
+
+    def refuse(constant: str):
+        raise ValueError(f"not JSON: {constant}")
+
+    code, out, _ = _run_main(
+        monkeypatch, capsys, "train", "--preset", "synthetic_demo_crfiqa", *TINY, "--out",
+        str(tmp_path / "run"), "--max-steps", "1", "--no-progress",
+    )  # fmt: skip
+    assert code == 0
+    summary = json.loads(out[out.index("{") :], parse_constant=refuse)
+    assert summary["step"] == 1

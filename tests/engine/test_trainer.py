@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 
 import pytest
@@ -265,3 +266,231 @@ def test_a_second_writer_is_refused_and_a_stale_lock_taken_over(tmp_path) -> Non
     # the holder is dead now: its lock is stale and taken over; released at the end
     result = train(tiny_config(), out_dir=tmp_path, max_steps=1, progress=False)
     assert result.step == 1 and not lock.exists()
+
+
+# ----------------------------------------------------------------------- issue 25 (items 8, 9, 12, 14)
+def _strict_records(path) -> list[dict]:
+    """metrics.jsonl parsed as strict JSON (a bare NaN / Infinity is refused)."""
+
+    def refuse(constant: str):
+        raise ValueError(f"not JSON: {constant}")
+
+    return [json.loads(line, parse_constant=refuse) for line in path.read_text().splitlines()]
+
+
+def _all_finite(state: dict) -> bool:
+    tensors = [*state["model"].values(), state["head"]["weight"]]
+    return all(torch.isfinite(t).all() for t in tensors if t.is_floating_point())
+
+
+def test_a_diverging_learning_rate_stops_without_saving_non_finite_weights(tmp_path) -> None:
+    """Item 8: a huge optim.lr made NaN weights that were saved; now the run stops with one line
+    naming the step and the learning rate, and writes no checkpoint of them."""
+    config = tiny_config("optim.lr=1e38", "optim.grad_clip=null", "checkpoint.every_steps=1")
+    with pytest.raises(NonFiniteLossError) as caught:
+        train(config, out_dir=tmp_path, max_steps=4, progress=False, dataset=TensorFaces())
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "step 1: the weights are no longer finite" in message and "optim.lr=1e+38" in message
+    assert "learning rate is too high" in message and "no checkpoint was written" in message
+    assert list_checkpoints(tmp_path / "checkpoints") == []
+    records = _strict_records(tmp_path / "metrics.jsonl")
+    assert records[-1]["kind"] == "error" and records[-1]["step"] == 1
+    assert not (tmp_path / ".igfiqa.lock").exists()
+
+
+def _diverge_after(step: int, monkeypatch) -> None:
+    """Make the optimizer step number ``step`` leave a NaN in the backbone's first weight."""
+    from igfiqa.engine.trainer import Trainer
+
+    original = Trainer.train_step
+
+    def train_step(self, images, labels):
+        metrics = original(self, images, labels)
+        if self.step + 1 == step:
+            with torch.no_grad():
+                self.model.conv1.weight[0, 0, 0, 0] = float("nan")
+        return metrics
+
+    monkeypatch.setattr(Trainer, "train_step", train_step)
+
+
+@pytest.mark.parametrize("detected_by", ["loss", "save"])
+def test_divergence_keeps_the_last_good_checkpoint_newest(tmp_path, monkeypatch, detected_by):
+    """The weights turn NaN in step 3: the loss of step 4 (or the save after step 3) finds them;
+    the checkpoint of step 2 stays the newest and loads with finite weights."""
+    _diverge_after(3, monkeypatch)
+    every = 2 if detected_by == "loss" else 1
+    config = tiny_config(f"checkpoint.every_steps={every}", "checkpoint.at_epoch_end=false")
+    with pytest.raises(NonFiniteLossError, match=r"^step 3: .* first in model\.conv1\.weight"):
+        train(config, out_dir=tmp_path, max_steps=5, progress=False, dataset=TensorFaces())
+    found = list_checkpoints(tmp_path / "checkpoints")
+    assert [step for step, _ in found][-1] == 2
+    assert _all_finite(load_checkpoint(found[-1][1]))
+    assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.suffix == ".tmp"]
+    assert (
+        "step_00000002.pt is the last good checkpoint"
+        in _strict_records(tmp_path / "metrics.jsonl")[-1]["message"]
+    )
+
+
+def test_metrics_are_strict_json(tmp_path) -> None:
+    """Item 8: metrics.jsonl held a bare `Infinity`."""
+    from igfiqa.engine.trainer import _MetricsLog
+
+    log = _MetricsLog(tmp_path, tensorboard=False)
+    log.write({"kind": "train", "step": 1, "lr": float("inf"), "loss": float("nan")})
+    log.close()
+    assert _strict_records(tmp_path / "metrics.jsonl") == [
+        {"kind": "train", "step": 1, "lr": "inf", "loss": None}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({"RANK": "1"}, r"RANK=1 is set without WORLD_SIZE"),
+        ({"RANK": "abc", "WORLD_SIZE": "2"}, r"RANK='abc' is not an integer"),
+        ({"RANK": "2", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}, r"RANK=2 must be in 0\.\.1"),
+        ({"WORLD_SIZE": "x"}, r"WORLD_SIZE='x' is not an integer"),
+        ({"LOCAL_RANK": "0"}, r"LOCAL_RANK=0 is set without RANK and WORLD_SIZE"),
+        ({"RANK": "0", "WORLD_SIZE": "2"}, r"WORLD_SIZE=2 is set without LOCAL_RANK"),
+        ({"RANK": "0", "WORLD_SIZE": "0"}, r"WORLD_SIZE=0 must be at least 1"),
+        (
+            {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "2", "LOCAL_WORLD_SIZE": "2"},
+            r"LOCAL_RANK=2 must be in 0\.\.1",
+        ),
+    ],
+)
+def test_the_torchrun_environment_is_validated(variables, expected) -> None:
+    """Item 9: the one reader of RANK / WORLD_SIZE / LOCAL_RANK / LOCAL_WORLD_SIZE."""
+    from igfiqa.engine.distributed import LaunchEnv, launch_env
+    from igfiqa.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"{expected}.*launch with torchrun or unset it$"):
+        launch_env(variables)
+    assert launch_env({}) == LaunchEnv(0, 1, 0, 1)
+    full = {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}
+    assert launch_env(full) == LaunchEnv(3, 4, 1, 2)
+    assert launch_env({"RANK": "0", "WORLD_SIZE": "1"}).is_main
+
+
+@pytest.mark.parametrize("rank", ["1", "abc"])
+def test_a_stray_rank_is_refused_before_any_work(tmp_path, monkeypatch, rank) -> None:
+    """Item 9: `RANK=1` without WORLD_SIZE trained without the folder lock; `RANK=abc` was a
+    traceback."""
+    from igfiqa.errors import ConfigError
+
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with pytest.raises(ConfigError, match=r"RANK.*launch with torchrun or unset it"):
+        train(tiny_config(), out_dir=tmp_path / "run", max_steps=1, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [("data.num_workers=10000", "data.num_workers"), ("model.width=1000", "model")],
+)
+def test_resources_beyond_the_machine_are_refused_before_any_work(tmp_path, override, field):
+    """Item 12: 10,000 workers started hundreds of processes; model.width=1000 an allocation
+    traceback."""
+    from igfiqa.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"^{re.escape(field)}: "):
+        train(tiny_config(override), out_dir=tmp_path / "run", max_steps=1, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_read_only_run_folder_is_an_output_error(tmp_path) -> None:
+    """Item 14: a read-only output folder ended in a traceback (the lock file)."""
+    from igfiqa.errors import OutputError
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("the chmod does not bite (running as root)")
+        with pytest.raises(OutputError, match=r"\.igfiqa\.lock: cannot create the lock file"):
+            train(tiny_config(), out_dir=folder, max_steps=1, progress=False)
+    finally:
+        folder.chmod(0o700)
+
+
+def test_a_lock_file_that_cannot_be_created_is_an_output_error(tmp_path, monkeypatch) -> None:
+    """Item 14 (also as root): the lock file's OSError becomes one line naming it."""
+    import errno
+
+    from igfiqa.errors import OutputError
+    from igfiqa.files import FolderLock
+
+    def refuse(self):
+        raise PermissionError(errno.EACCES, "Permission denied", str(self.path))
+
+    monkeypatch.setattr(FolderLock, "acquire", refuse)
+    with pytest.raises(OutputError, match=r"\.igfiqa\.lock: cannot create the lock file \(Perm"):
+        train(tiny_config(), out_dir=tmp_path / "run", max_steps=1, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_full_disk_while_logging_is_an_output_error(tmp_path, monkeypatch) -> None:
+    """Item 14: metrics.jsonl on a full disk."""
+    import errno
+    import io
+
+    import igfiqa.engine.trainer as trainer_module
+    from igfiqa.errors import OutputError
+
+    class Full(io.StringIO):
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(trainer_module, "open", lambda *a, **k: Full(), raising=False)
+    with pytest.raises(OutputError, match=r"metrics\.jsonl: cannot write .*the disk is full"):
+        train(tiny_config(), out_dir=tmp_path, max_steps=2, progress=False, dataset=TensorFaces())
+
+
+@pytest.mark.parametrize("failure", ["runtime", "oserror"])
+def test_a_full_disk_while_saving_a_checkpoint_keeps_the_previous_one(
+    tmp_path, monkeypatch, failure
+) -> None:
+    """Item 14: a full disk while saving said "unexpected pos 765248 vs 765144", no word of the
+    disk. Now: one line naming the file and the free bytes; the previous checkpoint stays valid
+    and no temporary file remains."""
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    from igfiqa.errors import OutputError
+
+    config = tiny_config("checkpoint.every_steps=2", "checkpoint.at_epoch_end=false")
+    save = torch.save
+    calls = []
+
+    def full_after_the_first(obj, handle, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            return save(obj, handle, *args, **kwargs)
+        handle.write(b"partial")
+        if failure == "runtime":
+            raise RuntimeError(
+                "[enforce fail at inline_container.cc:672] . unexpected pos 765248 vs 765144"
+            )
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(torch, "save", full_after_the_first)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 4096, 4096))
+    expected = (
+        r"step_00000004\.pt: cannot write the checkpoint \(the disk is full: 4,096 bytes free"
+        if failure == "runtime"
+        else r"step_00000004\.pt: cannot write \(No space left on device\); the disk is full"
+    )
+    with pytest.raises(OutputError, match=expected) as caught:
+        train(config, out_dir=tmp_path, max_steps=5, progress=False, dataset=TensorFaces())
+    assert "\n" not in str(caught.value)
+    folder = tmp_path / "checkpoints"
+    assert sorted(p.name for p in folder.iterdir()) == ["step_00000002.pt"]
+    monkeypatch.setattr(torch, "save", save)
+    assert load_checkpoint(folder / "step_00000002.pt")["step"] == 2

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +67,9 @@ def train_command(
     """Train IG-FIQA / CR-FIQA. Single process on a CPU or GPU; run the same command under
     `torchrun --nproc_per_node N` for data-parallel training on N GPUs (several nodes too)."""
     from igfiqa.config import list_presets, load_config, preset_text
+    from igfiqa.engine.distributed import launch_env
     from igfiqa.errors import ConfigError
+    from igfiqa.files import json_safe
 
     if list_presets_:
         for name in list_presets():
@@ -77,6 +78,7 @@ def train_command(
             typer.echo(f"{name:24s} {line.removeprefix('description:').strip()}")
         raise typer.Exit()
 
+    launch = launch_env()  # a stray or malformed RANK / WORLD_SIZE is refused before any work
     if resume is not None:
         run_dir = Path(resume)
         if out is not None and Path(out).resolve() != run_dir.resolve():
@@ -97,6 +99,7 @@ def train_command(
         typer.echo(config.to_yaml(), nl=False)
         raise typer.Exit()
     run_dir = Path(resume) if resume is not None else (out or Path("runs") / config.name)
+    config.check_resources()
 
     from igfiqa.engine.trainer import train
 
@@ -107,7 +110,7 @@ def train_command(
         max_steps=max_steps,
         progress=progress,
     )
-    if int(os.environ.get("RANK", "0")) == 0:
+    if launch.is_main:
         summary = {
             "run_dir": str(result.run_dir),
             "checkpoint": str(result.checkpoint) if result.checkpoint else None,
@@ -119,6 +122,7 @@ def train_command(
             "metrics": result.metrics,
             "verification": result.verification,
         }
-        typer.echo(json.dumps(summary, indent=2, default=float))
+        safe = json_safe(summary, infinite_as_text=True)
+        typer.echo(json.dumps(safe, indent=2, allow_nan=False))
     if result.signum is not None:  # stopped by SIGTERM/SIGINT after saving: 143/130, as a shell
         raise typer.Exit(128 + int(result.signum))

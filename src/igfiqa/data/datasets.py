@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 from igfiqa.data.decode import IMAGE_EXTENSIONS, decode_image
 from igfiqa.data.pixels import normalise_into
 from igfiqa.errors import ConfigError, DataError
-from igfiqa.files import MAX_TABLE_BYTES, read_text_file
+from igfiqa.files import MAX_TABLE_BYTES, read_text_file, writing
 
 """File name extensions treated as images when scanning folders (case-insensitive)."""
 
@@ -229,7 +229,9 @@ def save_class_mapping(path: str | os.PathLike[str], class_names: Sequence[str])
     """Write ``{"format": "igfiqa.class_mapping", "classes": {name: id}}`` (sorted, stable bytes)."""
     mapping = {"format": "igfiqa.class_mapping", "version": 1}
     mapping["classes"] = {name: i for i, name in enumerate(class_names)}  # type: ignore[assignment]
-    Path(path).write_text(json.dumps(mapping, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    text = json.dumps(mapping, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    with writing(path):
+        Path(path).write_text(text)
 
 
 def load_class_mapping(path: str | os.PathLike[str]) -> list[str]:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from igfiqa.errors import DataError
+from igfiqa.files import writing
 
 MAGIC = 0xCED7230A
 _MAGIC_BYTES = struct.pack("<I", MAGIC)
@@ -113,7 +114,10 @@ def encode_record(record: bytes) -> bytes:
 
 
 class RecordIOWriter:
-    """Append records to a ``.rec`` file and write its ``.idx`` (MXNet ``MXIndexedRecordIO('w')``)."""
+    """Append records to a ``.rec`` file and write its ``.idx`` (MXNet ``MXIndexedRecordIO('w')``).
+
+    A failed write (a full disk, a read-only folder) raises :class:`igfiqa.errors.OutputError`
+    naming the file."""
 
     def __init__(
         self, rec_path: str | os.PathLike[str], idx_path: str | os.PathLike[str] | None = None
@@ -122,22 +126,39 @@ class RecordIOWriter:
         self.idx_path = (
             Path(idx_path) if idx_path is not None else self.rec_path.with_suffix(".idx")
         )
-        self._rec = open(self.rec_path, "wb")  # noqa: SIM115 - closed in close()
-        self._idx = open(self.idx_path, "w", encoding="ascii", newline="\n")  # noqa: SIM115
+        with writing(self.rec_path, "create"):
+            self._rec = open(self.rec_path, "wb")  # noqa: SIM115 - closed in close()
+            try:
+                self._idx = open(self.idx_path, "w", encoding="ascii", newline="\n")  # noqa: SIM115
+            except OSError:
+                self._rec.close()
+                raise
         self.keys: list[int] = []
 
     def write(self, key: int, record: bytes) -> int:
         """Write ``record`` under ``key``; returns its byte offset."""
-        offset = self._rec.tell()
-        self._rec.write(encode_record(record))
-        self._idx.write(f"{int(key)}\t{offset}\n")
+        with writing(self.rec_path):
+            offset = self._rec.tell()
+            self._rec.write(encode_record(record))
+            self._idx.write(f"{int(key)}\t{offset}\n")
         self.keys.append(int(key))
         return offset
 
+    def rewrite(self, offset: int, record: bytes) -> None:
+        """Overwrite the record at ``offset`` with one of the same encoded size; then append."""
+        with writing(self.rec_path):
+            self._rec.seek(offset)
+            self._rec.write(encode_record(record))
+            self._rec.seek(0, os.SEEK_END)
+
     def close(self) -> None:
         """Flush and close both files."""
-        self._rec.close()
-        self._idx.close()
+        try:
+            with writing(self.rec_path):
+                self._rec.close()
+        finally:
+            with writing(self.idx_path):
+                self._idx.close()
 
     def __enter__(self) -> RecordIOWriter:
         return self
@@ -404,7 +425,9 @@ def read_property(root: str | os.PathLike[str]) -> tuple[int, int, int] | None:
 
 def write_property(root: str | os.PathLike[str], num_classes: int, size: int) -> None:
     """Write the insightface ``property`` file ``num_classes,size,size``."""
-    (Path(root) / "property").write_text(f"{num_classes},{size},{size}")
+    path = Path(root) / "property"
+    with writing(path):
+        path.write_text(f"{num_classes},{size},{size}")
 
 
 def write_insightface_recordio(
@@ -422,7 +445,8 @@ def write_insightface_recordio(
     written first as a placeholder and rewritten in place at the end (same size: 24 + 8 bytes).
     """
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    with writing(root, "create the folder"):
+        root.mkdir(parents=True, exist_ok=True)
     rec_path = root / f"{prefix}.rec"
     starts: list[int] = []  # first image key of each class
     key = 0
@@ -448,10 +472,8 @@ def write_insightface_recordio(
         for cls in range(classes):
             header = IRHeader(2, np.array([starts[cls], ends[cls]], np.float32), a + cls, 0)
             writer.write(a + cls, pack(header, b""))
-        writer._rec.seek(0)
         header0 = pack(IRHeader(2, np.array([a, a + classes], np.float32)), b"")
-        writer._rec.write(encode_record(header0))
-        writer._rec.seek(0, os.SEEK_END)
+        writer.rewrite(0, header0)
     write_property(root, classes, image_size)
     return rec_path, key
 

@@ -1,21 +1,90 @@
 """Process-group helpers for ``torchrun``: nothing happens at import; :func:`setup` initialises.
 
-One process per device. ``setup()`` reads the ``torchrun`` environment (``WORLD_SIZE``, ``RANK``,
-``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``) and initialises ``env://`` with NCCL on GPUs and gloo
-on CPUs when ``WORLD_SIZE > 1``; in a single process it does nothing and everything below degrades
-to the identity.
+One process per device. :func:`launch_env` is the one reader of the ``torchrun`` environment
+(``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``): it validates them together and
+refuses a stray or malformed variable with a :class:`ConfigError`. ``setup()`` uses it and initialises
+``env://`` with NCCL on GPUs and gloo on CPUs when ``WORLD_SIZE > 1``; in a single process it does
+nothing and everything below degrades to the identity. Inside a process group the rank and world
+size come from :mod:`igfiqa.collective` (``get_rank`` / ``get_world_size`` here are the same).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from igfiqa import collective
 from igfiqa.errors import ConfigError
+
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+
+
+@dataclass(frozen=True)
+class LaunchEnv:
+    """This process's place as ``torchrun`` describes it (a single process: 0 of 1)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _launch_error(message: str) -> ConfigError:
+    return ConfigError(
+        f"{message}; these variables are set by torchrun: launch with torchrun or unset it"
+    )
+
+
+def launch_env(environ: Mapping[str, str] | None = None) -> LaunchEnv:
+    """The validated ``torchrun`` environment (``os.environ`` unless ``environ`` is given).
+
+    ``RANK`` and ``WORLD_SIZE`` are set together or not at all; ``LOCAL_RANK`` (required when
+    ``WORLD_SIZE > 1``) and ``LOCAL_WORLD_SIZE`` only with them. All are integers with
+    ``0 <= RANK < WORLD_SIZE`` and ``0 <= LOCAL_RANK < LOCAL_WORLD_SIZE <= WORLD_SIZE``. Anything
+    else raises :class:`ConfigError` naming the variable. None set: a single process (0 of 1).
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, int] = {}
+    for name in TORCHRUN_VARIABLES:
+        text = env.get(name)
+        if text is None:
+            continue
+        try:
+            values[name] = int(text.strip(), 10)
+        except ValueError:
+            raise _launch_error(f"{name}={text!r} is not an integer") from None
+    if not values:
+        return LaunchEnv()
+    missing = [name for name in ("RANK", "WORLD_SIZE") if name not in values]
+    if missing:
+        given = ", ".join(f"{name}={values[name]}" for name in values)
+        raise _launch_error(f"{given} is set without {' and '.join(missing)}")
+    world, rank = values["WORLD_SIZE"], values["RANK"]
+    if world < 1:
+        raise _launch_error(f"WORLD_SIZE={world} must be at least 1")
+    if not 0 <= rank < world:
+        raise _launch_error(f"RANK={rank} must be in 0..{world - 1} (WORLD_SIZE={world})")
+    if world > 1 and "LOCAL_RANK" not in values:
+        raise _launch_error(f"WORLD_SIZE={world} is set without LOCAL_RANK")
+    local_world = values.get("LOCAL_WORLD_SIZE", world)
+    if not 1 <= local_world <= world:
+        raise _launch_error(f"LOCAL_WORLD_SIZE={local_world} must be in 1..{world} (WORLD_SIZE)")
+    local_rank = values.get("LOCAL_RANK", 0)
+    if not 0 <= local_rank < local_world:
+        raise _launch_error(
+            f"LOCAL_RANK={local_rank} must be in 0..{local_world - 1} (LOCAL_WORLD_SIZE "
+            f"{local_world})"
+        )
+    return LaunchEnv(rank, world, local_rank, local_world)
 
 
 @dataclass(frozen=True)
@@ -42,11 +111,13 @@ def is_initialized() -> bool:
 
 
 def get_rank() -> int:
-    return dist.get_rank() if is_initialized() else 0
+    """This process's rank in the default process group (0 without one)."""
+    return collective.rank()
 
 
 def get_world_size() -> int:
-    return dist.get_world_size() if is_initialized() else 1
+    """Processes in the default process group (1 without one)."""
+    return collective.world_size()
 
 
 def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
@@ -71,14 +142,18 @@ def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
 
 
 def setup(device: str = "auto") -> DistInfo:
-    """Initialise the process group from the ``torchrun`` environment when ``WORLD_SIZE > 1``."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    """Initialise the process group from the ``torchrun`` environment when ``WORLD_SIZE > 1``
+    (:func:`launch_env`; a group initialised already is used as it is)."""
+    env = launch_env()
+    local_rank = env.local_rank
     if is_initialized():
-        rank, world_size = dist.get_rank(), dist.get_world_size()
+        rank, world_size = get_rank(), get_world_size()
         return DistInfo(rank, world_size, local_rank, resolve_device(device, local_rank), False)
-    if world_size <= 1:
+    if env.world_size <= 1:
         return DistInfo(0, 1, 0, resolve_device(device, 0), False)
+    for name in ("MASTER_ADDR", "MASTER_PORT"):
+        if not os.environ.get(name, "").strip():
+            raise _launch_error(f"WORLD_SIZE={env.world_size} is set without {name}")
     target = resolve_device(device, local_rank)
     if target.type == "cuda":
         torch.cuda.set_device(target)

@@ -50,7 +50,15 @@ from igfiqa.engine import distributed
 from igfiqa.engine.sampler import FlippedDataset, ResumableDistributedSampler
 from igfiqa.engine.schedules import LRSchedule
 from igfiqa.errors import CheckpointError, ConfigError, IgfiqaError
-from igfiqa.files import FolderLock, atomic_write_text, ensure_dir, remove_stale_temp_files
+from igfiqa.files import (
+    LOCK_FILE,
+    FolderLock,
+    atomic_write_text,
+    ensure_dir,
+    json_safe,
+    remove_stale_temp_files,
+    writing,
+)
 from igfiqa.models import create_model
 from igfiqa.models.heads import MarginHead
 from igfiqa.models.sharded import ShardedMarginHead
@@ -62,7 +70,9 @@ CHECKPOINT_DIR = "checkpoints"
 
 
 class NonFiniteLossError(IgfiqaError):
-    """Too many optimizer steps in a row had a non-finite loss or gradient."""
+    """The run diverged: too many optimizer steps in a row had a non-finite loss or gradient, or
+    the weights themselves became non-finite (NaN or infinity). No checkpoint of such weights is
+    written; the last one written stays the newest."""
 
 
 @dataclass
@@ -122,7 +132,9 @@ def truncate_metrics(path: Path, step: int) -> int:
     if not path.is_file():
         return 0
     kept, dropped = [], 0
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    with writing(path, "read"):
+        text = path.read_text(encoding="utf-8", errors="replace")
+    for line in text.splitlines():
         try:
             record = json.loads(line)
             keep = isinstance(record, dict) and int(record.get("step", 0)) <= step
@@ -145,7 +157,9 @@ class _MetricsLog:
         self.writer = None
         if run_dir is None:
             return
-        self.handle = open(run_dir / METRICS_FILE, "a", encoding="utf-8")  # noqa: SIM115
+        self.path = run_dir / METRICS_FILE
+        with writing(self.path, "open for appending"):
+            self.handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -154,13 +168,17 @@ class _MetricsLog:
                     "logging.tensorboard is on but TensorBoard is not installed: "
                     "pip install 'igfiqa[tensorboard]' or --set logging.tensorboard=false"
                 ) from error
-            self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+            with writing(run_dir / "tensorboard"):
+                self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
     def write(self, record: dict[str, Any]) -> None:
+        """Append ``record`` as one line of strict JSON (infinities as "inf", NaN as null)."""
         if self.handle is None:
             return
-        self.handle.write(json.dumps(record, sort_keys=True) + "\n")
-        self.handle.flush()
+        line = json.dumps(json_safe(record, infinite_as_text=True), sort_keys=True, allow_nan=False)
+        with writing(self.path):
+            self.handle.write(line + "\n")
+            self.handle.flush()
         if self.writer is not None:
             step = int(record.get("step", 0))
             for key, value in record.items():
@@ -169,7 +187,9 @@ class _MetricsLog:
 
     def close(self) -> None:
         if self.handle is not None:
-            self.handle.close()
+            handle, self.handle = self.handle, None
+            with contextlib.suppress(OSError):  # every record was flushed when written
+                handle.close()
         if self.writer is not None:
             self.writer.close()
 
@@ -183,7 +203,7 @@ def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManag
 
 def _gather_objects(obj: Any) -> list[Any]:
     """Every rank's ``obj`` (our own processes' state: RNG and augmentation generators)."""
-    if not distributed.is_initialized() or distributed.get_world_size() == 1:
+    if distributed.get_world_size() == 1:
         return [obj]
     out: list[Any] = [None] * distributed.get_world_size()
     dist.all_gather_object(out, obj)
@@ -192,7 +212,7 @@ def _gather_objects(obj: Any) -> list[Any]:
 
 def _any_rank(flag: bool, device: torch.device) -> bool:
     """True when ``flag`` is true on any rank."""
-    if not distributed.is_initialized() or distributed.get_world_size() == 1:
+    if distributed.get_world_size() == 1:
         return flag
     value = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
@@ -330,6 +350,11 @@ class Trainer:
         cfg = self.config
         global_batch = cfg.data.batch_size * self.info.world_size
         lr = cfg.optim.lr * (global_batch / cfg.optim.base_batch if cfg.optim.scale_lr else 1.0)
+        if not math.isfinite(lr):
+            raise ConfigError(
+                f"optim.lr: {cfg.optim.lr:g} scaled to the global batch of {global_batch} is not a "
+                "finite number; lower optim.lr (or --set optim.scale_lr=false)"
+            )
         self.lr = lr
         sgd = dict(lr=lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay)
         self.backbone_params = [p for p in self.model.parameters() if p.requires_grad]
@@ -462,6 +487,9 @@ class Trainer:
         }
 
     def save(self) -> Path | None:
+        """Write a checkpoint (collective); refuses weights that are not finite (NaN/inf), so the
+        newest checkpoint is always one a run can continue from."""
+        self._stop_if_weights_not_finite(with_state=True)
         payload = self.checkpoint_payload()
         path = None
         if self.info.is_main:
@@ -605,6 +633,9 @@ class Trainer:
             if not math.isfinite(grad_norm) and not self.scaler.is_enabled():
                 bad = True
         if bad:
+            # Only here (a rare step) are the weights themselves checked: a non-finite loss from
+            # non-finite weights cannot be skipped away, the run has diverged.
+            self._stop_if_weights_not_finite()
             self.opt_backbone.zero_grad(set_to_none=True)
             self.opt_head.zero_grad(set_to_none=True)
             if buffers:
@@ -636,6 +667,66 @@ class Trainer:
             **{k: float(v) for k, v in out.diagnostics.items()},
         }
         return metrics
+
+    # ------------------------------------------------------------------------- divergence
+    def _diverged(self, where: str) -> NonFiniteLossError:
+        cfg = self.config
+        latest = latest_checkpoint(self.run_dir / CHECKPOINT_DIR)
+        todo = (
+            f"{latest} is the last good checkpoint: resume it with a lower optim.lr or start again"
+            if latest
+            else "no checkpoint was written: start again with a lower optim.lr"
+        )
+        return NonFiniteLossError(
+            f"step {self.step}: the weights are no longer finite (NaN or infinity, first in "
+            f"{where}): the run diverged, most likely because the learning rate is too high "
+            f"(optim.lr={cfg.optim.lr:g}, {self.lr:g} for the global batch of "
+            f"{self.sampler.global_batch}); these weights were not saved, {todo}"
+        )
+
+    def _training_tensors(self, with_state: bool) -> list[tuple[str, torch.Tensor]]:
+        """The weights (``with_state``: also the buffers and the optimizers' momentum), named."""
+        model = unwrap(self.model)
+        named: list[tuple[str, Any]] = [
+            *((f"model.{n}", t) for n, t in model.named_parameters()),
+            *((f"head.{n}", t) for n, t in self.head.named_parameters()),
+        ]
+        if with_state:
+            named += [(f"model.{n}", t) for n, t in model.named_buffers()]
+            for part, optimizer in (("backbone", self.opt_backbone), ("head", self.opt_head)):
+                for index, state in enumerate(optimizer.state.values()):
+                    named += [(f"optimizer.{part}.{index}.{k}", v) for k, v in state.items()]
+        return [
+            (n, t)
+            for n, t in named
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel() > 0
+        ]
+
+    def _first_nonfinite(self, with_state: bool = False) -> str | None:
+        """The name of the first tensor holding a NaN or infinity, "another process's weights"
+        when only another rank's do, or None (collective: every rank must call it).
+
+        One min/max pass per tensor on its device (NaN propagates through both, an infinity
+        is the minimum or the maximum; no copy, no change to any value) and one synchronisation."""
+        named = self._training_tensors(with_state)
+        bad: list[str] = []
+        if named:
+            with torch.no_grad():
+                ends = torch.stack(
+                    [torch.stack(torch.aminmax(t.detach())).float() for _, t in named]
+                )
+                finite = torch.isfinite(ends).all(dim=1)
+                if not bool(finite.all()):
+                    flags = finite.tolist()
+                    bad = [name for (name, _), ok in zip(named, flags, strict=True) if not ok]
+        if not _any_rank(bool(bad), self.device):
+            return None
+        return bad[0] if bad else "another process's weights"
+
+    def _stop_if_weights_not_finite(self, with_state: bool = False) -> None:
+        where = self._first_nonfinite(with_state)
+        if where is not None:
+            raise self._diverged(where)
 
     # -------------------------------------------------------------------------------- the loop
     def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -680,6 +771,11 @@ class Trainer:
             if stopped != "signal":
                 stopped = "completed" if self.step >= self.total_steps else "max_steps"
             return self._finish(stopped, stop, speed, log)
+        except IgfiqaError as error:
+            if info.is_main:  # the log says how the run ended (if the log itself can be written)
+                with contextlib.suppress(IgfiqaError):
+                    log.write({"kind": "error", "step": self.step, "message": str(error)})
+            raise
         finally:
             stop.restore()
             bar.close()
@@ -690,7 +786,8 @@ class Trainer:
         resumed run's metrics are cut back to its checkpoint's step."""
         ensure_dir(self.run_dir, "the run folder (--out)")
         for folder in (self.run_dir, self.run_dir / CHECKPOINT_DIR):  # left by a kill -9
-            remove_stale_temp_files(folder)
+            with writing(folder, "remove temporary files in"):
+                remove_stale_temp_files(folder)
         atomic_write_text(self.config.to_yaml(), self.run_dir / CONFIG_FILE)
         if self.resumed_from is not None:
             truncate_metrics(self.run_dir / METRICS_FILE, self.step)
@@ -878,6 +975,8 @@ def train(
     """
     if not isinstance(config, IgfiqaConfig):
         config = config_from_dict(config)
+    # Machine bounds (workers, model and batch size) before any work.
+    config.check_resources()
     # Process-wide switches that train() changes are put back afterwards.
     deterministic = torch.are_deterministic_algorithms_enabled()
     cudnn_benchmark = torch.backends.cudnn.benchmark
@@ -886,9 +985,19 @@ def train(
     )
     # One writer per run folder (rank 0 of a torchrun job holds it for all ranks).
     lock = None
-    if int(os.environ.get("RANK", "0")) == 0:
+    created = False
+    if trainer.info.is_main:
         created = not Path(out_dir).exists()
-        lock = FolderLock(ensure_dir(out_dir, "the run folder (--out)")).acquire()
+        folder = ensure_dir(out_dir, "the run folder (--out)")
+        try:
+            with writing(folder / LOCK_FILE, "create the lock file"):
+                lock = FolderLock(folder).acquire()
+        except BaseException:
+            if created:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            distributed.teardown(trainer.info)
+            raise
     try:
         trainer.build()
         return trainer.run()
