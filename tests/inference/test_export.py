@@ -4,6 +4,7 @@ with PyTorch, and the ONNX scoring path runs without torch."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -23,6 +24,30 @@ from igfiqa.errors import CheckpointError
 from igfiqa.inference.calibration import ScoreCalibration
 
 runner = CliRunner()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _onnx_export_once_per_network():
+    """torch's ONNX exporter takes seconds per call, and these tests export the same tiny network
+    many times: each distinct network (by its weights) is converted once, then saved, checked and
+    verified against torch as usual."""
+    import hashlib
+
+    from igfiqa.inference import export
+
+    real, programs = export._onnx_program, {}
+
+    def once(network, opset):
+        h = hashlib.sha256(str(opset).encode())
+        for name, tensor in network.state_dict().items():
+            h.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
+        if h.hexdigest() not in programs:
+            programs[h.hexdigest()] = real(network, opset)
+        return programs[h.hexdigest()]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(export, "_onnx_program", once)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -288,3 +313,235 @@ def test_an_onnx_export_honours_a_pin(export_dir):
         igfiqa.load_model(export_dir, backend="onnx", sha256="0" * 64)
     with pytest.raises(CheckpointError, match="no model options"):
         igfiqa.load_model(export_dir, backend="onnx", options="T=3")
+
+
+# ------------------------------------------------------------------ files of an export (issue 25)
+EXPORT_FILES = {"model.safetensors", "model_card.json"}
+
+
+def _listing(folder: Path) -> set[str]:
+    return {path.name for path in folder.iterdir()}
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_an_onnx_export_is_self_contained_listed_and_survives_a_copy(
+    export_dir, image_folder, tmp_path
+):
+    import shutil
+
+    assert _listing(export_dir) == EXPORT_FILES | {"model.onnx"}  # no hidden weights file
+    card = json.loads((export_dir / "model_card.json").read_text())
+    assert card["files"]["onnx"] == "model.onnx" and card["files"]["onnx_data"] is None
+    assert card["files"]["sha256"] == {
+        name: _sha256(export_dir / name) for name in ("model.onnx", "model.safetensors")
+    }
+    copy = tmp_path / "elsewhere" / "copy"
+    shutil.copytree(export_dir, copy)
+    images = sorted(image_folder.iterdir())
+    expected = igfiqa.load_model(export_dir, backend="onnx").score(images)
+    np.testing.assert_array_equal(igfiqa.load_model(copy, backend="onnx").score(images), expected)
+    np.testing.assert_allclose(igfiqa.load_model(copy).score(images), expected, atol=1e-4)
+
+
+def test_overwrite_leaves_exactly_the_files_of_the_new_export(
+    export_dir, checkpoint_path, tmp_path
+):
+    # export_dir: the network was converted to ONNX once already (_onnx_export_once_per_network)
+    out = tmp_path / "exp"
+    args = ["export", str(checkpoint_path), "--out", str(out), "--onnx", "--reference", "none"]
+    assert runner.invoke(app, args).exit_code == 0
+    (out / ".model.onnx.k3j2l1x0.tmp.data").write_bytes(b"left by igfiqa <= 0.1")
+    (out / ".igfiqa-export.abc.tmp").mkdir()  # the staging folder of a killed export
+    (out / "notes.txt").write_text("the user's own file")
+    for _ in range(2):
+        result = runner.invoke(app, [*args, "--overwrite"])
+        assert result.exit_code == 0, result.output
+        assert _listing(out) == EXPORT_FILES | {"model.onnx", "notes.txt"}
+
+
+def test_external_onnx_weights_are_replaced_as_a_pair_and_listed(
+    export_dir, checkpoint_path, image_folder, tmp_path
+):
+    import shutil
+
+    from igfiqa.inference.export import export_model
+
+    out = tmp_path / "big"
+    for _ in range(2):  # as a network over 1.5 GiB would be written
+        card = export_model(
+            checkpoint_path, out, onnx=True, reference=None, overwrite=True,
+            onnx_external_data_over=0,
+        )  # fmt: skip
+        data = card["files"]["onnx_data"]
+        assert data.startswith("model.onnx.") and data.endswith(".data")
+        assert _listing(out) == EXPORT_FILES | {"model.onnx", data}
+        assert card["files"]["sha256"][data] == _sha256(out / data)
+    assert data[len("model.onnx.") : -len(".data")] == _sha256(out / data)[:16]
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    images = sorted(image_folder.iterdir())
+    np.testing.assert_allclose(
+        igfiqa.load_model(copy, backend="onnx").score(images),
+        igfiqa.load_model(checkpoint_path).score(images),
+        atol=1e-4,
+    )
+    (copy / data).unlink()  # a partial copy is named, not a traceback
+    with pytest.raises(CheckpointError, match=rf"{data}.*missing.*copy the whole export"):
+        igfiqa.load_model(copy, backend="onnx")
+    export_model(checkpoint_path, out, reference=None, overwrite=True)
+    assert _listing(out) == EXPORT_FILES
+    shutil.copy(copy / "model.onnx", out)  # a graph its card does not list is not used
+    with pytest.raises(CheckpointError, match=r"model.onnx is not part of the export"):
+        igfiqa.load_model(out, backend="onnx")
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in folder.iterdir()}
+
+
+def test_a_failed_or_interrupted_overwrite_never_loads_wrongly(
+    checkpoint_path, image_folder, tmp_path, monkeypatch
+):
+    import os
+
+    import safetensors.torch
+    import torch
+    from inference_helpers import tiny_model
+    from safetensors import SafetensorError
+
+    out = tmp_path / "exp"
+    args = ["export", str(checkpoint_path), "--out", str(out), "--reference", "none"]
+    assert runner.invoke(app, args).exit_code == 0
+    before = _snapshot(out)
+    images = sorted(image_folder.iterdir())
+    scores = igfiqa.load_model(out).score(images)
+    other = tmp_path / "other.pth"
+    torch.save(tiny_model(seed=5).state_dict(), other)
+
+    def full_disk(*_args, **_kwargs):
+        raise SafetensorError(
+            "Error while serializing: I/O error: No space left on device (os error 28)"
+        )
+
+    with monkeypatch.context() as patch:
+        patch.setattr(safetensors.torch, "save_file", full_disk)
+        result = runner.invoke(app, [*args[:1], str(other), *args[2:], "--overwrite"])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1
+    assert str(out / "model.safetensors") in result.output and "disk is full" in result.output
+    assert _snapshot(out) == before  # the old export as it was: no temporary file, no lock
+    np.testing.assert_array_equal(igfiqa.load_model(out).score(images), scores)
+
+    # Killed between renaming the new weights into place and the card: the folder mixes two
+    # exports, and the card's hashes make it refuse instead of scoring with the wrong card.
+    real_replace = os.replace
+
+    def killed_before_the_card(source, target, *rest, **kwargs):
+        if Path(target).name == "model_card.json" and ".igfiqa-export." in str(source):
+            raise OSError(5, "Input/output error")
+        return real_replace(source, target, *rest, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "replace", killed_before_the_card)
+        result = runner.invoke(app, [*args[:1], str(other), *args[2:], "--overwrite"])
+    assert result.exit_code == 2 and "cannot replace the export" in result.output
+    assert (out / "model_card.json").read_bytes() == before["model_card.json"]
+    with pytest.raises(CheckpointError, match=r"model.safetensors is not the file its model card"):
+        igfiqa.load_model(out)
+    result = runner.invoke(app, [*args[:1], str(other), *args[2:], "--overwrite"])
+    assert result.exit_code == 0 and _listing(out) == EXPORT_FILES
+    assert not np.allclose(igfiqa.load_model(out).score(images), scores)
+
+
+def test_output_errors_of_export_are_one_line(checkpoint_path, tmp_path):
+    import socket
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    base = ["export", str(checkpoint_path), "--reference", "none", "--out"]
+    result = runner.invoke(app, [*base, str(blocker / "exp")])
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert str(blocker / "exp") in result.output and "is a file, not a folder" in result.output
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    lock = {"pid": 1, "host": socket.gethostname()}  # a live process: init
+    (busy / ".igfiqa.lock").write_text(json.dumps(lock))
+    result = runner.invoke(app, [*base, str(busy)])
+    assert result.exit_code == 2 and "in use by another igfiqa process" in result.output
+    assert _listing(busy) == {".igfiqa.lock"}
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes anywhere")
+def test_a_read_only_export_folder_is_one_line_and_the_old_export_stays(checkpoint_path, tmp_path):
+    out = tmp_path / "exp"
+    args = ["export", str(checkpoint_path), "--out", str(out), "--reference", "none"]
+    assert runner.invoke(app, args).exit_code == 0
+    before = _snapshot(out)
+    out.chmod(0o555)
+    try:
+        result = runner.invoke(app, [*args, "--overwrite"])
+    finally:
+        out.chmod(0o755)
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert str(out) in result.output and "permission" in result.output
+    assert _snapshot(out) == before
+
+
+def test_a_deeply_nested_or_huge_model_card_is_refused_in_one_line(
+    export_dir, image_folder, tmp_path
+):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from igfiqa.cli.calibrate import read_calibration_file
+    from igfiqa.errors import ConfigError
+
+    deep = '{"a":' * 200_000 + "1" + "}" * 200_000
+    copy = tmp_path / "copy"
+    shutil.copytree(export_dir, copy)
+    (copy / "model_card.json").write_text(deep)
+    for backend in ("torch", "onnx"):
+        with pytest.raises(CheckpointError, match=rf"{copy / 'model_card.json'}.*nested"):
+            igfiqa.load_model(copy, backend=backend)
+    result = runner.invoke(app, ["score", str(copy), str(image_folder)])
+    assert result.exit_code == 2 and "nested more than" in result.output
+    assert result.output.count("\n") == 1
+    alone = tmp_path / "alone.safetensors"  # the same in the card embedded in the weights
+    save_file(load_file(export_dir / "model.safetensors"), alone, {"igfiqa_model_card": deep})
+    with pytest.raises(CheckpointError, match=r"alone.safetensors \(embedded model card\).*nested"):
+        igfiqa.load_model(alone)
+    (copy / "model_card.json").write_text(" " * (17 * 1024 * 1024))
+    with pytest.raises(CheckpointError, match=r"model_card.json.*limit"):
+        igfiqa.load_model(copy)
+    (tmp_path / "deep.json").write_text(deep)
+    with pytest.raises(ConfigError, match=r"deep.json: nested more than 64 levels"):
+        read_calibration_file(tmp_path / "deep.json", "--fnmr-calibration")
+
+
+def test_calibrate_output_errors_are_one_line(tmp_path, monkeypatch):
+    import errno
+
+    import igfiqa.evaluation.expected_fnmr_report as report
+    from igfiqa.cli import calibrate as command
+    from igfiqa.errors import OutputError
+
+    def read_only(run, out, **_kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(out / "expected_fnmr.png"))
+
+    monkeypatch.setattr(command, "calibrate_on", lambda *args, **kwargs: None)
+    monkeypatch.setattr(report, "write_calibration_report", read_only)
+    out = tmp_path / "cal"
+    result = runner.invoke(
+        app, ["calibrate", "m.pt", "-b", "synthetic:identities=4", "-f", "fr.pt", "-o", str(out)]
+    )
+    assert isinstance(result.exception, OutputError)
+    message = str(result.exception)
+    assert "\n" not in message and str(out / "expected_fnmr.png") in message
+    assert "read-only" in message
+    assert not (out / ".igfiqa.lock").exists()  # the lock is released

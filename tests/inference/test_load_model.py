@@ -244,3 +244,44 @@ def test_torch_tensors_score_like_the_same_images_as_arrays(backbone_path):
     with pytest.raises(DataError, match="resize=True"):
         model.score(torch.zeros(1, 3, 40, 40))
     assert model.score(torch.zeros(2, 3, 40, 40), resize=True).shape == (2,)
+
+
+def test_nan_or_inf_weights_are_refused_at_load_and_by_export(tmp_path, checkpoint_path):
+    """A diverged run (say --set optim.lr=.inf) saves NaN weights; scoring with them wrote `nan`
+    on every row and exited 0 (issue 25, item 8)."""
+    from typer.testing import CliRunner
+
+    from igfiqa.cli import app
+
+    data = torch.load(checkpoint_path, weights_only=True)
+    data["model"]["layer1.0.conv1.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(data, tmp_path / "diverged.pt")
+    message = r"diverged.pt holds NaN/inf weights \(tensor layer1.0.conv1.weight\).*lower learning"
+    with pytest.raises(CheckpointError, match=message):
+        igfiqa.load_model(tmp_path / "diverged.pt")
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)  # a run folder names its checkpoint
+    torch.save(data, tmp_path / "run" / "checkpoints" / "step_00000040.pt")
+    with pytest.raises(CheckpointError, match=r"run \(step_00000040.pt\) holds NaN/inf"):
+        igfiqa.load_model(tmp_path / "run")
+    state = tiny_model().state_dict()
+    state["bn1.running_var"][3] = float("inf")  # a buffer, in a released-model layout
+    torch.save(state, tmp_path / "181952backbone.pth")
+    with pytest.raises(CheckpointError, match=r"tensor bn1.running_var"):
+        igfiqa.load_model(tmp_path / "181952backbone.pth")
+    out = tmp_path / "exp"
+    result = CliRunner().invoke(
+        app, ["export", str(tmp_path / "diverged.pt"), "--out", str(out), "--reference", "none"]
+    )
+    assert result.exit_code == 2 and "holds NaN/inf weights" in result.output
+    assert result.output.count("\n") == 1 and not out.exists()
+
+
+def test_finite_weights_whose_sum_overflows_are_not_refused():
+    from igfiqa.inference.loading import check_finite_weights
+
+    layer = torch.nn.Linear(4, 4)
+    torch.nn.init.constant_(layer.weight, 3e38)  # finite; the float32 sum overflows to inf
+    check_finite_weights(layer, where="huge.pt")
+    layer.bias.data[1] = float("-inf")
+    with pytest.raises(CheckpointError, match=r"huge.pt holds NaN/inf weights \(tensor bias\)"):
+        check_finite_weights(layer, where="huge.pt")

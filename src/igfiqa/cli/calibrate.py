@@ -33,12 +33,16 @@ def calibrate_on(model: Path, benchmark: str, fr_model: str, *, fmr: float, **op
 def read_calibration_file(path: Path, what: str) -> Any:
     """An ``expected_fnmr.json`` written by ``igfiqa calibrate`` (or a card holding one) as an
     :class:`~igfiqa.inference.expected_fnmr.ExpectedFnmr`; ``what`` names it in errors."""
+    from igfiqa.errors import CheckpointError
+    from igfiqa.inference.card import parse_card_json, read_card_bytes
     from igfiqa.inference.expected_fnmr import ExpectedFnmr
 
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ConfigError(f"{what} {path} is not readable JSON: {error}") from None
+    where, verdict = f"{what} {path}", "it is not a calibration written by igfiqa calibrate"
+    try:  # bounded like a model card: a crafted file cannot exhaust memory or the stack
+        text = read_card_bytes(path, where=where, verdict=verdict)
+        data = parse_card_json(text, where=where, verdict=verdict)
+    except CheckpointError as error:
+        raise ConfigError(str(error)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{what} {path} does not hold a calibration object (igfiqa calibrate)")
     return ExpectedFnmr.from_dict(data.get("expected_fnmr", data))
@@ -90,16 +94,24 @@ def calibrate(
     `igfiqa export MODEL --fnmr-calibration OUT/expected_fnmr.json` (or `export --calibrate`)."""
     from igfiqa.evaluation.expected_fnmr import check_fmr
     from igfiqa.evaluation.expected_fnmr_report import thresholds_table, write_calibration_report
-    from igfiqa.files import ensure_dir
+    from igfiqa.files import FolderLock, ensure_dir, writing
 
     check_fmr(fmr)
     ensure_dir(out, "--out")
-    run = calibrate_on(
-        model, benchmark, fr_model, fmr=fmr, kind=kind, sha256=sha256, options=model_options,
-        holdout=holdout, workers=workers, bootstrap=bootstrap, seed=seed, flip=flip.value,
-        device=device, batch_size=batch_size, cache_dir=out / "cache", progress=progress,
-    )  # fmt: skip
-    written = write_calibration_report(run, out)
+    with writing(out, "write into this folder", name_error_file=False):
+        lock = FolderLock(out, "calibration folder").acquire()  # one writer per output folder
+    try:
+        run = calibrate_on(
+            model, benchmark, fr_model, fmr=fmr, kind=kind, sha256=sha256, options=model_options,
+            holdout=holdout, workers=workers, bootstrap=bootstrap, seed=seed, flip=flip.value,
+            device=device, batch_size=batch_size, cache_dir=out / "cache", progress=progress,
+        )  # fmt: skip
+        # Each file is written atomically (the old one stays until the new one is complete); an
+        # OSError on output (a full disk, a read-only folder) is one line naming the file.
+        with writing(out, "write the calibration report"):
+            written = write_calibration_report(run, out)
+    finally:
+        lock.release()
     typer.echo(thresholds_table(run.calibration))
     if run.reliability is not None:
         verdict = "yes" if run.reliability.within.all() else "no"

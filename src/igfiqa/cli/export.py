@@ -22,7 +22,10 @@ def export(
     model_options: str | None = model_options_option(),
     out: Path = typer.Option(..., "--out", "-o", help="Directory to write the export into."),
     onnx: bool = typer.Option(
-        False, "--onnx", help="Also write model.onnx (opset 18, dynamic batch)."
+        False,
+        "--onnx",
+        help="Also write model.onnx (opset 18, dynamic batch): one self-contained file, or for a "
+        "network over 1.5 GiB a graph plus model.onnx.<sha256>.data; the card lists both.",
     ),
     reference: str = typer.Option(
         "synthetic:identities=64,samples=8,seed=12345",
@@ -49,7 +52,9 @@ def export(
         False, "--resize", help="Resize reference images that are not the model's input size."
     ),
     overwrite: bool = typer.Option(
-        False, "--overwrite", help="Replace an existing export in --out."
+        False,
+        "--overwrite",
+        help="Replace an existing export in --out (it stays intact until the new one is complete).",
     ),
     progress: bool = typer.Option(
         True, "--progress/--no-progress", help="Progress bar on standard error (when a terminal)."
@@ -59,7 +64,8 @@ def export(
 
     The model card records the kind, architecture, input size, the authors' input convention
     (applied inside the exported network and ONNX graph), alignment template, training data, the
-    source file's SHA-256, code version and the score calibration learned from --reference.
+    source file's SHA-256, code version, the score calibration learned from --reference, and every
+    file of the export with its SHA-256. A model with NaN/inf weights is refused.
     Exit codes: 0 = exported, 2 = usage error (bad checkpoint, reference or output).
     """
     from igfiqa.inference.export import describe_export, export_model

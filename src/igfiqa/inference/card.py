@@ -149,16 +149,156 @@ def validate_card(card: Any, *, where: str) -> dict[str, Any]:
     return card
 
 
-def read_card(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and validate a model card JSON file."""
-    path = Path(path)
+CARD_MAX_BYTES = 16 * 1024 * 1024
+"""Largest model card read (an export's card is a few kB; its calibrations a few hundred kB)."""
+CARD_MAX_DEPTH = 64
+"""Deepest nesting of objects and lists accepted in a model card (an export's card is ~6 deep)."""
+
+
+NOT_A_CARD = "it is not an igfiqa model card (export the model again)"
+
+
+def _too_big(where: str, size: int, verdict: str = NOT_A_CARD) -> CheckpointError:
+    return CheckpointError(
+        f"{where}: {size:,} bytes, more than the {CARD_MAX_BYTES:,}-byte limit of a model card; "
+        f"{verdict}"
+    )
+
+
+def read_card_bytes(
+    path: str | os.PathLike[str], *, where: str, verdict: str = NOT_A_CARD
+) -> bytes:
+    """The bytes of a card file: a regular file (a FIFO or device is not read) of at most
+    :data:`CARD_MAX_BYTES`; anything else is a one-line CheckpointError."""
+    from igfiqa.errors import DataError
+    from igfiqa.files import read_regular_file
+
     try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as error:
-        raise CheckpointError(f"model card {path} not found") from error
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"model card {path} is not readable JSON: {error}") from error
-    return validate_card(card, where=str(path))
+        size = Path(path).stat().st_size
+    except OSError:
+        size = 0  # read_regular_file names what is wrong
+    if size > CARD_MAX_BYTES and Path(path).is_file():
+        raise _too_big(where, size, verdict)
+    try:
+        return read_regular_file(path, where, max_bytes=CARD_MAX_BYTES)
+    except DataError as error:
+        raise CheckpointError(str(error)) from None
+
+
+def parse_card_json(text: str | bytes, *, where: str, verdict: str = NOT_A_CARD) -> Any:
+    """JSON of a model card (a file or a safetensors header) with bounds on size and nesting, so a
+    crafted card cannot exhaust memory or the stack; anything else is a one-line CheckpointError."""
+    if len(text) > CARD_MAX_BYTES:
+        raise _too_big(where, len(text), verdict)
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        value = None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{where} is not readable JSON: {error}") from None
+    else:
+        depth, level = 0, [value]
+        while level and depth <= CARD_MAX_DEPTH:
+            depth += 1
+            level = [
+                child
+                for item in level
+                if isinstance(item, (dict, list))
+                for child in (item.values() if isinstance(item, dict) else item)
+            ]
+        if not level:
+            return value
+    raise CheckpointError(f"{where}: nested more than {CARD_MAX_DEPTH} levels deep; {verdict}")
+
+
+def card_file_hashes(card: Mapping[str, Any], *, where: str) -> dict[str, str]:
+    """File name -> SHA-256 of the files a card lists (``files.sha256``; empty for cards written
+    before igfiqa listed them)."""
+    files = card.get("files")
+    listed = files.get("sha256") if isinstance(files, Mapping) else None
+    if listed is None:
+        return {}
+    if not isinstance(listed, Mapping) or not all(
+        isinstance(name, str)
+        and name == Path(name).name
+        and isinstance(digest, str)
+        and len(digest) == 64
+        for name, digest in listed.items()
+    ):
+        raise CheckpointError(
+            f"{where}: the model card's files.sha256 is not a map of file names to SHA-256 "
+            "digests; export the model again"
+        )
+    return dict(listed)
+
+
+def verify_card_files(
+    card: Mapping[str, Any],
+    card_path: str | os.PathLike[str],
+    *,
+    names: Any = None,
+    known: Mapping[str, str] | None = None,
+) -> None:
+    """Check that the files the card lists beside ``card_path`` are those it was written with.
+
+    ``names`` (default: every listed file and ``model.onnx``) are checked where they exist: their
+    SHA-256 (from ``known`` where the caller has it) must be the listed one. ``model.onnx`` also
+    needs its external data file where the card lists one, and must be listed when the card
+    lists files.
+    A mismatch means the folder mixes two exports (one replaced while being written, or a file
+    copied in); it is refused rather than loaded with the wrong card."""
+    from igfiqa.files import file_sha256
+
+    card_path = Path(card_path)
+    listed = card_file_hashes(card, where=str(card_path))
+    if not listed:
+        return
+    folder = card_path.parent
+    files = card.get("files") or {}
+    wanted = [*listed, ONNX_FILE] if names is None else list(names)
+    if ONNX_FILE in wanted:
+        if ONNX_FILE not in listed and (folder / ONNX_FILE).exists():
+            raise CheckpointError(
+                f"{folder / ONNX_FILE} is not part of the export its model card {card_path} "
+                "describes (the card lists no ONNX graph); export the model again with --onnx"
+            )
+        data = files.get("onnx_data")
+        if isinstance(data, str) and data in listed:
+            if not (folder / data).is_file():
+                raise CheckpointError(
+                    f"{folder / ONNX_FILE} keeps its weights in {data}, which is missing beside "
+                    f"it: copy the whole export folder (its model card {card_path.name} lists "
+                    "every file)"
+                )
+            wanted.append(data)
+    for name in dict.fromkeys(wanted):
+        path = folder / name
+        if name not in listed or not path.is_file():
+            continue
+        try:
+            digest = (known or {}).get(name) or file_sha256(path)
+        except OSError as error:
+            raise CheckpointError(f"{path}: cannot be read ({error.strerror or error})") from None
+        if digest != listed[name]:
+            raise CheckpointError(
+                f"{path} is not the file its model card {card_path} was written with (SHA-256 "
+                "differs): the folder mixes two exports (one interrupted while replacing the "
+                "other, or a file copied in); export the model again"
+            )
+
+
+def read_card(path: str | os.PathLike[str], *, verify: Any = None) -> dict[str, Any]:
+    """Read and validate a model card JSON file (bounded in size and depth).
+
+    ``verify`` names the files beside it to check against the SHA-256 the card lists
+    (:func:`verify_card_files`); None checks every listed file that is there, ``()`` none."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"model card {path} not found")
+    data = read_card_bytes(path, where=f"model card {path}")
+    card = validate_card(parse_card_json(data, where=f"model card {path}"), where=str(path))
+    verify_card_files(card, path, names=verify)
+    return card
 
 
 def write_card(card: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
@@ -177,14 +317,20 @@ def find_card_for(path: Path) -> Path | None:
 __all__ = [
     "CARD_FILE",
     "CARD_FORMAT",
+    "CARD_MAX_BYTES",
+    "CARD_MAX_DEPTH",
     "CARD_VERSION",
     "LANDMARK_ORDER",
     "ONNX_FILE",
     "WEIGHTS_FILE",
     "alignment_template",
+    "card_file_hashes",
     "find_card_for",
     "make_model_card",
+    "parse_card_json",
     "read_card",
+    "read_card_bytes",
     "validate_card",
+    "verify_card_files",
     "write_card",
 ]

@@ -7,6 +7,7 @@ export with ``model.onnx``) onnxruntime.
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from collections.abc import Mapping
@@ -125,6 +126,20 @@ class QualityModel:
         if network is None:
             raise AttributeError("the onnx backend has no torch network")
         return network
+
+    def fingerprint(self) -> str:
+        """A digest of what decides this model's outputs: the bytes of its file(s) (every file of
+        an export folder) and its model card (calibrations included). Equal fingerprints, equal
+        scores; outputs record it so that a resumed run cannot mix two models."""
+        from igfiqa.files import content_digest, file_sha256, json_safe
+
+        source = Path(self.source)
+        files = sorted(p for p in source.iterdir() if p.is_file()) if source.is_dir() else [source]
+        hashes = [
+            f"{p.name}:{file_sha256(p)}" if source.is_dir() else file_sha256(p) for p in files
+        ]
+        card = json.dumps(json_safe(self.card), sort_keys=True)
+        return content_digest(*hashes, card)
 
     def __repr__(self) -> str:
         name = self.card["model_spec"]["name"]
@@ -458,7 +473,7 @@ def load_model(
             from igfiqa.inference.kinds.base import check_sha256
 
             check_sha256(onnx_path, sha256)
-        card = read_card(card_path)
+        card = read_card(card_path, verify=(ONNX_FILE,))
         runner = OnnxRunner(onnx_path, device=device, threads=threads)
         if runner.input_size not in (None, int(card["model_spec"]["input_size"])):
             raise CheckpointError(

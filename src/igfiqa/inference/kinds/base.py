@@ -268,7 +268,7 @@ def load_kind(
     options: str | Mapping[str, Any] | None = None,
 ) -> LoadedModel:
     """Open ``path``, find its kind (or use ``kind``), and load it; the card records the kind
-    and the file's SHA-256."""
+    and the file's SHA-256. A torch network holding NaN or infinite weights is refused."""
     file = open_model_file(path, sha256=sha256)
     chosen = get_kind(kind) if kind else detect_kind(file)
     if file.format not in chosen.file_formats:
@@ -278,6 +278,13 @@ def load_kind(
         )
     loaded = chosen.load(file, parse_kind_options(options, chosen))
     source = dict(loaded.card.get("source") or {})
+    if loaded.network is not None:
+        from igfiqa.inference.loading import check_finite_weights
+
+        where = str(file.path)
+        if file.path.is_dir() and source.get("file"):
+            where += f" ({source['file']})"
+        check_finite_weights(loaded.network, where=where)
     source.setdefault("file", file.path.name)
     if file.sha256 is not None:
         source["sha256"] = file.sha256

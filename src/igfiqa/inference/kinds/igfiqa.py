@@ -64,10 +64,14 @@ class IgfiqaKind(ModelKind):
             if path.is_dir():
                 card_path = path / CARD_FILE
                 network, card = load_safetensors_export(
-                    path / WEIGHTS_FILE, card_path if card_path.is_file() else None
+                    path / WEIGHTS_FILE,
+                    card_path if card_path.is_file() else None,
+                    sha256=file.sha256,
                 )
             else:
-                network, card = load_safetensors_export(path, find_card_for(path))
+                network, card = load_safetensors_export(
+                    path, find_card_for(path), sha256=file.sha256
+                )
             kind = str(card["model_spec"].get("kind", self.name))
             return LoadedModel(card=card, network=network, kind=kind)
         if not isinstance(file.payload, Mapping) or "format" not in file.payload:
