@@ -232,3 +232,152 @@ def test_gif_and_palette_images_via_fallbacks() -> None:
     assert (out[0, 0] == [255, 0, 0]).all() and (out[5, 5] == [0, 0, 255]).all()
     out = decode_image(_encode(Image.fromarray(rgb).convert("P"), "PNG"))
     assert (out[0, 0] == [255, 0, 0]).all() and (out[5, 5] == [0, 0, 255]).all()
+
+
+# --- The decoded-size cap counts bytes (depth and channels), conversions run in strips ---------------
+
+
+def _png(width: int, height: int, depth: int, colour: int, body: bytes = b"") -> bytes:
+    """A PNG with the given IHDR and an IDAT holding ``body`` compressed (rows not checked)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(body))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_sixteen_bit_rgba_png_within_the_pixel_cap_is_refused_by_its_bytes(tmp_path: Path) -> None:
+    # 6300 x 6300 = 39.7 M pixels (under the 40 M pixel cap) of 16-bit RGBA: 318 MB decoded, and
+    # it used to take 1.5 GB to convert. Refused from its header, in one line naming file and limit.
+    path = tmp_path / "deep.png"
+    path.write_bytes(_png(6300, 6300, 16, 6))
+    with pytest.raises(ImageDecodeError) as caught:
+        decode_image(path)
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message
+    assert "6300x6300" in message and "16-bit RGBA" in message
+    assert "317,520,000 bytes" in message and "120,000,000 bytes" in message
+
+
+@pytest.mark.parametrize(
+    ("encode", "pixels_ok"),
+    [
+        (lambda n: cv2.imencode(".png", np.zeros((n, n, 3), np.uint8))[1], True),  # 3 B/px
+        (lambda n: cv2.imencode(".png", np.zeros((n, n), np.uint16))[1], True),  # 2 B/px
+        (lambda n: cv2.imencode(".png", np.zeros((n, n, 4), np.uint8))[1], False),  # 4 B/px
+        (lambda n: cv2.imencode(".png", np.zeros((n, n, 3), np.uint16))[1], False),  # 6 B/px
+        (lambda n: cv2.imencode(".tiff", np.zeros((n, n, 4), np.uint16))[1], False),  # 8 B/px
+        (lambda n: _encode(Image.new("RGB", (n, n)).convert("CMYK"), "JPEG"), False),  # 4 B/px
+        (lambda n: _encode(Image.new("P", (n, n)), "PNG", transparency=0), False),  # RGBA out
+    ],
+)
+def test_the_decoded_byte_budget_counts_depth_and_channels(encode, pixels_ok: bool) -> None:
+    # 10 x 10 = 100 pixels is the pixel limit; the byte budget is what 100 8-bit RGB pixels take.
+    data = bytes(encode(10))
+    if pixels_ok:
+        assert decode_image(data, max_pixels=100).shape == (10, 10, 3)
+    else:
+        with pytest.raises(ImageDecodeError, match="more than the limit of 300 bytes"):
+            decode_image(data, max_pixels=100)
+        assert decode_image(data, max_pixels=400).shape == (10, 10, 3)
+
+
+def test_conversions_in_strips_give_the_whole_image_result(monkeypatch) -> None:
+    import igfiqa.data.decode as decode
+
+    rng = np.random.default_rng(3)
+    rgba16 = rng.integers(0, 65536, (37, 23, 4), dtype=np.uint16)
+    rgb8 = rng.integers(0, 256, (37, 23, 3), dtype=np.uint8)
+    la8 = rng.integers(0, 256, (37, 23, 2), dtype=np.uint8)
+    inputs = {
+        "rgba16.png": cv2.imencode(".png", cv2.cvtColor(rgba16, cv2.COLOR_RGBA2BGRA))[1].tobytes(),
+        "rgb8.png": cv2.imencode(".png", cv2.cvtColor(rgb8, cv2.COLOR_RGB2BGR))[1].tobytes(),
+        "la8.png": _encode(Image.fromarray(la8, "LA"), "PNG"),
+        "cmyk.tif": _encode(Image.fromarray(rgb8).convert("CMYK"), "TIFF"),
+        "p.gif": _encode(Image.fromarray(rgb8).convert("P"), "GIF"),
+    }
+    whole = {name: decode_image(data) for name, data in inputs.items()}
+    monkeypatch.setattr(decode, "_STRIP_PIXELS", 50)  # two rows at a time
+    for name, data in inputs.items():
+        np.testing.assert_array_equal(decode_image(data), whole[name], err_msg=name)
+    alpha = rgba16[..., 3:].astype(np.uint32)
+    colour = (rgba16[..., :3].astype(np.uint32) * 255 + 32767) // 65535
+    expected = (colour * ((alpha * 255 + 32767) // 65535) + 127) // 255
+    np.testing.assert_array_equal(whole["rgba16.png"], expected)
+    np.testing.assert_array_equal(whole["rgb8.png"], rgb8)
+    np.testing.assert_array_equal(decode_image(rgba16), expected)  # an array: same policy
+
+
+_PEAK_SCRIPT = """
+import resource, sys
+import numpy as np
+from igfiqa.data.decode import decode_image
+decode_image(np.zeros((8, 8, 4), np.uint16))  # libraries loaded and warm
+data = open(sys.argv[1], "rb").read()
+
+def status(key):
+    with open("/proc/self/status") as lines:
+        return next(int(line.split()[1]) * 1024 for line in lines if line.startswith(key))
+
+try:  # reset the peak (VmHWM) to the current size
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")
+    before, peak = status("VmRSS:"), lambda: status("VmHWM:")
+except OSError:  # no /proc: the high-water mark since start (may only underestimate)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+image = decode_image(data, max_pixels=int(sys.argv[2]))
+print(image.shape, peak() - before)
+"""
+
+
+def test_peak_memory_of_the_largest_allowed_image_is_that_of_an_rgb_one(tmp_path: Path) -> None:
+    # With a 10 M pixel limit the largest 16-bit RGBA image allowed has 3.75 M pixels (30 MB).
+    # The old whole-image conversion peaked at 5x that (152 MB); now it costs what a 10 M pixel
+    # 8-bit RGB image does: twice the 30 MB budget (OpenCV's two copies), 62 MB measured.
+    import subprocess
+    import sys
+
+    from igfiqa.data.decode import decode_peak_bytes
+
+    side = 1936  # 1936^2 x 8 bytes = 29.98 MB <= 30 MB
+    path = tmp_path / "rgba16.png"
+    path.write_bytes(cv2.imencode(".png", np.zeros((side, side, 4), np.uint16))[1].tobytes())
+    result = subprocess.run(
+        [sys.executable, "-c", _PEAK_SCRIPT, str(path), "10000000"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    shape, peak = result.stdout.rsplit(")", 1)
+    assert shape.strip() == f"({side}, {side}, 3"
+    assert int(peak) <= 1.15 * decode_peak_bytes(10_000_000), result.stdout
+
+
+def test_the_memory_gate_makes_a_big_decode_wait_for_room() -> None:
+    import threading
+
+    import igfiqa.data.decode as decode
+
+    gate = decode.MemoryGate(budget=10_000_000)
+    data = cv2.imencode(".png", np.zeros((1000, 1000, 3), np.uint8))[1].tobytes()  # 6 MB peak
+    done = threading.Event()
+    original = decode._GATE
+    decode._GATE = gate
+    try:
+        with gate.hold(8_000_000):  # another thread's big decode
+            worker = threading.Thread(target=lambda: (decode_image(data), done.set()))
+            worker.start()
+            assert not done.wait(0.3)  # 8 + 6 MB > 10 MB: it waits
+        assert done.wait(10)  # room again: it runs
+        worker.join()
+        with gate.hold(50_000_000):  # more than the budget: runs alone, does not deadlock
+            assert gate.used == gate.budget
+        assert gate.used == 0
+    finally:
+        decode._GATE = original

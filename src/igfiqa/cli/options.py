@@ -9,13 +9,45 @@ from typing import Any, NoReturn
 
 import typer
 
-from igfiqa.detection import DEFAULT_MAX_SIDE
+from igfiqa.detection import DEFAULT_MAX_SIDE, MAX_SIDE_LIMIT
+from igfiqa.errors import ConfigError
+
+
+def _check_search_pair(context: typer.Context, name: str, value: Any) -> Any:
+    """``--min-face`` and ``--max-side`` are checked together, by whichever is parsed second (click
+    parses the options given first, then the defaults, in declaration order)."""
+    from igfiqa.detection import check_max_side, check_search
+
+    other = {"min_face": "max_side", "max_side": "min_face"}[name]
+    try:
+        if name == "max_side":
+            check_max_side(value)
+        if context.params.get(other) is None:
+            return value
+        pair = {name: value, other: context.params[other]}
+        check_search(pair["max_side"], pair["min_face"])
+    except ConfigError as error:
+        raise typer.BadParameter(str(error)) from None
+    return value
+
+
+def _min_face_callback(context: typer.Context, value: float) -> float:
+    return _check_search_pair(context, "min_face", value)
+
+
+def _max_side_callback(context: typer.Context, value: int) -> int:
+    return _check_search_pair(context, "max_side", value)
 
 
 def min_face_option(context: str = "") -> Any:
     """``--min-face``: the smallest face side the detector searches."""
     return typer.Option(
-        20.0, "--min-face", min=8.0, help=f"{context}Smallest face side searched, in pixels."
+        20.0,
+        "--min-face",
+        min=8.0,
+        max=10000.0,
+        callback=_min_face_callback,
+        help=f"{context}Smallest face side searched, in pixels.",
     )
 
 
@@ -25,15 +57,50 @@ def max_side_option(context: str = "") -> Any:
         DEFAULT_MAX_SIDE,
         "--max-side",
         min=64,
+        callback=_max_side_callback,
         help=f"{context}Larger photographs are searched shrunk to this longest side (crops are "
-        "cut at full resolution).",
+        f"cut at full resolution); at most {MAX_SIDE_LIMIT} and 200 x --min-face (a search of "
+        "about 1.2 GB).",
     )
 
 
+def _workers_callback(value: int | None) -> int | None:
+    from igfiqa.inference.pipeline import check_workers
+
+    try:
+        return check_workers(value)
+    except ConfigError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
 def workers_option() -> Any:
-    """``--workers``: decode threads."""
+    """``--workers``: decode threads, at most 4 per CPU core (and what memory allows)."""
     return typer.Option(
-        None, "--workers", min=0, help="Decode threads (default: CPU cores, at most 8; 0 = none)."
+        None,
+        "--workers",
+        min=0,
+        callback=_workers_callback,
+        help="Decode threads (default: CPU cores, at most 8; 0 = none; at most 4 per core).",
+    )
+
+
+def _threads_callback(value: int | None) -> int | None:
+    from igfiqa.inference.runners import check_threads
+
+    try:
+        return check_threads(value)
+    except ConfigError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+def threads_option() -> Any:
+    """``--threads``: the network's threads, at most the CPU cores available."""
+    return typer.Option(
+        None,
+        "--threads",
+        min=1,
+        callback=_threads_callback,
+        help="Threads of the network (default: all cores available; at most that many).",
     )
 
 

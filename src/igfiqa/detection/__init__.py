@@ -15,15 +15,26 @@ from typing import Any
 DEFAULT_MAX_SIDE = 1600
 """Longest image side the detector searches; larger photographs are shrunk for the search only."""
 
+MAX_SIDE_LIMIT = 8192
+"""Largest ``max_side`` accepted at all (``--max-side``)."""
+
+SEARCH_SIDE_LIMIT = 2400
+"""Largest side of the detector's first pyramid level, ``max_side * 12 / min_face``: the search's
+memory grows with its area (1.15 GB measured at 2400, e.g. the default 1600 with ``min_face=8``), so
+``max_side`` may be at most ``200 * min_face`` (4000 for the default 20-pixel faces)."""
+
 _LAZY = {
     "Detector": "igfiqa.detection.base",
     "DetectorUnavailable": "igfiqa.detection.base",
     "Face": "igfiqa.detection.base",
     "DetectedFace": "igfiqa.detection.faces",
     "align_faces": "igfiqa.detection.faces",
+    "check_max_side": "igfiqa.detection.faces",
+    "check_search": "igfiqa.detection.faces",
     "detect_faces": "igfiqa.detection.faces",
     "find_faces": "igfiqa.detection.faces",
     "load_detector": "igfiqa.detection.faces",
+    "search_bytes": "igfiqa.detection.faces",
 }
 
 
@@ -34,4 +45,4 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-__all__ = ["DEFAULT_MAX_SIDE", *sorted(_LAZY)]
+__all__ = ["DEFAULT_MAX_SIDE", "MAX_SIDE_LIMIT", "SEARCH_SIDE_LIMIT", *sorted(_LAZY)]

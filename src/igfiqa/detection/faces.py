@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 
 from igfiqa.data.align import align_face
-from igfiqa.detection import DEFAULT_MAX_SIDE
+from igfiqa.data.decode import machine_memory_bytes, memory_gate
+from igfiqa.detection import DEFAULT_MAX_SIDE, MAX_SIDE_LIMIT, SEARCH_SIDE_LIMIT
 from igfiqa.detection.base import Detector, Face
 from igfiqa.errors import ConfigError, DataError
 
@@ -40,6 +41,53 @@ def load_detector(name: str = "mtcnn", **options: Any) -> Detector:
     return detector
 
 
+_CELL = 12  # the proposal net's window, as in igfiqa.detection.mtcnn (not imported: needs torch)
+_BYTES_PER_LEVEL_PIXEL = 230  # MTCNN peak per pixel of its first pyramid level (measured: <= 205)
+_SEARCH_OVERHEAD = 64 << 20
+
+
+def search_bytes(height: int, width: int, min_face: float) -> int:
+    """Estimated peak memory of searching an ``height`` x ``width`` image for faces of ``min_face``
+    pixels and up (the pyramid's first level is the image scaled by ``12 / min_face``)."""
+    scale = _CELL / float(min_face)
+    level = int(np.ceil(height * scale)) * int(np.ceil(width * scale))
+    return level * _BYTES_PER_LEVEL_PIXEL + 3 * height * width + _SEARCH_OVERHEAD
+
+
+def check_max_side(max_side: int) -> None:
+    """Refuse a ``max_side`` outside [64, :data:`MAX_SIDE_LIMIT`] (ConfigError naming ``--max-side``)."""
+    if not 64 <= int(max_side) <= MAX_SIDE_LIMIT:
+        raise ConfigError(
+            f"--max-side {max_side} is out of range: use 64 to {MAX_SIDE_LIMIT} pixels (larger "
+            "photographs are searched shrunk to it; the search's memory grows with its square)"
+        )
+
+
+def check_search(max_side: int, min_face: float) -> None:
+    """Refuse (ConfigError naming ``--max-side`` and ``--min-face``) a search whose memory has no
+    bound that fits: ``max_side`` above :data:`MAX_SIDE_LIMIT`, a first pyramid level longer than
+    :data:`SEARCH_SIDE_LIMIT` or a search of a ``max_side`` square over half the machine's memory."""
+    max_side, min_face = int(max_side), float(min_face)
+    check_max_side(max_side)
+    if not 8.0 <= min_face <= 10000.0:
+        raise ConfigError(f"--min-face must be in [8, 10000] pixels, got {min_face:g}")
+    level = max_side * _CELL / min_face
+    if level > SEARCH_SIDE_LIMIT:
+        raise ConfigError(
+            f"--max-side {max_side} with --min-face {min_face:g} searches a {level:.0f}-pixel "
+            f"image pyramid, more than the limit of {SEARCH_SIDE_LIMIT} (about "
+            f"{search_bytes(max_side, max_side, min_face) / 1e9:.1f} GB per photo): use "
+            f"--max-side {int(SEARCH_SIDE_LIMIT * min_face / _CELL)} or less, or a larger --min-face"
+        )
+    needed, budget = search_bytes(max_side, max_side, min_face), machine_memory_bytes() // 2
+    if needed > budget:
+        raise ConfigError(
+            f"--max-side {max_side} with --min-face {min_face:g} needs about {needed / 1e9:.1f} GB "
+            f"per photo, more than half of this machine's memory ({budget / 1e9:.1f} GB): use a "
+            "smaller --max-side or a larger --min-face"
+        )
+
+
 @dataclass(frozen=True)
 class DetectedFace:
     """A face of one photograph: ``index`` in the largest-first order, the detector's ``face``
@@ -56,15 +104,18 @@ def detect_faces(
     """Every face in an RGB uint8 image, largest box first, in pixels of ``image``."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise DataError(f"face detection needs an RGB uint8 (H, W, 3) image, got {image.shape}")
-    if max_side < 64:
-        raise ConfigError(f"max_side must be >= 64 pixels, got {max_side}")
+    min_face = float(getattr(detector, "min_face", 20.0))
+    check_search(max_side, min_face)
     height, width = image.shape[:2]
     scale = min(1.0, max_side / max(height, width))
-    search = image
-    if scale < 1.0:
-        size = (max(round(width * scale), 1), max(round(height * scale), 1))
-        search = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    faces = detector.detect(search)
+    search_size = (max(round(width * scale), 1), max(round(height * scale), 1))
+    # Searches in several threads take their peak from the process's memory budget.
+    with memory_gate().hold(search_bytes(search_size[1], search_size[0], min_face)):
+        search = image
+        if scale < 1.0:
+            search = cv2.resize(image, search_size, interpolation=cv2.INTER_AREA)
+        faces = detector.detect(search)
+        del search
     if scale < 1.0:
         faces = [
             Face(box=f.box / scale, score=f.score, landmarks=f.landmarks / scale) for f in faces

@@ -13,15 +13,56 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
-from igfiqa.errors import IgfiqaError
+from igfiqa.errors import ConfigError, IgfiqaError
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
+WORKERS_PER_CORE = 4
+"""Most decode threads per CPU core: more only wait for one another (a few cover slow reads)."""
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the system has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def max_workers() -> int:
+    """Most decode threads allowed here: :data:`WORKERS_PER_CORE` per core, and no more than half
+    of the machine's memory can hold as decoded images of the largest size allowed (each thread
+    keeps the image it works on; the peaks of decoding are bounded by
+    :func:`igfiqa.data.decode.memory_gate`)."""
+    from igfiqa.data.decode import BYTES_PER_PIXEL_BUDGET, MAX_PIXELS, machine_memory_bytes
+
+    by_memory = machine_memory_bytes() // 2 // (BYTES_PER_PIXEL_BUDGET * MAX_PIXELS)
+    return max(1, min(WORKERS_PER_CORE * available_cores(), by_memory))
+
+
+def check_workers(workers: int | None, option: str = "--workers") -> int | None:
+    """``workers`` if it is None or in [0, :func:`max_workers`]; ConfigError naming ``option``."""
+    if workers is None:
+        return None
+    workers = int(workers)
+    if workers < 0:
+        raise ConfigError(f"{option} must be >= 0 (0 decodes in the main thread), got {workers}")
+    bound = max_workers()
+    if workers > bound:
+        raise ConfigError(
+            f"{option} {workers} is more than this machine can use: at most {bound} decode threads "
+            f"({WORKERS_PER_CORE} per CPU core, {available_cores()} cores available, within half "
+            "of its memory); leave it out for the default"
+        )
+    return workers
+
+
 def default_workers() -> int:
-    """Decode threads used when none are asked for: the number of CPU cores, at most 8."""
-    return max(1, min(8, os.cpu_count() or 1))
+    """Decode threads used when none are asked for: the number of CPU cores, at most 8 (and at
+    most :func:`max_workers`)."""
+    return max(1, min(8, available_cores(), max_workers()))
 
 
 class Outcome(Generic[T, R]):
@@ -48,8 +89,11 @@ def ordered_map(
     """Apply ``function`` to ``items`` in ``workers`` threads, at most ``window`` ahead; yield in order.
 
     User errors (:class:`IgfiqaError`) become failed outcomes; other exceptions propagate. With
-    ``workers=0`` everything runs in the calling thread.
+    ``workers=0`` everything runs in the calling thread; more than :func:`max_workers` raise
+    ConfigError before any item is prepared.
     """
+    if workers is not None:
+        check_workers(workers)
     workers = default_workers() if workers is None else int(workers)
     if workers <= 0:
         for item in items:
@@ -98,4 +142,13 @@ def batched(outcomes: Iterable[Outcome[T, R]], batch_size: int) -> Iterator[list
         yield group
 
 
-__all__ = ["Outcome", "batched", "default_workers", "ordered_map"]
+__all__ = [
+    "WORKERS_PER_CORE",
+    "Outcome",
+    "available_cores",
+    "batched",
+    "check_workers",
+    "default_workers",
+    "max_workers",
+    "ordered_map",
+]
