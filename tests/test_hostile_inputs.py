@@ -244,6 +244,21 @@ def _write(path: Path, data: bytes | str) -> Path:
     return path
 
 
+def _train_set(t: Path, override: str) -> list[object]:
+    return ["train", "--preset", "synthetic_demo", "--set", override, "--out", t / "r"]
+
+
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+def _link(path: Path, target: Path) -> Path:
+    target.write_text("precious")
+    path.symlink_to(target)
+    return path
+
+
 def _score(w: dict[str, Path], model: object, *extra: object) -> list[object]:
     return ["score", model, w["good"], *extra]
 
@@ -324,6 +339,18 @@ USAGE: dict[str, Usage] = {
     ),
     "score: --workers -3": Usage(
         lambda w, t: _score(w, w["backbone"], "--workers", "-3"), "workers"
+    ),
+    "score: a FIFO as the model (never read: a read would block)": Usage(
+        lambda w, t: _score(w, _fifo(t / "m.pt")), "m.pt"
+    ),
+    "score: a symbolic link as the output": Usage(
+        lambda w, t: _score(
+            w, w["backbone"], "--overwrite", "-o", _link(t / "o.csv", t / "victim.txt")
+        ),
+        "symbolic link",
+    ),
+    "score: an output under /sys": Usage(
+        lambda w, t: _score(w, w["backbone"], "-o", "/sys/igfiqa.csv"), "/sys/igfiqa.csv"
     ),
     # evaluate: quality CSVs, verification files, FR models, options
     "evaluate: quality CSV not UTF-8": Usage(
@@ -521,6 +548,18 @@ USAGE: dict[str, Usage] = {
         ],
         "run2",
     ),
+    "train: a learning rate of infinity": Usage(
+        lambda w, t: _train_set(t, "optim.lr=.inf"), "optim.lr"
+    ),
+    "train: ten thousand loader workers": Usage(
+        lambda w, t: _train_set(t, "data.num_workers=10000"), "data.num_workers"
+    ),
+    "train: a model wider than the memory": Usage(
+        lambda w, t: _train_set(t, "model.width=1000"), "model"
+    ),
+    "train: an image size that is not the model's": Usage(
+        lambda w, t: _train_set(t, "data.image_size=64"), "image_size"
+    ),
     "train: --out is a file": Usage(
         lambda w, t: ["train", "--preset", "synthetic_demo", "--out", _write(t / "afile", "x")],
         "afile",
@@ -573,6 +612,29 @@ def test_a_bad_input_is_refused_with_a_message_naming_it(
     assert not Path("/tmp/igfiqa_pwned").exists()  # no pickle ever ran its code
 
 
+ENVIRONMENT = {
+    "IGFIQA_MAX_FILE_MB=abc": ("IGFIQA_MAX_FILE_MB", "abc", "IGFIQA_MAX_FILE_MB"),
+    "IGFIQA_MAX_FILE_MB=inf": ("IGFIQA_MAX_FILE_MB", "inf", "IGFIQA_MAX_FILE_MB"),
+    "RANK=abc": ("RANK", "abc", "RANK"),
+    "RANK=1 without WORLD_SIZE": ("RANK", "1", "WORLD_SIZE"),
+}
+
+
+@pytest.mark.parametrize("case", list(ENVIRONMENT))
+def test_a_bad_environment_is_refused_before_any_work(
+    case, world, tmp_path, monkeypatch, capsys
+) -> None:
+    name, value, word = ENVIRONMENT[case]
+    monkeypatch.setenv(name, value)
+    out = tmp_path / "r"
+    code, text = run(monkeypatch, capsys, *_train_set(tmp_path, "train.epochs=1"))
+    assert code == 2 and word in text and "Traceback" not in text, text
+    assert not out.exists()
+    if name.startswith("IGFIQA"):  # every command, not only train
+        code, text = run(monkeypatch, capsys, "score", world["backbone"], world["good"])
+        assert code == 2 and word in text, text
+
+
 def test_the_corpus_has_at_least_forty_kinds() -> None:
-    kinds = len(IMAGE_CASES) + len(USAGE) + 2  # + /dev/zero and a non-UTF-8 file name
+    kinds = len(IMAGE_CASES) + len(USAGE) + len(ENVIRONMENT) + 2  # + /dev/zero, non-UTF-8 name
     assert kinds >= 40

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import csv
+import os
+import select
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,13 @@ from typer.testing import CliRunner
 
 import igfiqa
 from igfiqa.cli import app
-from igfiqa.inference.scorer import ResultWriter, collect_inputs, score_inputs
+from igfiqa.inference.scorer import (
+    ResultWriter,
+    collect_inputs,
+    record_output_settings,
+    score_inputs,
+    score_settings,
+)
 
 runner = CliRunner()
 NUM_IMAGES = 13
@@ -75,7 +82,7 @@ def test_interrupt_after_k_rows_then_resume(folder, backbone_path, complete, tmp
         if rows_so_far >= 8:
             raise Interrupted
 
-    with pytest.raises(Interrupted), ResultWriter(out) as writer:
+    with pytest.raises(Interrupted), ResultWriter(out, settings=score_settings(model)) as writer:
         score_inputs(
             model, collect_inputs([folder]), writer, batch_size=4, on_batch=stop_after_two_batches
         )
@@ -95,6 +102,7 @@ def test_truncated_last_line_is_rescored(folder, backbone_path, complete, tmp_pa
     text = "\n".join(",".join(row) for row in complete[:6]) + "\n"
     cut = ",".join(complete[6])[:-4]  # a row cut off mid-write
     out.write_text(text + cut)
+    record_output_settings(out, score_settings(igfiqa.load_model(backbone_path)))
     result = resume(backbone_path, folder, out)
     assert result.exit_code == 1
     assert_same_rows(read_csv(out), complete)
@@ -103,6 +111,7 @@ def test_truncated_last_line_is_rescored(folder, backbone_path, complete, tmp_pa
 def test_resume_refuses_other_columns(folder, backbone_path, tmp_path):
     out = tmp_path / "other.csv"
     out.write_text("path,quality,calibrated,error\n")
+    record_output_settings(out, score_settings(igfiqa.load_model(backbone_path)))
     result = resume(backbone_path, folder, out)
     assert result.exit_code == 2 and "columns" in result.output
 
@@ -127,12 +136,70 @@ def test_jsonl_resume(folder, backbone_path, tmp_path):
     assert len(paths) == len(set(paths)) == NUM_IMAGES + 1
 
 
+# The child of the kill test: reading img_06 hangs (as a file on a hung network share would), and
+# the child says on a pipe when it is stuck there: the rows of img_00..img_05 are written and
+# counted and its main thread asks for img_06's result, which never comes. The test signals only
+# then, whatever the machine's load: no sleep, no guess of how far the run got.
+STUCK_CHILD = """
+import os, signal, sys, time
+
+# Ctrl-C as in a terminal: a test runner started in the background (`pytest &` in a script or CI
+# step) passes SIGINT on ignored, and a Python started so never turns it into KeyboardInterrupt.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+announce = int(sys.argv.pop(1))
+
+import igfiqa.data.decode as decode
+import igfiqa.inference.scorer as scorer
+
+read = decode.read_regular_file
+
+
+def hung_read(path, *args, **kwargs):
+    if str(path).endswith("img_06.png"):
+        time.sleep(3600)
+    return read(path, *args, **kwargs)
+
+
+decode.read_regular_file = hung_read
+ordered_map = scorer.ordered_map
+
+
+def announced(*args, **kwargs):
+    for count, outcome in enumerate(ordered_map(*args, **kwargs), 1):
+        yield outcome
+        if count == 6:  # resumed: img_05's batch is written and counted; img_06 is next
+            os.write(announce, b"stuck")
+            os.close(announce)
+
+
+scorer.ordered_map = announced
+from igfiqa.cli import main
+
+main()
+"""
+# Last-resort bounds, far above what a 2-core machine with both cores busy needs (~10 s to start
+# torch and score 6 images, well under 1 s to exit): they end a broken run, never a slow one.
+START_LIMIT_S = 120
+EXIT_LIMIT_S = 120
+
+
+def wait_until_stuck(process: subprocess.Popen, announce: int, log: Path) -> None:
+    """Block until the child writes on the pipe ``announce``; fail if it exits or never does."""
+    ready, _, _ = select.select([announce], [], [], START_LIMIT_S)
+    said = os.read(announce, 16) if ready else b""
+    if said != b"stuck":  # EOF: the child ended (or closed the pipe) without getting stuck
+        process.kill()
+        process.wait()
+        why = "ended" if ready else f"was not stuck at img_06 after {START_LIMIT_S} s"
+        pytest.fail(f"the scoring child {why} (exit {process.returncode}):\n{log.read_text()}")
+
+
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
 def test_killed_process_keeps_rows_and_resume_completes(
     how, folder, backbone_path, complete, tmp_path
 ):
-    """A real kill mid-run: reading img_06 hangs (as a file on a hung network share would), so the
-    run is stuck at a known item when it is killed (SIGKILL) or interrupted (Ctrl-C: exit 130)."""
+    """A real kill mid-run, stuck at a known item (see STUCK_CHILD): killed (SIGKILL) or
+    interrupted (Ctrl-C: exit 130, the rows written are named)."""
     work = tmp_path / "images"
     work.mkdir()
     for path in sorted(folder.iterdir()):
@@ -140,47 +207,42 @@ def test_killed_process_keeps_rows_and_resume_completes(
     listing = tmp_path / "images.txt"
     listing.write_text("".join(f"images/{path.name}\n" for path in sorted(folder.iterdir())))
     out = tmp_path / "killed.csv"
-    hang = (
-        "import time, igfiqa.data.decode as d; read = d.read_regular_file; "
-        "d.read_regular_file = lambda path, *a, **k: time.sleep(3600) "
-        "if str(path).endswith('img_06.png') else read(path, *a, **k); "
-        "from igfiqa.cli import main; main()"
-    )
-    command = [sys.executable, "-c", hang, "score"]
-    process = subprocess.Popen(
-        [
-            *command,
-            str(backbone_path),
-            str(listing),
-            "-o",
-            str(out),
-            "--batch-size",
-            "2",
-            "--workers",
-            "2",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    log = tmp_path / "stderr.txt"
+    announce, told = os.pipe()
+    command = [sys.executable, "-c", STUCK_CHILD, str(told), "score", str(backbone_path)]
+    command += [str(listing), "-o", str(out), "--batch-size", "2", "--workers", "2"]
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if out.exists() and out.read_text().count("\n") >= 7:
-                break
-            time.sleep(0.05)
-        time.sleep(0.2)
-        assert process.poll() is None, "the run should be stuck at img_06"
+        with log.open("w") as stderr:  # a file, not a pipe nobody reads until the end
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                pass_fds=(told,),
+            )
     finally:
-        process.send_signal(how)
+        os.close(told)  # the child's copy is the only one left: EOF here when it ends
+    try:
         try:
-            _, stderr = process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
+            wait_until_stuck(process, announce, log)
+            assert process.poll() is None, "the run should be stuck at img_06"
+            process.send_signal(how)
+            try:
+                process.wait(timeout=EXIT_LIMIT_S)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"still running {EXIT_LIMIT_S} s after {how.name}:\n{log.read_text()}")
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    finally:
+        os.close(announce)
+    stderr_text = log.read_text()
     if how == signal.SIGINT:
-        assert process.returncode == 130
-        assert "6 rows were written" in stderr and "--resume" in stderr
+        assert process.returncode == 130, stderr_text
+        assert "6 rows were written" in stderr_text and "--resume" in stderr_text
+    else:
+        assert process.returncode == -signal.SIGKILL
     kept = read_csv(out)
     assert [row[0] for row in kept[1:]] == [str(work / f"img_{i:02d}.png") for i in range(6)]
     result = resume(backbone_path, listing, out)

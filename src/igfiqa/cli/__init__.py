@@ -34,6 +34,13 @@ def _root(
     ),
 ) -> None:
     """Train, run and evaluate face image quality assessment (FIQA) models with IG-FIQA."""
+    from igfiqa.files import max_file_bytes
+
+    try:  # settings from the environment are checked before any command does any work
+        max_file_bytes()
+    except IgfiqaError as error:
+        typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2) from None
 
 
 # Command modules register themselves on `app` when imported.
@@ -50,9 +57,16 @@ from igfiqa.cli import train as _train  # noqa: E402, F401
 
 
 def main() -> None:
-    """Entry point of the console script: user errors print one clear line, exit code 2."""
+    """Entry point of the console script: user errors, and a file system that refuses a write
+    (full, read-only), print one clear line and exit with code 2."""
     try:
         app()
     except IgfiqaError as error:
         typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
+        sys.exit(2)
+    except OSError as error:  # a file problem no command anticipated: still one line
+        from igfiqa.files import output_error
+
+        where = error.filename or "a file"
+        typer.secho(f"error: {output_error(where, error, 'use')}", err=True, fg=typer.colors.RED)
         sys.exit(2)

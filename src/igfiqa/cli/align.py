@@ -74,6 +74,7 @@ def align(
             summary = align_inputs(
                 items, folder, detector, size=size, all_faces=all_faces, max_side=max_side,
                 resume=resume, overwrite=overwrite, workers=workers, on_batch=bar.update,
+                detector_settings={"detector": type(detector).__name__, "min_face": min_face},
             )  # fmt: skip
         except KeyboardInterrupt:
             bar.close()

@@ -17,6 +17,8 @@ from igfiqa.cli.options import (
     model_options_option,
     progress_option,
     sha256_option,
+    threads_option,
+    workers_option,
 )
 from igfiqa.errors import ConfigError, IgfiqaError
 
@@ -97,15 +99,8 @@ def score(
     backend: Backend = typer.Option(
         Backend.torch, "--backend", help="torch or onnx (onnxruntime, no torch)."
     ),
-    workers: int | None = typer.Option(
-        None,
-        "--workers",
-        min=0,
-        help="Decode threads (default: CPU cores, at most 8; 0 = no threads).",
-    ),
-    threads: int | None = typer.Option(
-        None, "--threads", min=1, help="Threads of the network (default: all cores)."
-    ),
+    workers: int | None = workers_option(),
+    threads: int | None = threads_option(),
     resume: bool = typer.Option(
         False,
         "--resume",
@@ -137,6 +132,7 @@ def score(
         collect_inputs,
         read_landmarks,
         score_inputs,
+        score_settings,
     )
     from igfiqa.progress import ProgressBar
 
@@ -172,8 +168,16 @@ def score(
                 "export the model with `igfiqa export` (which learns one) or calibrate it with "
                 "`igfiqa calibrate`"
             )
+        settings = None
+        if output != "-":  # what decides the rows: a resumed output must not mix two of these
+            settings = score_settings(
+                loaded, calibrated=calibrated, resize=resize, landmarks=landmarks,
+                detect={"min_face": min_face, "max_side": max_side, "all_faces": all_faces}
+                if detect else None,
+            )  # fmt: skip
         with ResultWriter(
             output,
+            settings=settings,
             fmt=fmt.value,
             calibrated=calibrated and loaded.calibration is not None,
             expected_fnmr=calibrated and loaded.fnmr_calibration is not None,

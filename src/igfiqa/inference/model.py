@@ -457,6 +457,9 @@ def load_model(
     "bfloat16" (torch); ``compile`` runs the network through ``torch.compile``. Raises
     CheckpointError for anything it cannot load.
     """
+    from igfiqa.inference.runners import check_threads
+
+    threads = check_threads(threads)
     path = Path(path)
     if backend == "onnx":
         from igfiqa.inference.runners import OnnxRunner

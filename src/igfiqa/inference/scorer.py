@@ -32,10 +32,13 @@ from igfiqa.detection import DEFAULT_MAX_SIDE
 from igfiqa.errors import ConfigError, DataError, IgfiqaError
 from igfiqa.files import (
     MAX_TABLE_BYTES,
+    check_or_record_settings,
     complete_lines,
+    open_locked_output,
     read_text_file,
     spreadsheet_safe,
     spreadsheet_unescape,
+    writing,
 )
 from igfiqa.inference.pipeline import batched, ordered_map
 from igfiqa.inference.preprocess import find_images, fit_to_size, to_rgb_array
@@ -227,6 +230,10 @@ class ResultWriter:
     With ``resume`` an existing file is kept: a truncated last line (an interrupted write) is cut
     off, and :attr:`done` holds the paths already present, which the run skips. Without it an
     existing non-empty file is refused unless ``overwrite``. ``path=None`` writes to stdout.
+
+    A file output has one writer: a second process is refused while the first holds it. With
+    ``settings`` (what decides the scores: the model's content, alignment, detection...) a new
+    output records them beside it (:func:`settings_record_for`) and a resumed one must match them.
     """
 
     def __init__(
@@ -239,6 +246,7 @@ class ResultWriter:
         overwrite: bool = False,
         detect: bool = False,
         expected_fnmr: bool = False,
+        settings: Mapping[str, Any] | None = None,
     ) -> None:
         if fmt not in ("csv", "jsonl"):
             raise ConfigError(f"unknown output format {fmt!r}: use csv or jsonl")
@@ -264,29 +272,38 @@ class ResultWriter:
             self._owned = False
             self._write_header()
             return
+        if self.path.is_dir():
+            raise ConfigError(f"output {self.path} is a directory; give a file name")
         exists = self.path.is_file() and self.path.stat().st_size > 0
         if exists and not resume and not overwrite:
             raise ConfigError(
                 f"output {self.path} already exists: pass --resume to continue it (skipping the "
                 "paths it holds) or --overwrite to replace it"
             )
-        if self.path.is_dir():
-            raise ConfigError(f"output {self.path} is a directory; give a file name")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One writer per output: the lock is taken before anything is read or truncated.
+        raw = open_locked_output(self.path, truncate=False)
+        try:
+            exists = os.fstat(raw.fileno()).st_size > 0
+            continuing = exists and resume
+            if settings is not None:
+                record_output_settings(self.path, settings, fmt=fmt, check=continuing)
+            if continuing:
+                self._read_existing()
+            else:
+                with writing(self.path):
+                    raw.truncate(0)
+        except BaseException:
+            raw.close()
+            raise
         # surrogateescape: a file name that is not valid UTF-8 (possible on POSIX) is written back
         # byte for byte, so --resume recognises it; everything else is plain UTF-8.
-        if exists and resume:
-            self._read_existing()
-            self._handle = self.path.open(
-                "a", encoding="utf-8", errors="surrogateescape", newline=""
-            )
-        else:
-            self._handle = self.path.open(
-                "w", encoding="utf-8", errors="surrogateescape", newline=""
-            )
+        self._handle = io.TextIOWrapper(
+            raw, encoding="utf-8", errors="surrogateescape", newline="", write_through=True
+        )
         self._owned = True
-        if self.path.stat().st_size == 0:
-            self._write_header()
+        if not continuing:
+            with writing(self.path):
+                self._write_header()
 
     def _write_header(self) -> None:
         if self.format == "csv":
@@ -298,7 +315,13 @@ class ResultWriter:
         # a last row cut off mid-write is dropped (that image is scored again)
         text = complete_lines(self.path).decode("utf-8", errors="surrogateescape")
         if self.format == "csv":
-            rows = list(csv.reader(io.StringIO(text)))
+            try:
+                rows = list(csv.reader(io.StringIO(text)))
+            except csv.Error as error:
+                raise ConfigError(
+                    f"cannot resume {self.path}: it is not a table `igfiqa score` wrote ({error}); "
+                    "start again with --overwrite or use a new output"
+                ) from None
             if rows and rows[0] != self.columns:
                 raise ConfigError(
                     f"cannot resume {self.path}: its columns {rows[0]} differ from {self.columns} "
@@ -328,7 +351,11 @@ class ResultWriter:
                     )
 
     def write(self, rows: Iterable[ResultRow]) -> None:
-        """Write rows and flush them to the file."""
+        """Write rows and flush them to the file (an OSError becomes an OutputError)."""
+        with writing(self.path or "standard output"):
+            self._write(rows)
+
+    def _write(self, rows: Iterable[ResultRow]) -> None:
         if self.format == "csv":
             writer = csv.writer(self._handle, lineterminator="\n")
             for row in rows:
@@ -371,15 +398,63 @@ class ResultWriter:
 
     def close(self) -> None:
         if self._owned and not self._handle.closed:
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-            self._handle.close()
+            try:
+                with writing(self.path or "standard output"):
+                    self._handle.flush()
+                    os.fsync(self._handle.fileno())
+            finally:
+                with contextlib.suppress(OSError):
+                    self._handle.close()
 
     def __enter__(self) -> ResultWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def score_settings(
+    model: Any,
+    *,
+    calibrated: bool = False,
+    resize: bool = False,
+    landmarks: str | os.PathLike[str] | None = None,
+    detect: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What decides the rows of a score output, as :class:`ResultWriter` records it: the model's
+    :meth:`~igfiqa.inference.model.QualityModel.fingerprint` and dtype, the calibration columns,
+    resizing, the landmark file's SHA-256 and the detection settings."""
+    from igfiqa.files import file_sha256
+
+    return {
+        "model": model.fingerprint(),
+        "dtype": model.dtype,
+        "calibrated": calibrated,
+        "resize": resize,
+        "landmarks": None if landmarks is None else file_sha256(landmarks),
+        "detect": None if detect is None else dict(detect),
+    }
+
+
+def record_output_settings(
+    output: str | os.PathLike[str],
+    settings: Mapping[str, Any],
+    *,
+    fmt: str = "csv",
+    check: bool = False,
+) -> None:
+    """Record ``settings`` (:func:`score_settings`) for the score output ``output`` in
+    :func:`settings_record_for`; with ``check``, compare them with the recorded ones instead and
+    raise :class:`ConfigError` on a difference or a missing record."""
+    check_or_record_settings(
+        settings_record_for(output), output, "score", {"format": fmt, **settings}, resume=check
+    )
+
+
+def settings_record_for(output: str | os.PathLike[str]) -> Path:
+    """Where the settings of a score output are recorded: ``OUTPUT.settings.json`` beside it."""
+    output = Path(output)
+    return output.with_name(f"{output.name}.settings.json")
 
 
 def _face_fields(face: FaceInfo | None) -> list[str]:
@@ -391,6 +466,12 @@ def _face_fields(face: FaceInfo | None) -> list[str]:
 # ----------------------------------------------------------------------------------- scoring
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
+
+
+NON_FINITE = (
+    "the model gave a non-finite quality (NaN or infinity): its weights are broken (a diverged "
+    "training?) or it overflows on this image"
+)
 
 
 def score_inputs(
@@ -482,17 +563,26 @@ def score_inputs(
                 rows.append(ResultRow(outcome.item.path, error=_one_line(outcome.error)))
                 summary.failed += 1
                 continue
+            broken = False
             for info, _ in outcome.value:
+                value = float(quality[slot])
+                if not math.isfinite(value):  # broken weights or a numerical overflow
+                    rows.append(ResultRow(outcome.item.path, error=NON_FINITE, face=info))
+                    broken, slot = True, slot + 1
+                    continue
                 level = None if levels is None else int(levels[slot])
                 expected = None if fnmr is None else tuple(float(v[slot]) for v in fnmr)
                 rows.append(
                     ResultRow(
-                        outcome.item.path, float(quality[slot]), level, face=info,
+                        outcome.item.path, value, level, face=info,
                         expected_fnmr=expected,  # type: ignore[arg-type]
                     )
                 )  # fmt: skip
                 slot += 1
-            summary.scored += 1
+            if broken:
+                summary.failed += 1
+            else:
+                summary.scored += 1
             summary.faces += len(outcome.value)
         writer.write(rows)
         done += len(group)
@@ -536,5 +626,8 @@ __all__ = [
     "find_landmarks",
     "read_image_list",
     "read_landmarks",
+    "record_output_settings",
     "score_inputs",
+    "score_settings",
+    "settings_record_for",
 ]
