@@ -14,7 +14,7 @@ PACKAGE = Path(igfiqa.__file__).parent
 LAYERS: dict[str, int] = {
     # 0: no igfiqa imports but errors
     "errors": 0,
-    "files": 1, "progress": 1, "collective": 1,
+    "files": 1, "progress": 1, "collective": 1, "machine": 1,
     "checkpoint": 2, "data": 2, "method": 2,
     "models": 3, "detection": 3, "config": 3,
     "inference": 4,

@@ -8,8 +8,8 @@ Every section forbids unknown keys. Any problem (unknown key, wrong type, value 
 data path, unknown preset) raises :class:`igfiqa.errors.ConfigError` naming the dotted field path and
 what to do, with a did-you-mean for misspelt keys. One rule covers every number of every section,
 the method's dataclasses included: NaN and infinities are refused (no setting has a use for them).
-:meth:`IgfiqaConfig.check_resources` bounds what the machine must hold (data loader workers, the
-model's weights and optimizer state, a batch's activations) before any work starts.
+:func:`igfiqa.engine.resources.check_resources` bounds what the machine must hold (data loader
+workers, the model's weights and optimizer state, a batch's activations) before any work starts.
 
 The method options are the method's own dataclasses (:class:`igfiqa.method.objective.ObjectiveConfig`,
 :class:`igfiqa.method.augment.AugmentConfig`): they are the source of truth for names and defaults.
@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
-import os
 import re
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -142,7 +140,14 @@ class CheckpointConfig(_Section):
 
 
 class LoggingConfig(_Section):
-    every_steps: int = Field(50, ge=1)
+    every_steps: int = Field(50, ge=1, description="a metrics.jsonl record every N steps")
+    stderr_every_steps: int = Field(
+        50,
+        ge=0,
+        description="a text line on standard error every N steps where no progress bar is shown "
+        "(standard error not a terminal, or the bar off), and at the start, epoch ends, "
+        "verifications and the end; 0 = no text lines at all",
+    )
     tensorboard: bool = False
     progress: bool = True
 
@@ -187,13 +192,6 @@ class IgfiqaConfig(_Section):
                 "data.image_size unset"
             )
         return self
-
-    def check_resources(self) -> None:
-        """Refuse, with a :class:`ConfigError` naming the field, settings that cannot fit this
-        machine: more data loader workers than :data:`WORKERS_PER_CORE` per available CPU core,
-        a model whose weights, gradients and momentum exceed the memory, a batch whose
-        activations alone exceed the training device's memory. Call it before any work."""
-        check_resources(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (YAML/JSON/``weights_only``-safe)."""
@@ -455,134 +453,6 @@ def load_config(
     return config
 
 
-# ------------------------------------------------------------------------------- machine bounds
-WORKERS_PER_CORE = 4
-"""data.num_workers may be at most this many per CPU core available to the process."""
-TRAINING_COPIES = 3
-"""Copies of every parameter that training holds: the weights, their gradients, SGD momentum."""
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, else the machine's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
-def machine_memory() -> int | None:
-    """Bytes of physical memory, or None where the system does not say."""
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-def _gib(nbytes: float) -> str:
-    if nbytes < 2**30:
-        return f"{nbytes / 2**20:,.1f} MiB"
-    return f"{nbytes / 2**30:,.1f} GiB"
-
-
-@functools.lru_cache(maxsize=16)
-def model_footprint(spec: tuple[tuple[str, Any], ...]) -> tuple[int, int]:
-    """(parameters, activation values of one image's forward pass) of the model ``spec`` (the
-    items of :meth:`ModelConfig.spec`), counted on PyTorch's meta device: nothing is allocated.
-    The activations are the outputs of every leaf module (what training keeps for backward)."""
-    import torch
-
-    from igfiqa.models import create_model
-
-    with torch.device("meta"):
-        model = create_model(**dict(spec))
-    parameters = sum(p.numel() for p in model.parameters())
-    size = int(dict(spec).get("input_size", 112))
-    values = [0]
-
-    def count(module: Any, inputs: Any, output: Any) -> None:
-        if isinstance(output, torch.Tensor):
-            values[0] += output.numel()
-
-    for module in model.modules():
-        if not next(module.children(), None):
-            module.register_forward_hook(count)
-    model.eval()
-    with torch.no_grad():
-        model(torch.empty(1, 3, size, size, device="meta"))
-    return parameters, values[0]
-
-
-def _device_memory(device: str) -> tuple[str, int | None]:
-    """(a description, bytes) of the memory that the training device ``device`` has."""
-    import torch
-
-    ram = machine_memory()
-    if device == "cpu" or not torch.cuda.is_available():
-        return "this machine's memory", ram
-    try:
-        from igfiqa.engine.distributed import launch_env
-
-        index = torch.device(device).index if device.startswith("cuda:") else None
-        index = launch_env().local_rank if index is None else index
-        return f"GPU {index}'s memory", int(torch.cuda.get_device_properties(index).total_memory)
-    except (RuntimeError, AssertionError, ValueError):  # an unknown GPU: resolve_device says so
-        return "this machine's memory", None
-
-
-def check_resources(config: IgfiqaConfig) -> None:
-    """See :meth:`IgfiqaConfig.check_resources`."""
-    cores = available_cores()
-    most = WORKERS_PER_CORE * cores
-    if config.data.num_workers > most:
-        raise ConfigError(
-            f"data.num_workers: {config.data.num_workers} is more than this machine can run: at "
-            f"most {most} ({WORKERS_PER_CORE} per CPU core, {cores} available); fix it with "
-            f"--set data.num_workers=N (0 to {most}; about one per core is plenty)"
-        )
-    model = config.model
-    sizes = (
-        f"model.width={model.width:g}, model.num_features={model.num_features}, "
-        f"model.input_size={model.input_size}"
-    )
-    try:
-        parameters, activations = model_footprint(tuple(model.spec().items()))
-    except (RuntimeError, ValueError, OverflowError, MemoryError) as error:
-        raise ConfigError(
-            f"model: {model.name} with {sizes} is too large to build ({error}); lower model.width, "
-            "model.num_features or model.input_size"
-        ) from None
-    ram = machine_memory()
-    state = TRAINING_COPIES * 4 * parameters
-    if ram is not None and state > ram:
-        raise ConfigError(
-            f"model: {model.name} with {sizes} has {parameters:,} parameters; their weights, "
-            f"gradients and momentum need {_gib(state)}, more than this machine's memory "
-            f"({_gib(ram)}); lower model.width, model.num_features or model.input_size"
-        )
-    where, memory = _device_memory(config.train.device)
-    if memory is None:
-        return
-    if where == "this machine's memory":
-        memory -= state
-    per_value = 4 if config.train.amp == "none" else 2
-    batch = config.data.batch_size
-    need = batch * activations * per_value
-    if need > memory:
-        raise ConfigError(
-            f"data.batch_size: {batch} images of {model.input_size}x{model.input_size} need about "
-            f"{_gib(need)} of activations in one training step ({_gib(activations * per_value)} "
-            f"each for {model.name} at model.width={model.width:g}), more than {where} "
-            f"({_gib(max(memory, 0))} free of it); lower data.batch_size (or model.input_size)"
-        )
-    batch = config.verification.batch_size
-    need = batch * 3 * model.input_size**2 * 4 * 2  # each image and its mirror image
-    if need > memory:
-        raise ConfigError(
-            f"verification.batch_size: {batch} images of {model.input_size}x{model.input_size} "
-            f"need {_gib(need)}, more than {where}; lower verification.batch_size"
-        )
-
-
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _plain(dataclasses.asdict(value))
@@ -607,14 +477,10 @@ __all__ = [
     "VerificationConfig",
     "VerificationSet",
     "apply_overrides",
-    "available_cores",
-    "check_resources",
     "config_from_dict",
     "deep_merge",
     "list_presets",
     "load_config",
-    "machine_memory",
-    "model_footprint",
     "parse_override",
     "preset_mapping",
     "preset_text",

@@ -63,7 +63,7 @@ def test_searches_beyond_the_bound_are_refused(max_side: int, min_face: float, m
 
 
 def test_the_bound_fits_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("igfiqa.detection.faces.machine_memory_bytes", lambda: 2 << 30)
+    monkeypatch.setattr("igfiqa.detection.faces.machine_memory", lambda: 2 << 30)
     assert search_bytes(1600, 1600, 8.0) > 1 << 30
     with pytest.raises(ConfigError, match="more than half of this machine's memory"):
         check_search(1600, 8.0)

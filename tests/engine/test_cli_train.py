@@ -150,3 +150,56 @@ def test_the_summary_is_strict_json(tmp_path, monkeypatch, capsys) -> None:
     assert code == 0
     summary = json.loads(out[out.index("{") :], parse_constant=refuse)
     assert summary["step"] == 1
+
+
+# ------------------------------------------------------ --device and --seed (issue 26 item 5)
+def test_seed_and_device_options_set_their_config_fields() -> None:
+    """`--seed 3` is `--set train.seed=3` (same resolved config), `--device cpu` likewise; they
+    win over the preset; not given, the config's values stand."""
+    runner = CliRunner()
+
+    def resolved(*args: str) -> dict:
+        shown = runner.invoke(app, ["train", "--preset", "synthetic_demo", *args, "--print-config"])
+        assert shown.exit_code == 0, shown.output
+        return yaml.safe_load(shown.output)
+
+    by_option = resolved("--seed", "3", "--device", "cpu")
+    assert by_option == resolved("--set", "train.seed=3", "--set", "train.device=cpu")
+    assert by_option["train"]["seed"] == 3 and by_option["train"]["device"] == "cpu"
+    plain = resolved("--set", "train.device=cpu")
+    assert plain["train"]["seed"] == 0 and plain["train"]["device"] == "cpu"  # untouched
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--seed", "3", "--set", "train.seed=4"], r"--seed and --set train\.seed=\.\.\. both"),
+        (["--device", "cpu", "--set", "train.device=cpu"], r"--device and --set train\.device="),
+    ],
+)
+def test_an_option_and_a_set_of_the_same_field_are_refused(
+    tmp_path, monkeypatch, capsys, args, expected
+) -> None:
+    run = tmp_path / "run"
+    code, out, err = _run_main(
+        monkeypatch, capsys, "train", "--preset", "synthetic_demo", *TINY, *args, "--out", str(run)
+    )
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert err.startswith("error: ") and re.search(expected, err), err
+    assert not run.exists()
+
+
+def test_device_cuda_without_cuda_is_refused_in_one_line(tmp_path, monkeypatch, capsys) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    run = tmp_path / "run"
+    code, out, err = _run_main(
+        monkeypatch, capsys, "train", "--preset", "synthetic_demo", *TINY, "--device", "cuda",
+        "--out", str(run),
+    )  # fmt: skip
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert "error: --device cuda: CUDA is not available" in err and "--device cpu" in err
+    assert not run.exists()
+    wrong = CliRunner().invoke(app, ["train", "--preset", "synthetic_demo", "--device", "gpu"])
+    assert wrong.exit_code == 2 and "use auto, cpu, cuda or cuda:N" in wrong.output

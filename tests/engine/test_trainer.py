@@ -494,3 +494,89 @@ def test_a_full_disk_while_saving_a_checkpoint_keeps_the_previous_one(
     assert sorted(p.name for p in folder.iterdir()) == ["step_00000002.pt"]
     monkeypatch.setattr(torch, "save", save)
     assert load_checkpoint(folder / "step_00000002.pt")["step"] == 2
+
+
+# ------------------------------------------------------------------ text log (issue 26 item 4)
+STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+STEP_LINE = re.compile(
+    rf"^({STAMP}) step (\d+)/(\d+) epoch (\d+)/(\d+) loss (\S+) lr (\S+) img/s (\S+) "
+    r"eta (\d+:\d\d:\d\d)$"
+)
+
+
+def _text_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if re.match(STAMP + " ", line)]
+
+
+def test_without_a_terminal_training_writes_a_text_line_every_n_steps(tmp_path, capsys) -> None:
+    """stderr is not a terminal (captured): a line every 2 steps, at the start, the epoch end
+    (4 steps per epoch), the end and on resume; a bar asked for is not shown, so lines replace it."""
+    config = tiny_config("logging.stderr_every_steps=2", "logging.progress=true")
+    train(config, out_dir=tmp_path, max_steps=3, progress=True, dataset=TensorFaces())
+    first = capsys.readouterr()
+    train(config, out_dir=tmp_path, resume=True, max_steps=6, progress=True, dataset=TensorFaces())
+    second = capsys.readouterr()
+    assert first.out == second.out == ""  # standard output stays for data
+    lines = _text_lines(first.err) + _text_lines(second.err)
+    steps = [STEP_LINE.match(line) for line in lines if " step " in line[:25]]
+    assert all(steps), lines
+    assert [int(m.group(2)) for m in steps] == [2, 4, 6]
+    assert [int(m.group(3)) for m in steps] == [3, 6, 6]  # the step the run stops at
+    assert [int(m.group(4)) for m in steps] == [1, 1, 2] and {m.group(5) for m in steps} == {"3"}
+    for match in steps:
+        assert float(match.group(6)) > 0 and float(match.group(7)) > 0
+        assert float(match.group(8)) > 0
+    kinds = [line.split(" ")[2] for line in lines]
+    assert kinds == ["start", "step", "finished", "resumed", "step", "end", "step", "finished"]
+    assert re.search(r" resumed step 3/6 epoch 1/3 from \S+step_00000003\.pt$", lines[3])
+    assert re.search(
+        r" end of epoch 1/3 step 4/6 loss \d+\.\d{4} img/s \S+ time \d+:\d\d:\d\d ", lines[5]
+    )
+    assert re.search(r" finished max_steps step 6/6 time \d+:\d\d:\d\d img/s \S+$", lines[-1])
+
+
+def test_no_text_lines_with_stderr_every_steps_0(tmp_path, capsys) -> None:
+    config = tiny_config("logging.stderr_every_steps=0")
+    train(config, out_dir=tmp_path, max_steps=2, progress=False, dataset=TensorFaces())
+    assert _text_lines(capsys.readouterr().err) == []
+
+
+def test_a_progress_bar_on_a_terminal_replaces_the_text_lines(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    """On a terminal the bar is shown and no text line duplicates it; with the bar off the
+    lines come back."""
+    monkeypatch.setattr("igfiqa.progress.stderr_is_terminal", lambda: True)
+    config = tiny_config("logging.stderr_every_steps=1", "logging.progress=true")
+    train(config, out_dir=tmp_path / "bar", max_steps=2, progress=True, dataset=TensorFaces())
+    assert _text_lines(capsys.readouterr().err) == []
+    train(config, out_dir=tmp_path / "off", max_steps=2, progress=False, dataset=TensorFaces())
+    lines = _text_lines(capsys.readouterr().err)
+    assert [line.split(" ")[2] for line in lines] == ["start", "step", "step", "finished"]
+
+
+def test_text_lines_do_not_change_the_training(tmp_path, capsys) -> None:
+    """The log only reads numbers the trainer already has: same seed, same checkpoint."""
+    for every in (0, 1):
+        config = tiny_config(f"logging.stderr_every_steps={every}")
+        train(config, out_dir=tmp_path / str(every), max_steps=3, progress=False,
+              dataset=TensorFaces())  # fmt: skip
+    _assert_bitwise_equal(_final_state(tmp_path / "0"), _final_state(tmp_path / "1"))
+
+
+def test_text_log_counts_skipped_steps_and_writes_long_etas(capsys) -> None:
+    from igfiqa.engine.textlog import TrainingLog, clock
+
+    assert clock(90061) == "25:01:01" and clock(float("nan")) == "-"
+    log = TrainingLog(2, enabled=True, total=10, epochs=5, steps_per_epoch=2)
+    log.step(1, loss=None, lr=0.1, images=8)
+    log.step(2, loss=3.0, lr=0.1, images=8)
+    log.step(3, loss=None, lr=0.05, images=8)
+    log.step(4, loss=float("nan"), lr=0.05, images=8)
+    lines = _text_lines(capsys.readouterr().err)
+    assert re.search(r" step 2/10 epoch 1/5 loss 3\.0000 lr 0\.1 .* skipped 1$", lines[0])
+    assert re.search(r" step 4/10 epoch 2/5 loss nan lr 0\.05 .* skipped 2$", lines[1])
+    TrainingLog(2, enabled=False, total=10, epochs=5, steps_per_epoch=2).step(
+        2, loss=1.0, lr=0.1, images=8
+    )
+    assert capsys.readouterr().err == ""

@@ -91,9 +91,9 @@ def test_decode_workers_are_bounded_by_cores_and_memory(two_cores, monkeypatch) 
     # Memory: with 2 GiB, half of it holds 8 decoded 120 MB images, not 8 of them plus more.
     import igfiqa.data.decode as decode
 
-    monkeypatch.setattr(decode, "machine_memory_bytes", lambda: 2 << 30)
+    monkeypatch.setattr(pipeline, "machine_memory", lambda: 2 << 30)
     assert pipeline.max_workers() == (1 << 30) // (3 * decode.MAX_PIXELS) == 8
-    monkeypatch.setattr(decode, "machine_memory_bytes", lambda: 1 << 30)
+    monkeypatch.setattr(pipeline, "machine_memory", lambda: 1 << 30)
     assert pipeline.max_workers() == 4 and pipeline.default_workers() == 2
     # The Python API refuses too, before preparing any item.
     called: list[int] = []

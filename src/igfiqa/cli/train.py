@@ -12,6 +12,47 @@ from igfiqa.cli import app
 from igfiqa.errors import ConfigError
 
 RECIPE_SECTIONS = ("model", "head", "method", "data")
+OPTION_FIELDS = {"--device": "train.device", "--seed": "train.seed"}
+"""Options that set one config field each; a ``--set`` of the same field with them is refused."""
+
+
+def _option_overrides(overrides: list[str], given: dict[str, object]) -> list[str]:
+    """``--set`` overrides for the options given (``{option: value}``, None = not given), after
+    refusing an option and a ``--set`` of the same field together: which of the two should win is
+    not obvious, so the command asks for one."""
+    from igfiqa.config import parse_override
+
+    set_fields = {".".join(parse_override(text)[0]) for text in overrides}
+    extra = []
+    for option, value in given.items():
+        if value is None:
+            continue
+        field = OPTION_FIELDS[option]
+        if field in set_fields:
+            raise ConfigError(
+                f"{option} and --set {field}=... both set {field}: give only one of them"
+            )
+        extra.append(f"{field}={value}")
+    return extra
+
+
+def _given(context: typer.Context, name: str) -> bool:
+    """Whether option ``name`` was on the command line (or in the environment), not its default."""
+    source = context.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def _device_callback(value: str) -> str:
+    """``--device`` takes what ``train.device`` takes (auto, cpu, cuda, cuda:N)."""
+    from pydantic import ValidationError
+
+    from igfiqa.config import TrainConfig
+
+    try:
+        TrainConfig(device=value)
+    except ValidationError:
+        raise typer.BadParameter(f"{value!r}: use auto, cpu, cuda or cuda:N") from None
+    return value
 
 
 def _check_resumed_recipe(config: Any, saved: Any, run_dir: Path) -> None:
@@ -33,6 +74,7 @@ def _check_resumed_recipe(config: Any, saved: Any, run_dir: Path) -> None:
 
 @app.command("train")
 def train_command(
+    context: typer.Context,
     preset: str | None = typer.Option(
         None, "--preset", "-p", help="Packaged preset name (see --list-presets) or a YAML file."
     ),
@@ -50,6 +92,19 @@ def train_command(
     overrides: list[str] = typer.Option(
         [], "--set", "-s", help="Override a value: --set train.amp=bf16 (repeatable; YAML values)."
     ),
+    device: str = typer.Option(
+        "auto",
+        "--device",
+        callback=_device_callback,
+        help="Training device: auto, cpu, cuda or cuda:N (sets train.device; not given: the "
+        "config's).",
+    ),
+    seed: int | None = typer.Option(
+        None,
+        "--seed",
+        min=0,
+        help="Random seed (sets train.seed; not given: the config's).",
+    ),
     max_steps: int | None = typer.Option(
         None, "--max-steps", min=1, help="Stop after this many optimizer steps in total."
     ),
@@ -57,7 +112,10 @@ def train_command(
         None, "--resume", help="Continue the newest checkpoint of this run folder exactly."
     ),
     progress: bool = typer.Option(
-        True, "--progress/--no-progress", help="Progress bar on standard error (when a terminal)."
+        True,
+        "--progress/--no-progress",
+        help="Progress bar on standard error when it is a terminal; else (or with --no-progress) "
+        "a text line every logging.stderr_every_steps steps.",
     ),
     list_presets_: bool = typer.Option(False, "--list-presets", help="List presets and exit."),
     print_config: bool = typer.Option(
@@ -68,6 +126,7 @@ def train_command(
     `torchrun --nproc_per_node N` for data-parallel training on N GPUs (several nodes too)."""
     from igfiqa.config import list_presets, load_config, preset_text
     from igfiqa.engine.distributed import launch_env
+    from igfiqa.engine.resources import check_resources
     from igfiqa.errors import ConfigError
     from igfiqa.files import json_safe
 
@@ -92,6 +151,13 @@ def train_command(
                     f"cannot resume {run_dir}: it has no config.yaml (is it a run folder?)"
                 )
             preset = str(saved)
+    # --device / --seed set their field over the preset, --config and --data (as --set does);
+    # with a --set of the same field they are refused rather than one silently winning.
+    given_device = device if _given(context, "device") else None
+    overrides = [
+        *overrides,
+        *_option_overrides(overrides, {"--device": given_device, "--seed": seed}),
+    ]
     config = load_config(preset, config_file=config_file, data=data, overrides=overrides)
     if resume is not None and (run_dir / "config.yaml").is_file():
         _check_resumed_recipe(config, load_config(str(run_dir / "config.yaml")), run_dir)
@@ -99,7 +165,15 @@ def train_command(
         typer.echo(config.to_yaml(), nl=False)
         raise typer.Exit()
     run_dir = Path(resume) if resume is not None else (out or Path("runs") / config.name)
-    config.check_resources()
+    if given_device is not None and given_device.startswith("cuda"):  # named as the user gave it
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"--device {given_device}: CUDA is not available on this machine (no GPU or a CPU "
+                "build of torch); use --device cpu or auto"
+            )
+    check_resources(config)
 
     from igfiqa.engine.trainer import train
 

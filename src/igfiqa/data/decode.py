@@ -42,6 +42,7 @@ import numpy as np
 
 from igfiqa.errors import DataError, ImageDecodeError
 from igfiqa.files import read_regular_file
+from igfiqa.machine import machine_memory
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pnm"}
@@ -62,22 +63,6 @@ its peak; the conversion to RGB holds the decoded buffer and the result)."""
 
 _STRIP_PIXELS = 1 << 18
 """Pixels converted at a time (16-bit -> 8-bit, alpha, channel order): keeps temporaries small."""
-
-
-def machine_memory_bytes() -> int:
-    """Memory this process may use: physical memory, or its cgroup's limit where that is lower."""
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        total = 8 << 30
-    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            text = Path(limit_file).read_text().strip()
-        except OSError:
-            continue
-        if text.isdigit() and int(text) > 0:
-            total = min(total, int(text))
-    return max(int(total), 1 << 30)
 
 
 class MemoryGate:
@@ -111,11 +96,11 @@ _GATE_LOCK = threading.Lock()
 
 
 def memory_gate() -> MemoryGate:
-    """The process's :class:`MemoryGate`: half of :func:`machine_memory_bytes`."""
+    """The process's :class:`MemoryGate`: half of :func:`igfiqa.machine.machine_memory`."""
     global _GATE
     with _GATE_LOCK:
         if _GATE is None:
-            _GATE = MemoryGate(machine_memory_bytes() // 2)
+            _GATE = MemoryGate(machine_memory() // 2)
         return _GATE
 
 
@@ -524,6 +509,5 @@ __all__ = [
     "decode_image",
     "decode_peak_bytes",
     "image_size_from_header",
-    "machine_memory_bytes",
     "memory_gate",
 ]

@@ -14,10 +14,11 @@ import cv2
 import numpy as np
 
 from igfiqa.data.align import align_face
-from igfiqa.data.decode import machine_memory_bytes, memory_gate
+from igfiqa.data.decode import memory_gate
 from igfiqa.detection import DEFAULT_MAX_SIDE, MAX_SIDE_LIMIT, SEARCH_SIDE_LIMIT
 from igfiqa.detection.base import Detector, Face
 from igfiqa.errors import ConfigError, DataError
+from igfiqa.machine import machine_memory
 
 DETECTORS = ("mtcnn",)
 """Detector names :func:`load_detector` knows."""
@@ -79,7 +80,7 @@ def check_search(max_side: int, min_face: float) -> None:
             f"{search_bytes(max_side, max_side, min_face) / 1e9:.1f} GB per photo): use "
             f"--max-side {int(SEARCH_SIDE_LIMIT * min_face / _CELL)} or less, or a larger --min-face"
         )
-    needed, budget = search_bytes(max_side, max_side, min_face), machine_memory_bytes() // 2
+    needed, budget = search_bytes(max_side, max_side, min_face), machine_memory() // 2
     if needed > budget:
         raise ConfigError(
             f"--max-side {max_side} with --min-face {min_face:g} needs about {needed / 1e9:.1f} GB "

@@ -3,7 +3,8 @@
 ``train(config, out_dir=...)`` builds the data, backbone, margin head (replicated or sharded),
 guidance and augmentation from an :class:`igfiqa.config.IgfiqaConfig`, then runs SGD steps of
 :func:`igfiqa.method.objective.compute_objective` with the recipe's schedule, gradient clipping and
-AMP. It logs JSON Lines (``metrics.jsonl``), shows a progress bar, writes atomic checkpoints on a
+AMP. It logs JSON Lines (``metrics.jsonl``), shows a progress bar (or, where none is shown, writes
+text lines on standard error: :mod:`igfiqa.engine.textlog`), writes atomic checkpoints on a
 cadence and when SIGTERM/SIGINT arrives (after finishing the current step), runs the periodic
 verification and returns a :class:`TrainResult`. ``resume=True`` continues the newest checkpoint of
 ``out_dir`` exactly (weights, optimizer, schedule, scaler, guidance, augmentation RNG, sampler
@@ -47,8 +48,10 @@ from igfiqa.checkpoint import (
 )
 from igfiqa.config import IgfiqaConfig, config_from_dict
 from igfiqa.engine import distributed
+from igfiqa.engine.resources import check_resources
 from igfiqa.engine.sampler import FlippedDataset, ResumableDistributedSampler
 from igfiqa.engine.schedules import LRSchedule
+from igfiqa.engine.textlog import TrainingLog
 from igfiqa.errors import CheckpointError, ConfigError, IgfiqaError
 from igfiqa.files import (
     LOCK_FILE,
@@ -271,6 +274,7 @@ class Trainer:
         self.dataset = dataset
         self.info = distributed.setup(config.train.device)
         self.device = self.info.device
+        self._textlog = TrainingLog(0, enabled=False, total=0, epochs=1, steps_per_epoch=1)
 
     # -------------------------------------------------------------------------------- building
     def build(self) -> None:
@@ -753,6 +757,19 @@ class Trainer:
             unit="steps",
             fields={"epoch": "epoch {}", "speed": "{:.1f} img/s", "loss": "loss {:.3f}"},
         )
+        # Text lines on standard error where no bar is shown (rank 0 only): a batch job's log.
+        self._textlog = TrainingLog(
+            self.config.logging.stderr_every_steps,
+            enabled=info.is_main and not bar.shown and self.config.logging.stderr_every_steps > 0,
+            total=limit,
+            epochs=self.config.train.epochs,
+            steps_per_epoch=self.steps_per_epoch,
+            step=self.step,
+        )
+        if self.resumed_from is not None:
+            self._textlog.resumed(self.resumed_from)
+        else:
+            self._textlog.start(batch=self.sampler.global_batch, device=str(self.device))
         stop = _StopFlag()
         stop.install()
         speed = _Speedometer()
@@ -767,6 +784,8 @@ class Trainer:
                 if self._train_one_epoch(limit, log, bar, stop, speed):
                     stopped = "signal"
                     break
+                if self.step % self.steps_per_epoch == 0:
+                    self._textlog.epoch_end(self.step)
                 self._end_of_epoch_checkpoint(limit)
             if stopped != "signal":
                 stopped = "completed" if self.step >= self.total_steps else "max_steps"
@@ -827,6 +846,12 @@ class Trainer:
             self.schedule.step()
             self.step += 1
             speed.add(images.shape[0] * self.info.world_size)
+            self._textlog.step(
+                self.step,
+                loss=None if metrics is None else metrics["loss"],
+                lr=lr,
+                images=images.shape[0] * self.info.world_size,
+            )
             if metrics is not None:
                 self.last_metrics = metrics
             elif self.info.is_main:
@@ -918,6 +943,7 @@ class Trainer:
             nonfinite_steps=self.nonfinite_total,
             images_per_second=speed.run_images / max(elapsed, 1e-9),
         )
+        self._textlog.finish(self.step, stopped=stopped, images_per_second=result.images_per_second)
         if self.info.is_main:
             log.write(
                 {
@@ -948,6 +974,7 @@ class Trainer:
                 self._set_train_mode(True)
             for name, values in results.items():
                 log.write({"kind": "verification", "set": name, "step": self.step, **values})
+            self._textlog.verification(self.step, results)
         distributed.barrier()
         return results
 
@@ -968,7 +995,8 @@ def train(
         out_dir: the run folder (``config.yaml``, ``metrics.jsonl``, ``checkpoints/``).
         resume: continue from the newest checkpoint in ``out_dir``.
         max_steps: stop after this many optimizer steps in total (overrides ``train.max_steps``).
-        progress: show a progress bar (rank 0).
+        progress: show a progress bar (rank 0, when standard error is a terminal); where no bar
+            is shown, text lines go to standard error every ``logging.stderr_every_steps`` steps.
         dataset: an already opened training dataset (else ``config.data.source`` is opened).
 
     Under ``torchrun`` every process calls this; only rank 0 writes files.
@@ -976,7 +1004,7 @@ def train(
     if not isinstance(config, IgfiqaConfig):
         config = config_from_dict(config)
     # Machine bounds (workers, model and batch size) before any work.
-    config.check_resources()
+    check_resources(config)
     # Process-wide switches that train() changes are put back afterwards.
     deterministic = torch.are_deterministic_algorithms_enabled()
     cudnn_benchmark = torch.backends.cudnn.benchmark

@@ -7,13 +7,13 @@ Decoding (OpenCV/Pillow) and the network (PyTorch/onnxruntime) release the GIL, 
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 from igfiqa.errors import ConfigError, IgfiqaError
+from igfiqa.machine import available_cores, machine_memory
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -23,22 +23,14 @@ WORKERS_PER_CORE = 4
 """Most decode threads per CPU core: more only wait for one another (a few cover slow reads)."""
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask where the system has one)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
 def max_workers() -> int:
     """Most decode threads allowed here: :data:`WORKERS_PER_CORE` per core, and no more than half
     of the machine's memory can hold as decoded images of the largest size allowed (each thread
     keeps the image it works on; the peaks of decoding are bounded by
     :func:`igfiqa.data.decode.memory_gate`)."""
-    from igfiqa.data.decode import BYTES_PER_PIXEL_BUDGET, MAX_PIXELS, machine_memory_bytes
+    from igfiqa.data.decode import BYTES_PER_PIXEL_BUDGET, MAX_PIXELS
 
-    by_memory = machine_memory_bytes() // 2 // (BYTES_PER_PIXEL_BUDGET * MAX_PIXELS)
+    by_memory = machine_memory() // 2 // (BYTES_PER_PIXEL_BUDGET * MAX_PIXELS)
     return max(1, min(WORKERS_PER_CORE * available_cores(), by_memory))
 
 
@@ -145,7 +137,6 @@ def batched(outcomes: Iterable[Outcome[T, R]], batch_size: int) -> Iterator[list
 __all__ = [
     "WORKERS_PER_CORE",
     "Outcome",
-    "available_cores",
     "batched",
     "check_workers",
     "default_workers",

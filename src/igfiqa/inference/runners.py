@@ -44,7 +44,7 @@ def check_threads(threads: int | None, option: str = "--threads") -> int | None:
     another: 256 threads on 2 cores ran 115 times slower than 2)."""
     if not threads:
         return None
-    from igfiqa.inference.pipeline import available_cores
+    from igfiqa.machine import available_cores
 
     threads = int(threads)
     cores = available_cores()
@@ -154,7 +154,7 @@ class OnnxRunner:
             raise ConfigError(
                 "the onnx backend needs onnxruntime: pip install 'igfiqa[onnx]'"
             ) from error
-        from igfiqa.inference.pipeline import available_cores
+        from igfiqa.machine import available_cores
 
         threads = check_threads(threads)
         self.path = Path(path)
