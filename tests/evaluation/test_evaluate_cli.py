@@ -65,7 +65,7 @@ def test_evaluate_cli_end_to_end(tmp_path, backbone):
     assert summary[0]["fr_model"] == "tiny_backbone.pth"
     assert summary[0]["methods"] == [
         "random (seed 3)",
-        "oracle (ground truth)",
+        "ground truth (generator)",
         "ext",
         "tiny_backbone.pth",
     ]
@@ -87,6 +87,8 @@ def test_evaluate_cli_end_to_end(tmp_path, backbone):
     ("extra", "message"),
     [
         (["--fmr", "1.5"], r"--fmr must lie in \(0, 1\)"),
+        (["--fnmr", "0"], r"--fnmr must lie in \(0, 1\)"),
+        (["--bootstrap", "5"], r"--bootstrap needs 0 \(off\) or at least 20"),
         (["--limit", "0"], r"--limit must lie in \(0, 1\]"),
         (["--benchmark", SPEC], "given more than once"),
     ],
@@ -119,3 +121,30 @@ def test_resized_benchmark_images_are_reported(tmp_path, backbone):
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "results.json").read_text())
     assert any("40x40 were resized to 32x32" in w for w in summary[0]["warnings"])
+
+
+def test_evaluate_cli_paper_outputs(tmp_path, backbone):
+    """--fnmr, --fm-edc and --bootstrap reach every output; the table prints LaTeX too."""
+    out = tmp_path / "out"
+    args = ["evaluate", "-b", SPEC, "-b", f"second={SPEC.replace('seed=2', 'seed=3')}"]
+    args += ["-f", str(backbone), "-q", "random:3", "-q", "ground-truth", "--out", str(out)]
+    args += ["--fmr", "0.05", "--fnmr", "0.2", "--fm-edc", "--bootstrap", "20", "--workers", "0"]
+    result = CliRunner().invoke(app, [*args, "--limit", "0.3"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "results.json").read_text())
+    assert summary[0]["bootstrap"]["unit"] == "identity"  # the synthetic set has identities
+    assert summary[0]["bootstrap"]["resamples"] == 20
+    assert summary[0]["fnmrs"][0]["target_fnmr"] == 0.2
+    curve = summary[0]["fnmrs"][0]["curves"][0]
+    assert "pauc@0.3_ci95" in curve and "fm_pauc@0.3" in curve
+    assert summary[0]["methods"] == ["random (seed 3)", "ground truth (generator)"]
+    for name in (
+        "results.tex",
+        "paper_table.tex",
+        "edc_synthetic__tiny_backbone.pth__fnmr2e-01.png",
+        "fmedc_synthetic__tiny_backbone.pth__fmr5e-02.svg",
+    ):
+        assert (out / name).exists(), name
+    paper = (out / "paper_table.md").read_text()
+    assert "synthetic | tiny_backbone.pth / second | mean |" in paper
+    assert "| FNMR 2e-1 | random (seed 3) |" in paper

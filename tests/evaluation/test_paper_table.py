@@ -136,8 +136,9 @@ def test_pauc_uses_the_first_limit_unless_told():
     assert later.values[1, 2, 5] == pytest.approx(code("MagFace", "ijbc", "SER-FIQ", 1e-4, 0.3))
     norm = paper_table(grid(), "pauc_normalized")
     assert norm.values[0, 0, 0] == pytest.approx(pauc.values[0, 0, 0] / 2)
-    erc, first = paper_tables(grid())
+    erc, first, normalised = paper_tables(grid())
     assert (erc.metric, first.metric, first.limit) == ("erc_auc", "pauc", 0.2)
+    assert (normalised.metric, normalised.limit) == ("pauc_normalized", 0.2)
     with pytest.raises(ConfigError, match="no discard limit"):
         paper_table(grid(), "erc_auc", limit=0.2)
     with pytest.raises(ConfigError, match="unknown"):
@@ -166,7 +167,7 @@ def test_column_order_is_fr_models_then_benchmarks_as_given():
     )
     tex = to_latex(table)
     assert tex.index("{MagFace}") < tex.index("{ArcFace}")
-    assert "Method & ijbc & lfw & ijbc & lfw \\\\" in tex
+    assert "Method & ijbc & lfw & ijbc & lfw & mean \\\\" in tex
     # explicit orders win, and rows follow the methods as given
     chosen = paper_table(
         results, fr_models=["ArcFace"], benchmarks=["lfw", "ijbc"], methods=["SER-FIQ", "IG-FIQA"]
@@ -202,8 +203,9 @@ def test_best_per_column_is_bold_within_each_fmr_block():
     assert "|  | b | **0.0232** | - |" in md and "|  | c | **0.0232** | - |" in md
     assert "| 1e-4 | a | **0.0100** | 0.5000 |" in md
     tex = to_latex(table)
-    assert "b & \\textbf{0.0232} & - \\\\" in tex
-    assert "a & \\textbf{0.0100} & 0.5000 \\\\" in tex
+    # the mean needs every column: only a has one (at FMR 1e-4 it is the best mean, alone)
+    assert "b & \\textbf{0.0232} & - & - \\\\" in tex
+    assert "a & \\textbf{0.0100} & 0.5000 & 0.2550 \\\\" in tex
     assert tex.count("\\textbf") == 3
 
 
@@ -223,8 +225,8 @@ def test_missing_cells_are_dashes_and_empty_csv_values():
     md = to_markdown(table)
     assert "| 1e-4 | IG-FIQA | **0.1112** | - |" in md
     tex = to_latex(table)
-    assert "CR-FIQA & 0.1122 & - \\\\" in tex
-    rows = to_csv_rows(table)
+    assert "CR-FIQA & 0.1122 & - & - \\\\" in tex
+    rows = [r for r in to_csv_rows(table) if r["benchmark"] != "mean"]
     assert len(rows) == 2 * 2 * 2
     empty = [r for r in rows if r["value"] == ""]
     assert {(r["benchmark"], r["method"], r["fmr"]) for r in empty} == {
@@ -252,18 +254,18 @@ def test_latex_escapes_names_and_markdown_escapes_pipes():
 def test_latex_layout_multicolumn_headers_and_one_block_per_fmr():
     tex = to_latex(paper_table(grid()))
     lines = tex.splitlines()
-    assert "\\begin{tabular}{lcccccc}" in lines
+    assert "\\begin{tabular}{lccccccc}" in lines  # six columns and the mean
     assert lines.index("\\toprule") < lines.index("\\bottomrule") < lines.index("\\end{tabular}")
-    assert " & \\multicolumn{3}{c}{ArcFace} & \\multicolumn{3}{c}{MagFace} \\\\" in lines
+    assert " & \\multicolumn{3}{c}{ArcFace} & \\multicolumn{3}{c}{MagFace} &  \\\\" in lines
     assert "\\cmidrule(lr){2-4} \\cmidrule(lr){5-7}" in lines
-    assert "\\multicolumn{7}{l}{\\textit{FMR $10^{-3}$}} \\\\" in lines
-    assert "\\multicolumn{7}{l}{\\textit{FMR $10^{-4}$}} \\\\" in lines
+    assert "\\multicolumn{8}{l}{\\textit{FMR $10^{-3}$}} \\\\" in lines
+    assert "\\multicolumn{8}{l}{\\textit{FMR $10^{-4}$}} \\\\" in lines
     assert lines.count("\\midrule") == 2
     # per block: the FMR row then one row per method
-    start = lines.index("\\multicolumn{7}{l}{\\textit{FMR $10^{-4}$}} \\\\")
+    start = lines.index("\\multicolumn{8}{l}{\\textit{FMR $10^{-4}$}} \\\\")
     assert [line.split(" & ")[0] for line in lines[start + 1 : start + 4]] == list(METHODS)
     # the lowest ERC AUC of every column is a row of IG-FIQA (code() grows with the method)
-    assert lines[start + 1].count("\\textbf") == 6
+    assert lines[start + 1].count("\\textbf") == 7  # the mean too
 
 
 def test_csv_round_trip_equals_the_array():
@@ -277,8 +279,12 @@ def test_csv_round_trip_equals_the_array():
     parsed = list(csv.DictReader(io.StringIO(handle.getvalue())))
     assert list(parsed[0]) == list(CSV_FIELDS)
     back = np.full(table.values.shape, -1.0)
+    means = [row for row in parsed if row["benchmark"] == "mean"]
+    assert len(means) == len(table.fmrs) * len(table.methods)
     for row in parsed:
-        assert row["metric"] == "erc_auc"
+        assert row["metric"] == "erc_auc" and row["fnmr"] == ""
+        if row["benchmark"] == "mean":
+            continue
         f = table.fmrs.index(float(row["fmr"]))
         m = table.methods.index(row["method"])
         c = table.columns.index((row["fr_model"], row["benchmark"]))
@@ -314,10 +320,10 @@ def test_write_report_writes_the_paper_tables(tmp_path):
     assert "ERC AUC (CR-FIQA protocol" in md and "pAUC of the EDC (fixed threshold" in md
     assert "L = 0.2" in md
     tex = (tmp_path / "paper_table.tex").read_text()
-    assert tex.count("\\begin{tabular}") == 2
+    assert tex.count("\\begin{tabular}") == 3
     rows = list(csv.DictReader((tmp_path / "paper_table.csv").open()))
-    assert {r["metric"] for r in rows} == {"erc_auc", "pauc@0.2"}
-    assert len(rows) == 2 * 2 * 3 * 6
+    assert {r["metric"] for r in rows} == {"erc_auc", "pauc@0.2", "pauc_normalized@0.2"}
+    assert len(rows) == 3 * 2 * 3 * (6 + 1)  # tables x FMRs x methods x (columns + mean)
     report = (tmp_path / "results.md").read_text()
     assert "## Paper tables" in report and to_markdown(paper_table(grid())) in report
     # the per benchmark x FR model tables are still there, after the paper tables

@@ -267,7 +267,7 @@ def test_runner_caches_and_adds_methods_cheaply(tmp_path):
     assert np.allclose(out.similarity, expected, atol=1e-6)
     assert out.result.fr_model == "pixels" and out.result.methods == [
         "random (seed 1)",
-        "oracle (ground truth)",
+        "ground truth (generator)",
     ]
     # a fresh runner with one more method: the FR model is not run again
     again = R.BenchmarkRunner(pairset, cache_dir=tmp_path / "cache", batch_size=8, workers=0)

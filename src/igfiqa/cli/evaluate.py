@@ -77,12 +77,35 @@ def evaluate(
         "-q",
         help="Quality method, repeatable: a model of any quality kind (igfiqa models) as PATH or "
         "KIND:PATH (crfiqa:, magface:, sddfiqa:, diffiqa-r:, ediffiqa:, ofiq-uqs:...), "
-        "csv:PATH (path,quality rows), random[:SEED], oracle (synthetic ground truth), "
+        "csv:PATH (path,quality rows), random[:SEED], ground-truth (a synthetic benchmark's own "
+        "quality; alias oracle), "
         "embedding-norm, serfiq[:m=100,p=0.5,seed=0,rescale=true,model=PATH]. NAME=SPEC names it.",
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for plots and tables."),
     fmrs: list[float] = typer.Option(
         [1e-3, 1e-4], "--fmr", help="Target FMRs of the fixed EDC threshold and the ERC."
+    ),
+    fnmrs: list[float] = typer.Option(
+        [],
+        "--fnmr",
+        help="Initial FNMRs, repeatable: each sets one more fixed EDC threshold, the largest t "
+        "with count(mated < t) / mated <= FNMR (e.g. --fnmr 0.1; no ERC for these).",
+    ),
+    fm_edc: bool = typer.Option(
+        False,
+        "--fm-edc",
+        help="Also the FM-EDC: FMR of the non-mated pairs left after discarding the lowest pair "
+        "qualities, at each fixed threshold (plots fmedc_*, FM norm columns).",
+    ),
+    bootstrap: int = typer.Option(
+        0,
+        "--bootstrap",
+        min=0,
+        help="95% intervals of every pAUC and ERC AUC from N resamples of identities (0 = off; "
+        "1000 for a paper: a few seconds per quality method on a 6,000-pair benchmark).",
+    ),
+    bootstrap_seed: int = typer.Option(
+        0, "--bootstrap-seed", help="Seed of the bootstrap resampling."
     ),
     limits: list[float] = typer.Option([0.2, 0.3], "--limit", help="pAUC discard limits L."),
     flip: FlipChoice = typer.Option(
@@ -101,7 +124,9 @@ def evaluate(
     device: str = typer.Option(
         "auto", "--device", help="auto (cuda when available, else cpu), cpu, cuda or cuda:N."
     ),
-    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    batch_size: int = typer.Option(
+        64, "--batch-size", min=1, help="Images per forward pass of the FR and quality models."
+    ),
     workers: int | None = typer.Option(None, "--workers", min=0, help="Image decode threads."),
     cache_dir: Path | None = typer.Option(
         None, "--cache-dir", help="Cache of embeddings and scores (default OUT/cache)."
@@ -127,6 +152,11 @@ def evaluate(
     bad_fmrs = [f for f in fmrs if not 0.0 < f < 1.0]
     if bad_fmrs:
         raise ConfigError(f"--fmr must lie in (0, 1), got {bad_fmrs}")
+    bad_fnmrs = [f for f in fnmrs if not 0.0 < f < 1.0]
+    if bad_fnmrs:
+        raise ConfigError(f"--fnmr must lie in (0, 1), got {bad_fnmrs}")
+    if 0 < bootstrap < 20:
+        raise ConfigError(f"--bootstrap needs 0 (off) or at least 20 resamples, got {bootstrap}")
     bad_limits = [L for L in limits if not 0.0 < L <= 1.0]
     if bad_limits:
         raise ConfigError(f"--limit must lie in (0, 1], got {bad_limits}")
@@ -165,6 +195,10 @@ def evaluate(
                 limits=limits,
                 erc_rule=erc_rule.value,
                 pair_reduce=pair_quality.value,
+                fnmrs=fnmrs,
+                fm_edc=fm_edc,
+                bootstrap=bootstrap,
+                bootstrap_seed=bootstrap_seed,
             )
             results.append(output.result)
     written = write_report(

@@ -13,11 +13,14 @@ Terms used throughout (docs/evaluation.md):
   (minimum by default): discarding a sample discards all of its comparisons.
 * **discard fraction** d = discarded comparisons / all comparisons considered.
 * **e0**: the error (FNMR) at zero discard.
+* **starting threshold**: fixed at a target FMR (:func:`threshold_at_fmr`, on the non-mated
+  comparisons) or at an initial FNMR (:func:`threshold_at_fnmr`, on the mated ones).
 
 Two protocols are implemented and must never be confused:
 
 * :func:`edc` -- the canonical ISO/IEC 29794-1 style FNM-EDC: the threshold is fixed once, on the
   full set, and only mated comparisons are discarded and counted.
+  :func:`fm_edc` is its false-match counterpart (non-mated comparisons only, FMR).
 * :func:`erc` -- the CR-FIQA protocol: a fraction of *all* comparisons is dropped and the threshold
   is recomputed on the remaining non-mated comparisons at every step. Which comparisons of a group
   of tied pair qualities are dropped depends on the rule (:func:`erc_quality_order`).
@@ -274,12 +277,17 @@ def edc_counts(
     remaining ones.
     """
     scores, quality = _mated_arrays(similarity, mated, pair_quality)
-    n = len(scores)
+    return _discard_counts(quality, scores < threshold)
+
+
+def _discard_counts(quality: np.ndarray, errors: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(discard_counts, error_counts, n)`` of comparisons discarded by ascending ``quality``,
+    one point per distinct quality value (ties discarded together)."""
+    n = len(quality)
     order = np.argsort(quality, kind="stable")
     sorted_quality = quality[order]
-    errors = scores[order] < threshold
     errors_before = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(errors, out=errors_before[1:])
+    np.cumsum(errors[order], out=errors_before[1:])
     starts = np.flatnonzero(sorted_quality[1:] != sorted_quality[:-1]) + 1
     discard = np.concatenate(([0], starts)).astype(np.int64)
     remaining_errors = errors_before[n] - errors_before[discard]
@@ -302,6 +310,42 @@ def edc(
     discard_fraction = discard / n
     fnmr = errors / (n - discard)
     return np.append(discard_fraction, 1.0), np.append(fnmr, 0.0)
+
+
+def fm_edc_counts(
+    similarity: np.ndarray, mated: np.ndarray, pair_quality: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The FM-EDC as integer counts: ``(discard_counts, false_match_counts, num_nonmated)``.
+
+    The mirror of :func:`edc_counts` on the non-mated side: ``discard_counts[j]`` = non-mated
+    comparisons with pair quality below the j-th distinct value, ``false_match_counts[j]`` = false
+    matches (similarity >= threshold) among the remaining ones.
+    """
+    similarity = as_1d("similarity", similarity)
+    mated = as_1d("mated", mated, bool)
+    pair_quality_ = as_1d("pair_quality", pair_quality)
+    same_length(similarity=similarity, mated=mated, pair_quality=pair_quality_)
+    if mated.all():
+        raise DataError("no non-mated comparisons: the FM-EDC needs at least one")
+    return _discard_counts(pair_quality_[~mated], similarity[~mated] >= threshold)
+
+
+def fm_edc(
+    similarity: np.ndarray, mated: np.ndarray, pair_quality: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """FM-EDC with a fixed threshold: ``(discard_fraction, fmr)``.
+
+    The false-match EDC (the FMR error mode of the EDC in Schlett et al., "Considerations on the
+    evaluation of biometric quality assessment algorithms", 2023): only non-mated comparisons
+    count. With M of them sorted by ascending pair
+    quality, one point per distinct pair-quality value q: k = non-mated comparisons with quality
+    < q, discard fraction k / M and FMR = (false matches among the other M - k) / (M - k), a false
+    match being similarity >= threshold. It starts at (0, FMR at the threshold) and ends with
+    (1, 0). A curve that stays flat (or rises) says that discarding low quality does not lower the
+    false matches: that is the usual finding, and the reason the FNM-EDC is the main one.
+    """
+    discard, errors, n = fm_edc_counts(similarity, mated, pair_quality, threshold)
+    return np.append(discard / n, 1.0), np.append(errors / (n - discard), 0.0)
 
 
 def pauc(discard_fraction: np.ndarray, error: np.ndarray, limit: float) -> float:

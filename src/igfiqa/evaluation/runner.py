@@ -3,7 +3,7 @@
 * An **FR model** maps aligned uint8 RGB faces (B, S, S, 3) to embeddings (B, F)
   (:mod:`igfiqa.inference.fr_models`: igfiqa models, TorchScript, ONNX, Python callables).
 * A **quality method** gives one score per sample (higher = better); each kind is one module of
-  :mod:`igfiqa.evaluation.quality` (an igfiqa model, ``csv:PATH``, ``random``, ``oracle``,
+  :mod:`igfiqa.evaluation.quality` (an igfiqa model, ``csv:PATH``, ``random``, ``ground-truth``,
   ``embedding-norm``, ``serfiq``). Methods that need the images run in the same decoding pass as
   the FR model.
 * **Comparison scores** = cosine similarity of L2-normalised features. ``flip`` chooses the feature:
@@ -466,6 +466,20 @@ class BenchmarkRunner:
             out[name] = tq
         return out
 
+    def unit_identity(self) -> np.ndarray | None:
+        """The identity of every unit the pairs index (sample, or template: the identity of its
+        first image), when the benchmark has identity labels (``sample_labels``); else None."""
+        labels = getattr(self.pairset, "sample_labels", None)
+        if labels is None:
+            return None
+        labels = np.asarray(labels)
+        if self.sample_template is None:
+            return labels
+        template = np.asarray(self.sample_template, dtype=np.int64)
+        first = np.full(int(template.max()) + 1, len(template))
+        np.minimum.at(first, template, np.arange(len(template)))
+        return labels[np.minimum(first, len(template) - 1)]
+
     def run(
         self,
         fr_model: Any,
@@ -477,8 +491,16 @@ class BenchmarkRunner:
         erc_ratios: np.ndarray = edc.DEFAULT_ERC_RATIOS,
         erc_rule: edc.ErcRule = "crfiqa",
         pair_reduce: edc.PairReduce = "min",
+        fnmrs: Sequence[float] = (),
+        fm_edc: bool = False,
+        bootstrap: int = 0,
+        bootstrap_seed: int = 0,
     ) -> RunOutput:
-        """Evaluate quality methods (specs or :class:`QualityMethod`) with one FR model."""
+        """Evaluate quality methods (specs or :class:`QualityMethod`) with one FR model.
+
+        ``fnmrs``, ``fm_edc``, ``bootstrap`` and ``bootstrap_seed`` as in
+        :func:`~igfiqa.evaluation.results.evaluate_scores`; the bootstrap resamples the
+        benchmark's identities where it has them (:meth:`unit_identity`)."""
         model = load_fr_model(fr_model, device=self.device)
         methods = [q if isinstance(q, QualityMethod) else parse_quality_spec(q) for q in qualities]
         if flip == "auto":
@@ -491,6 +513,8 @@ class BenchmarkRunner:
             q[failed] = np.nan
         units = self.unit_qualities(sample_q)
         fr_label = model.name + ("" if flip == "none" else f" (flip {flip})")
+        if bootstrap:
+            self.log(f"{self.name}, {fr_label}: {bootstrap} bootstrap resamples of identities")
         result = evaluate_scores(
             similarity,
             np.asarray(self.pairset.mated, dtype=bool),
@@ -503,7 +527,18 @@ class BenchmarkRunner:
             pair_reduce=pair_reduce,
             benchmark=self.name,
             fr_model=fr_label,
+            fnmrs=fnmrs,
+            fm_edc=fm_edc,
+            bootstrap=bootstrap,
+            bootstrap_seed=bootstrap_seed,
+            unit_identity=self.unit_identity(),
         )
+        if result.bootstrap:
+            info = result.bootstrap
+            self.log(
+                f"{self.name}, {fr_label}: bootstrap over {info['num_units']} units "
+                f"({info['unit']}) took {info['seconds']:.1f} s"
+            )
         side = int(getattr(model, "input_size", 0) or 0)
         resized = sorted(size for size in self.image_sizes if size != (side, side))
         if side and resized:

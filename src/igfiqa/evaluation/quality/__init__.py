@@ -1,8 +1,8 @@
 """Quality methods for evaluation, one module each, registered by name (see :mod:`.base`).
 
 ``--quality`` specs: an igfiqa model (``model:PATH`` or a path), ``csv:PATH`` (rows
-``path,quality``), ``random[:SEED]``, ``oracle``, ``embedding-norm``, ``serfiq[:m=,p=,seed=,model=]``
-and, from Python, any function.
+``path,quality``), ``random[:SEED]``, ``ground-truth`` (alias ``oracle``), ``embedding-norm``,
+``serfiq[:m=,p=,seed=,model=]`` and, from Python, any function.
 """
 
 from __future__ import annotations
