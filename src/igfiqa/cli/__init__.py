@@ -6,11 +6,40 @@ Each command group lives in its own module of this package and registers itself 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
 
 from igfiqa import __version__
 from igfiqa.errors import IgfiqaError
+
+
+def _conventional_help() -> None:
+    """Help in the usual Unix notation whatever typer's version: ``MODEL INPUT...`` in the usage
+    line (typer 0.27+ writes ``{model} {INPUT}...``) and no ``<bool>`` beside a flag (0.29+)."""
+    from typer import core
+
+    argument, option = getattr(core, "TyperArgument", None), getattr(core, "TyperOption", None)
+    if argument is not None and hasattr(argument, "_usage_display_name"):
+
+        def usage_name(self: Any) -> str:
+            name = self.display_name_raw.upper().removesuffix("...")
+            name = name if self.required else f"[{name}]"
+            return f"{name}..." if self.nargs != 1 else name
+
+        argument._usage_display_name = usage_name
+    if option is not None and hasattr(option, "display_type_rich"):
+        shown = option.display_type_rich
+
+        def display_type_rich(self: Any, ctx: Any) -> str | None:
+            if getattr(self, "is_flag", False) and self.metavar is None:
+                return None
+            return shown(self, ctx)
+
+        option.display_type_rich = display_type_rich
+
+
+_conventional_help()
 
 app = typer.Typer(
     name="igfiqa",
@@ -30,7 +59,12 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
+        False,
+        "--version",
+        "-V",
+        callback=_version_callback,
+        is_eager=True,
+        help="Print the version.",
     ),
 ) -> None:
     """Train, run and evaluate face image quality assessment (FIQA) models with IG-FIQA."""
