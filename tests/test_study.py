@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -220,7 +221,7 @@ def live_pid():
     """The PID of a live process that is not this one (the holder of a simulated lock)."""
     import subprocess
 
-    sleeper = subprocess.Popen(["sleep", "60"])
+    sleeper = subprocess.Popen(["sleep", "3600"])  # lives until killed below
     yield sleeper.pid
     sleeper.kill()
     sleeper.wait()
@@ -322,18 +323,16 @@ def test_an_interrupted_units_own_files_are_cleared_and_the_lock_released_on_ctr
     tmp_path, monkeypatch
 ) -> None:
     import os
-    import subprocess
 
     import igfiqa.engine.trainer as trainer
 
-    dead = subprocess.Popen(["true"])
-    dead.wait()
+    dead_pid = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1  # never a live process
     out = tmp_path / "s"
     unit = out / "seed_0" / BASELINE
     _unit_without_checkpoint(unit)  # a study killed before the unit's first checkpoint
-    _write_lock(unit, dead.pid)
+    _write_lock(unit, dead_pid)
     (unit / ".config.yaml.x1y2z3.tmp").write_text("half")
-    _write_lock(out, dead.pid)  # the killed study's lock: taken over
+    _write_lock(out, dead_pid)  # the killed study's lock: taken over
     seen = []
 
     def interrupted_train(config, *, out_dir, resume, progress, dataset):

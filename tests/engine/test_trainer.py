@@ -252,7 +252,9 @@ def test_a_second_writer_is_refused_and_a_stale_lock_taken_over(tmp_path) -> Non
     from igfiqa.files import LOCK_FILE
 
     lock = tmp_path / LOCK_FILE
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(3600)"]
+    )  # killed below
     try:
         lock.write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname()}))
         with pytest.raises(

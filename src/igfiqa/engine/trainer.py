@@ -112,7 +112,10 @@ class _StopFlag:
         if threading.current_thread() is not threading.main_thread():
             return
         for signum in (signal.SIGTERM, signal.SIGINT):
-            self._previous[signum] = signal.getsignal(signum)
+            previous = signal.getsignal(signum)
+            if previous is signal.SIG_IGN:  # e.g. `igfiqa train &` in a script: not ours to take
+                continue
+            self._previous[signum] = previous
             signal.signal(signum, self._handle)
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -122,7 +125,7 @@ class _StopFlag:
 
     def restore(self) -> None:
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
         self._previous.clear()
 
 
