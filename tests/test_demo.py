@@ -67,23 +67,52 @@ def test_demo_rerun_into_the_same_folder_gives_the_same_table(tiny_demo):
     assert again.table() == table
 
 
-def test_budget_sets_a_fixed_number_of_epochs():
-    small = DemoSettings(budget_minutes=1.0).resolved_epochs()
-    large = DemoSettings(budget_minutes=8.0).resolved_epochs()
-    assert 1 <= small < large
-    assert DemoSettings(budget_minutes=8.0).resolved_epochs() == large
+def test_the_length_is_a_number_of_epochs_and_budget_minutes_a_deprecated_alias():
+    from igfiqa.demo import DEFAULT_EPOCHS
+
+    assert DemoSettings().resolved_epochs() == DEFAULT_EPOCHS == 6
     assert DemoSettings(epochs=3).resolved_epochs() == 3
+    with pytest.warns(DeprecationWarning, match="never limited the time"):
+        old_default = DemoSettings(budget_minutes=6.0)
+    # the old default budget trained the same 6 epochs: the default table is unchanged
+    assert old_default.resolved_epochs() == DEFAULT_EPOCHS
+    with pytest.warns(DeprecationWarning):
+        assert DemoSettings(budget_minutes=1.0).resolved_epochs() == 1
+    with pytest.warns(DeprecationWarning):
+        assert DemoSettings(budget_minutes=1.0, epochs=4).resolved_epochs() == 4
+    record = DemoSettings().record()  # what demo.json and demo_settings.json hold
+    assert record["epochs"] == 6 and "budget_minutes" not in record
 
 
-def test_the_cli_trains_what_the_documented_demo_trains():
+def test_the_cli_trains_what_the_documented_demo_trains(tmp_path, monkeypatch):
+    import types
+
     import typer.main
 
-    from igfiqa.demo import DEFAULT_BUDGET_MINUTES
+    import igfiqa.demo
 
     command = typer.main.get_command(app).commands["demo"]
-    budget = next(p for p in command.params if p.name == "budget_minutes")
-    assert budget.default == DEFAULT_BUDGET_MINUTES == DemoSettings().budget_minutes
-    assert DemoSettings().resolved_epochs() == 6  # the README's command: under 10 minutes
+    params = {p.name: p for p in command.params}
+    assert params["epochs"].default is None and "(default 6)" in params["epochs"].help
+    assert "not a time limit" in params["budget_minutes"].help
+    seen = []
+
+    def fake_run_demo(out, settings, *, progress, log, resume):
+        seen.append((settings.resolved_epochs(), resume))
+        return types.SimpleNamespace(table=lambda: "| table |", warnings=[], seconds=1.0)
+
+    monkeypatch.setattr(igfiqa.demo, "run_demo", fake_run_demo)
+    runner = CliRunner()
+    result = runner.invoke(app, ["demo", "-o", str(tmp_path), "--no-progress"])
+    assert result.exit_code == 0 and "deprecated" not in result.output
+    result = runner.invoke(app, ["demo", "-o", str(tmp_path), "--budget-minutes", "1"])
+    assert result.exit_code == 0, result.output
+    assert "--budget-minutes is deprecated and never limited the time" in result.stderr
+    assert "--budget-minutes 1 trains 1 epoch(s) per variant" in result.stderr
+    assert "use --epochs 1" in result.stderr
+    result = runner.invoke(app, ["demo", "-o", str(tmp_path), "--epochs", "2", "--resume"])
+    assert result.exit_code == 0, result.output
+    assert seen == [(6, False), (1, False), (2, True)]
 
 
 def test_bad_settings_name_the_field():
@@ -166,8 +195,9 @@ def test_a_signal_during_training_stops_the_whole_demo(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer, "train", stopped_train)
     with pytest.raises(
         DemoStopped, match=r"signal 15 while training crfiqa.*nothing was evaluated"
-    ):
+    ) as stopped:
         run_demo(tmp_path / "a", DemoSettings(**TINY), progress=False, log=lambda _: None)
+    assert "run the same igfiqa demo command with --resume" in str(stopped.value)
     assert calls == ["crfiqa"]  # no further variant trained
     assert not (tmp_path / "a" / "report.md").exists()
     assert not (tmp_path / "a" / ".igfiqa.lock").exists()  # released: a rerun may start
@@ -178,6 +208,7 @@ def test_a_signal_during_training_stops_the_whole_demo(tmp_path, monkeypatch):
     )  # fmt: skip
     assert result.exit_code == 143, result.output
     assert "interrupted: stopped by signal 15" in result.output
+    assert "--resume" in result.output
 
 
 # ----------------------------------------------------------------- one writer, never a user's file
@@ -340,3 +371,121 @@ def test_the_demo_lock_is_held_while_training_and_released_on_ctrl_c(tmp_path, m
     with pytest.raises(IgfiqaError, match="stopped early"):
         run_demo(out, DemoSettings(**TINY), progress=False, log=lambda _: None)
     assert not (out / ".igfiqa.lock").exists()
+
+
+# ---------------------------------------------------------------------------------------- resume
+def demo_numbers(out):
+    """demo.json less what differs between two runs of the same settings: paths, timings and
+    what was resumed."""
+    data = json.loads((out / "demo.json").read_text())
+    for key in ("out_dir", "seconds", "resumed"):
+        data.pop(key)
+    for variant in data["variants"]:
+        variant.pop("checkpoint")
+        variant.pop("train_seconds")
+    return data
+
+
+@pytest.mark.slow
+def test_an_interrupted_demo_resumes_to_the_numbers_of_an_uninterrupted_one(
+    tiny_demo, tmp_path, monkeypatch
+):
+    import os
+    import signal
+
+    from igfiqa.engine.trainer import Trainer
+
+    step = Trainer.train_step
+
+    def interrupted_step(self, images, labels):
+        if self.run_dir.name == "ig_distance" and self.step == 1:  # SIGTERM in its second step
+            os.kill(os.getpid(), signal.SIGTERM)
+        return step(self, images, labels)
+
+    out = tmp_path / "o"
+    monkeypatch.setattr(Trainer, "train_step", interrupted_step)
+    with pytest.raises(DemoStopped, match=r"while training ig_distance.*--resume"):
+        run_demo(out, DemoSettings(**TINY), progress=False, log=lambda _: None)
+    monkeypatch.undo()
+    assert not (out / "demo.json").exists()
+    logs = []
+    result = run_demo(out, DemoSettings(**TINY), progress=False, log=logs.append, resume=True)
+    steps = tiny_demo.variants[0].steps
+    assert result.resumed == {
+        "crfiqa": f"reused (finished earlier, {steps} steps)",
+        "ig_distance": "continued from step 2",
+    }
+    assert any(
+        "IG-FIQA, statistic=distance (paper): 1 epochs, continuing from step 2" in x for x in logs
+    )
+    # bit-exact: every number of demo.json is that of the uninterrupted run of the fixture
+    assert demo_numbers(out) == demo_numbers(tiny_demo.out_dir)
+    assert result.table() == tiny_demo.table()
+    assert "Resumed (`--resume`): crfiqa reused" in (out / "report.md").read_text()
+    # a finished demo resumed again trains nothing and gives the same numbers
+    again = run_demo(out, DemoSettings(**TINY), progress=False, log=lambda _: None, resume=True)
+    assert all(what.startswith("reused") for what in again.resumed.values())
+    assert len(again.resumed) == len(VARIANTS)
+    assert demo_numbers(out) == demo_numbers(tiny_demo.out_dir)
+
+
+def test_resume_with_other_settings_is_refused_and_lists_the_differences(
+    tmp_path, monkeypatch, capsys
+):
+    import igfiqa.engine.trainer as trainer
+
+    out = tmp_path / "o"
+    out.mkdir()
+    record = {"kind": "igfiqa demo", "settings": DemoSettings(**TINY).record()}
+    (out / "demo_settings.json").write_text(json.dumps(record))
+    earlier_run(out / "runs" / "crfiqa")
+    before = snapshot(out)
+    other = DemoSettings(**{**TINY, "seed": 1, "epochs": 2})
+    with pytest.raises(
+        ConfigError,
+        match=r"other settings: seed \(--seed\) 0 there, 1 now; epochs \(--epochs\) 1 there, "
+        r"2 now; resume with the same options, or drop --resume",
+    ):
+        run_demo(out, other, progress=False, log=lambda _: None, resume=True)
+    assert snapshot(out) == before  # refused before any work
+    code, err = cli_error(
+        monkeypatch, capsys, "demo", "--out", str(out), *TINY_CLI, "--seed", "1", "--resume"
+    )
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "seed (--seed) 0 there, 1 now" in err and "image_size 32 there, 48 now" in err
+    assert snapshot(out) == before
+
+    # nothing to resume: the demo says so and starts afresh
+    def stopped_train(config, *, out_dir, progress, dataset):
+        out_dir.mkdir(parents=True)
+        return trainer.TrainResult(
+            run_dir=out_dir, checkpoint=None, step=1, epoch=0, stopped="signal", signum=2
+        )
+
+    monkeypatch.setattr(trainer, "train", stopped_train)
+    logs = []
+    with pytest.raises(DemoStopped):
+        run_demo(tmp_path / "new", other, progress=False, log=logs.append, resume=True)
+    assert any("nothing to resume" in line and "starting afresh" in line for line in logs)
+    saved = json.loads((tmp_path / "new" / "demo_settings.json").read_text())
+    assert saved["settings"] == other.record()
+
+
+def test_resume_refuses_a_checkpoint_trained_with_another_config(tiny_demo, tmp_path):
+    import shutil
+
+    out = tmp_path / "o"
+    settings = DemoSettings(**{**TINY, "epochs": 2})
+    record = {"kind": "igfiqa demo", "settings": settings.record()}
+    out.mkdir()
+    (out / "demo_settings.json").write_text(json.dumps(record))
+    folder = out / "runs" / "crfiqa" / "checkpoints"
+    folder.mkdir(parents=True)
+    final = sorted((tiny_demo.out_dir / "runs" / "crfiqa" / "checkpoints").glob("step_*.pt"))[-1]
+    shutil.copy(final, folder / final.name)  # trained for 1 epoch, in a folder that says 2
+    before = snapshot(out)
+    with pytest.raises(
+        ConfigError, match=r"trained with another config \(train.epochs 1 there, 2 now\)"
+    ):
+        run_demo(out, settings, progress=False, log=lambda _: None, resume=True)
+    assert snapshot(out) == before

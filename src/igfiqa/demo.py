@@ -7,6 +7,13 @@ identities: EDC and pAUC (FNM-EDC at a fixed threshold), the CR-FIQA ERC, the Sp
 of the predicted quality with the generator's ground-truth quality, and the guidance weights that
 the IG-FIQA runs gave to low-variance versus ordinary classes. Everything is seeded: a rerun with the
 same settings gives the same table.
+
+The length of the run is a number of epochs (:data:`DEFAULT_EPOCHS`), never a clock: a time limit
+would make the table depend on the machine's speed. The log states the measured speed and the time
+left after the first variant. ``resume=True`` (``igfiqa demo --resume``) continues an interrupted
+demo in the same folder with the same settings (recorded in :data:`SETTINGS_FILE`): finished
+variants are reused, the interrupted one continues from its last checkpoint (training resumes
+bit-exactly), so the table is that of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import math
 import os
 import re
 import time
+import warnings
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,12 +53,15 @@ QUALITY_BINS = ((1.0, 1.0), (0.75, 1.0), (0.5, 0.75), (0.25, 0.5), (0.0, 0.25))
 
 
 class DemoStopped(IgfiqaError):
-    """SIGTERM or SIGINT stopped a variant's training: the demo stops too, and evaluates nothing."""
+    """SIGTERM or SIGINT stopped a variant's training: the demo stops too, and evaluates nothing;
+    the finished variants and the stopped one's last checkpoint are kept for ``--resume``."""
 
     def __init__(self, variant: str, signum: int, run_dir: Path) -> None:
         super().__init__(
             f"stopped by signal {signum} while training {variant}; its last checkpoint is in "
-            f"{run_dir}; nothing was evaluated (run the demo again to start over)"
+            f"{run_dir}; nothing was evaluated. To continue (finished variants are reused, "
+            f"{variant} continues from its checkpoint), run the same igfiqa demo command with "
+            "--resume (Python: run_demo(..., resume=True))"
         )
         self.signum = signum
 
@@ -91,12 +102,18 @@ VARIANTS: tuple[DemoVariant, ...] = (
     ),
 )
 
-DEFAULT_BUDGET_MINUTES = 6.0
-"""Training budget of the default run; with data and evaluation it stays under 10 minutes."""
+DEFAULT_EPOCHS = 6
+"""Epochs per variant of the documented demo (``igfiqa demo`` without ``--epochs``)."""
 
-# Seconds per training image-pass of one forward+backward stream on the reference machine
-# (2 CPU cores) for the demo network; converts a budget into a fixed number of epochs, so the
-# same budget always trains the same number of steps (reproducible), whatever the machine.
+SETTINGS_FILE = "demo_settings.json"
+"""The output folder's record of the demo's settings, written before any training: what
+``resume=True`` compares with the settings it is given."""
+VARIANT_FILE = "demo_variant.json"
+"""In a variant's run folder: the seconds its training took, summed over resumed sessions."""
+
+# Seconds per training image-pass of one forward+backward stream on a 2-core CPU for the demo
+# network: the cost model of the deprecated ``budget_minutes`` (a fixed number of epochs per
+# budget, whatever the machine; measured machines differ from it by a factor of 5 and more).
 SECONDS_PER_IMAGE_PASS = 2.4e-3
 
 
@@ -113,8 +130,8 @@ class DemoSettings:
     test_low_variance_share: float | None = 0.0  # None: as in training
     image_size: int = 48
     batch_size: int = 64
-    budget_minutes: float = DEFAULT_BUDGET_MINUTES
-    epochs: int | None = None
+    budget_minutes: float | None = None  # deprecated: picks the epochs from a cost model
+    epochs: int | None = None  # None: DEFAULT_EPOCHS
     fmrs: tuple[float, ...] = (1e-2, 1e-3)
     limits: tuple[float, ...] = (0.2, 0.3)
     variants: tuple[str, ...] = tuple(v.key for v in VARIANTS)
@@ -130,13 +147,20 @@ class DemoSettings:
             or 0.0 <= self.test_low_variance_share < 1.0,
             "image_size": 16 <= self.image_size <= 112,
             "batch_size": 2 <= self.batch_size <= self.train_identities * self.samples_per_identity,
-            "budget_minutes": self.budget_minutes > 0,
+            "budget_minutes": self.budget_minutes is None or self.budget_minutes > 0,
         }
         for name, ok in checks.items():
             if not ok:
                 raise ConfigError(f"demo setting {name}={getattr(self, name)!r} is out of range")
         if self.epochs is not None and self.epochs < 1:
             raise ConfigError(f"demo setting epochs={self.epochs} must be >= 1")
+        if self.budget_minutes is not None:
+            warnings.warn(
+                "DemoSettings(budget_minutes=...) is deprecated: it never limited the time, it "
+                "picks a number of epochs from a fixed cost model; pass epochs=N",
+                DeprecationWarning,
+                stacklevel=3,
+            )
         known = {v.key for v in VARIANTS}
         unknown = [v for v in self.variants if v not in known]
         if unknown:
@@ -150,29 +174,45 @@ class DemoSettings:
         return [v for v in VARIANTS if v.key in self.variants]
 
     def resolved_epochs(self) -> int:
-        """Epochs per variant: given, or derived from the budget (same for every variant)."""
+        """Epochs per variant (the same for every variant): given, else derived from the
+        deprecated ``budget_minutes`` by the cost model, else :data:`DEFAULT_EPOCHS`."""
         if self.epochs is not None:
             return self.epochs
+        if self.budget_minutes is None:
+            return DEFAULT_EPOCHS
         images = self.train_identities * self.samples_per_identity
         return epochs_for_budget(
             self.budget_minutes, self.selected_variants(), images, self.image_size
         )
 
+    def record(self) -> dict[str, Any]:
+        """The settings as ``demo.json`` and :data:`SETTINGS_FILE` record them (JSON types): the
+        epochs resolved, the deprecated ``budget_minutes`` folded into them."""
+        data = asdict(self)
+        data.pop("budget_minutes")
+        data["epochs"] = self.resolved_epochs()
+        return json.loads(json.dumps(data))
+
+
+def _streams(variant: Any) -> int:
+    """Forward+backward streams per training image: 1 when the quality loss shares the FR pass
+    (``*_crfiqa`` presets, ``fiqa_batch`` same or split), else 2."""
+    one_stream = variant.preset.endswith("_crfiqa") or any(
+        o.endswith(("fiqa_batch=same", "fiqa_batch=split")) for o in variant.overrides
+    )
+    return 1 if one_stream else 2
+
 
 def epochs_for_budget(
     minutes: float, variants: Any, images: int, image_size: int, *, scale: float = 1.0
 ) -> int:
-    """Epochs per variant that fit ``minutes`` of training of all ``variants`` (objects with
-    ``preset`` and ``overrides``) on ``images`` images, on the reference machine: a fixed number,
-    so the same budget always trains the same steps. A variant whose quality loss shares the FR
-    pass (``*_crfiqa`` presets, ``fiqa_batch`` same or split) costs one stream, others two;
+    """Epochs per variant that ``minutes`` of training of all ``variants`` (objects with
+    ``preset`` and ``overrides``) on ``images`` images would take by the cost model
+    :data:`SECONDS_PER_IMAGE_PASS`: a fixed number, so the same minutes always train the same
+    steps, but not a clock (a slower machine takes longer). A variant whose quality loss shares
+    the FR pass (``*_crfiqa`` presets, ``fiqa_batch`` same or split) costs one stream, others two;
     ``scale`` multiplies the cost (e.g. seeds, network width)."""
-    passes_per_epoch = 0.0
-    for variant in variants:
-        one_stream = variant.preset.endswith("_crfiqa") or any(
-            o.endswith(("fiqa_batch=same", "fiqa_batch=split")) for o in variant.overrides
-        )
-        passes_per_epoch += images * (1 if one_stream else 2)
+    passes_per_epoch = float(sum(images * _streams(variant) for variant in variants))
     seconds = passes_per_epoch * SECONDS_PER_IMAGE_PASS * (image_size / 48.0) ** 2 * scale
     return max(1, math.floor(minutes * 60.0 / seconds))
 
@@ -227,14 +267,32 @@ def render_split(
         low_variance_share=test_low_variance_share,
         first_identity=train_identities,
     )
-    spec = (
-        f"synthetic:identities={train_identities},samples={samples_per_identity},"
-        f"seed={seed},low_variance_share={low_variance_share},image_size={image_size}"
+    spec = synthetic_spec(
+        seed=seed,
+        train_identities=train_identities,
+        samples_per_identity=samples_per_identity,
+        image_size=image_size,
+        low_variance_share=low_variance_share,
     )
     return (
         RenderedFaces(train_faces, seed=seed, hflip=False),
         RenderedFaces(test_faces, seed=seed, hflip=False),
         spec,
+    )
+
+
+def synthetic_spec(
+    *,
+    seed: int,
+    train_identities: int,
+    samples_per_identity: int,
+    image_size: int,
+    low_variance_share: float,
+) -> str:
+    """The ``synthetic:`` data source of the training faces that :func:`render_split` renders."""
+    return (
+        f"synthetic:identities={train_identities},samples={samples_per_identity},"
+        f"seed={seed},low_variance_share={low_variance_share},image_size={image_size}"
     )
 
 
@@ -349,6 +407,7 @@ class DemoResult:
     seconds: float
     check: BenchmarkCheck | None = None
     expected_fnmr: dict[str, Any] | None = None
+    resumed: dict[str, str] = field(default_factory=dict)  # variant key: what --resume did
 
     def table(self) -> str:
         """The headline table in Markdown."""
@@ -387,6 +446,7 @@ def run_demo(
     *,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    resume: bool = False,
 ) -> DemoResult:
     """Render data, train every variant, evaluate on held-out identities, write ``report.md``.
 
@@ -394,19 +454,31 @@ def run_demo(
     run, so a second demo (or study, or training) there is refused before any work. Before
     anything is trained, each ``runs/<variant>`` folder it would start afresh is checked: one that
     holds a file igfiqa did not write, a live lock or a symbolic link is refused, never deleted.
+
+    ``resume=True`` continues the demo that ``out_dir`` holds (an interrupted one, or a finished
+    one: then only the evaluation runs again): its recorded settings (:data:`SETTINGS_FILE`) must
+    equal ``settings``, else :class:`ConfigError` lists the differences; every variant whose
+    training finished is reused, an interrupted one continues from its last checkpoint, the
+    others train afresh. The table is the one an uninterrupted run gives. Without an earlier
+    demo in ``out_dir`` it starts afresh. Without ``resume``, earlier runs there are deleted
+    (only files igfiqa wrote) and every variant trains afresh.
     """
     settings = settings or DemoSettings()
     out = ensure_dir(out_dir, "--out")
     with writing(out / LOCK_FILE, "create the lock file"):
         lock = FolderLock(out, "demo folder").acquire()
     try:
-        return _run_demo(out, settings, progress, log)
+        return _run_demo(out, settings, progress, log, resume)
     finally:
         lock.release()
 
 
 def _run_demo(
-    out: Path, settings: DemoSettings, progress: bool, log: Callable[[str], None]
+    out: Path,
+    settings: DemoSettings,
+    progress: bool,
+    log: Callable[[str], None],
+    resume: bool = False,
 ) -> DemoResult:
     from igfiqa.evaluation.report import write_report
     from igfiqa.evaluation.results import evaluate_scores
@@ -414,11 +486,21 @@ def _run_demo(
     started = time.perf_counter()
     for name in ("evaluation", "expected_fnmr"):
         refuse_symlinks(out, out / name)
-    for variant in settings.selected_variants():  # before any work: refuse, never delete
-        check_run_folder(out / "runs" / variant.key, out)
-    epochs = settings.resolved_epochs()
-    train_set, test_set, spec = _render(settings, log)
-    outcomes = _train_variants(settings, spec, train_set, epochs, out, progress, log)
+    record = settings.record()
+    epochs = int(record["epochs"])
+    resume = resume and _same_demo(out, record, log)
+    plans = _plan_variants(out, settings, epochs, resume)  # before any work: refuse, never delete
+    for plan in plans:
+        if plan.checkpoint is None:  # an earlier demo run there: start afresh
+            clear_run_folder(plan.run_dir, out, extra=(VARIANT_FILE,))
+    atomic_write_text(
+        json.dumps({"kind": DEMO_KIND, "igfiqa_version": _version(), "settings": record}, indent=1),
+        out / SETTINGS_FILE,
+        private=False,
+    )
+    train_set, test_set, _ = _render(settings, log)
+    resumed: dict[str, str] = {}
+    outcomes = _train_variants(plans, settings, epochs, train_set, progress, log, resumed)
     log("evaluating on held-out identities")
     similarity, pairs, mated, qualities = _score_held_out(outcomes, train_set, test_set, settings)
     fr_name = f"demo backbone ({VARIANTS[0].label})"
@@ -440,7 +522,7 @@ def _run_demo(
     )
     result = DemoResult(
         out_dir=out,
-        settings={**asdict(settings), "epochs": epochs},
+        settings=record,
         epochs=epochs,
         fr_model=fr_name,
         variants=outcomes,
@@ -451,6 +533,7 @@ def _run_demo(
         seconds=time.perf_counter() - started,
         check=check,
         expected_fnmr=fnmr_check,
+        resumed=resumed,
     )
     # atomic: a link named report.md is replaced, its target never written
     atomic_write_text(
@@ -621,55 +704,246 @@ def _render(
     )
 
 
+DEMO_KIND = "igfiqa demo"
+"""The ``kind`` of :data:`SETTINGS_FILE`."""
+
+CLI_OPTIONS = {
+    "seed": "--seed",
+    "train_identities": "--identities",
+    "samples_per_identity": "--samples",
+    "test_identities": "--test-identities",
+    "test_samples_per_identity": "--test-samples",
+    "low_variance_share": "--low-variance-share",
+    "batch_size": "--batch-size",
+    "epochs": "--epochs",
+}
+"""The ``igfiqa demo`` option of each setting that has one (named in a refused resume)."""
+
+
+def _version() -> str:
+    from igfiqa import __version__
+
+    return __version__
+
+
+def settings_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``"name (--option) X there, Y now"`` for every setting that differs between the recorded
+    (``stored``) and the given (``current``) settings, in the settings' order."""
+    missing = object()
+    names = [*current, *(k for k in stored if k not in current)]
+    found = []
+    for name in names:
+        there, now = stored.get(name, missing), current.get(name, missing)
+        if there != now:
+            option = f" ({CLI_OPTIONS[name]})" if name in CLI_OPTIONS else ""
+            shown = [json.dumps(v) if v is not missing else "unset" for v in (there, now)]
+            found.append(f"{name}{option} {shown[0]} there, {shown[1]} now")
+    return found
+
+
+def _same_demo(out: Path, record: dict[str, Any], log: Callable[[str], None]) -> bool:
+    """Whether ``out`` holds a demo to resume; refuses (:class:`ConfigError`, one line) one with
+    other settings, and a settings file that is not a demo's."""
+    path = out / SETTINGS_FILE
+    refuse_symlinks(out, path)
+    if not path.exists():
+        log(f"nothing to resume in {out} (no {SETTINGS_FILE}): starting afresh")
+        return False
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ConfigError(
+            f"--resume: cannot read {path} ({type(error).__name__}); drop --resume to start "
+            "afresh there (its runs are deleted) or choose another --out"
+        ) from None
+    if not (
+        isinstance(stored, dict)
+        and stored.get("kind") == DEMO_KIND
+        and isinstance(stored.get("settings"), dict)
+    ):
+        raise ConfigError(
+            f"--resume: {path} is not the settings file of an igfiqa demo; drop --resume to "
+            "start afresh there (its runs are deleted) or choose another --out"
+        )
+    differences = settings_differences(stored["settings"], record)
+    if differences:
+        raise ConfigError(
+            f"--resume: {out} holds a demo with other settings: {'; '.join(differences)}; resume "
+            "with the same options, or drop --resume to start afresh there (its runs are "
+            "deleted), or choose another --out"
+        )
+    if stored.get("igfiqa_version") != _version():
+        log(f"note: the demo in {out} was started by igfiqa {stored.get('igfiqa_version')}")
+    return True
+
+
+@dataclass
+class _VariantPlan:
+    """One variant's training: its config and run folder and, when resumed, where it stands."""
+
+    variant: DemoVariant
+    config: Any
+    run_dir: Path
+    checkpoint: Path | None = None  # the newest checkpoint to reuse or continue
+    step: int = 0
+    finished: bool = False
+    seconds: float = 0.0  # training time recorded by earlier sessions
+
+
+def _variant_config(variant: DemoVariant, settings: DemoSettings, epochs: int) -> Any:
+    from igfiqa.config import load_config
+
+    spec = synthetic_spec(
+        seed=settings.seed,
+        train_identities=settings.train_identities,
+        samples_per_identity=settings.samples_per_identity,
+        image_size=settings.image_size,
+        low_variance_share=settings.low_variance_share,
+    )
+    overrides = [
+        *variant.overrides,
+        f"data.source={spec}",
+        f"data.image_size={settings.image_size}",
+        f"model.input_size={settings.image_size}",
+        f"data.batch_size={settings.batch_size}",
+        f"train.epochs={epochs}",
+        f"train.seed={settings.seed}",
+        "verification.sets=[]",
+        "checkpoint.every_steps=0",
+    ]
+    return load_config(variant.preset, overrides=overrides)
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {prefix: data}
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        flat.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def _plan_variants(
+    out: Path, settings: DemoSettings, epochs: int, resume: bool
+) -> list[_VariantPlan]:
+    """Every selected variant's config and, when resuming, its newest checkpoint; refuses before
+    any work a run folder the demo could not use (:func:`check_run_folder`) and, when resuming, a
+    checkpoint trained with another config."""
+    from igfiqa.checkpoint import latest_checkpoint, load_checkpoint
+    from igfiqa.engine.trainer import CHECKPOINT_DIR
+
+    plans = []
+    for variant in settings.selected_variants():
+        run_dir = out / "runs" / variant.key
+        plan = _VariantPlan(variant, _variant_config(variant, settings, epochs), run_dir)
+        plans.append(plan)
+        refuse_symlinks(out, run_dir / CHECKPOINT_DIR)
+        latest = latest_checkpoint(run_dir / CHECKPOINT_DIR) if resume else None
+        if latest is None:
+            check_run_folder(run_dir, out, extra=(VARIANT_FILE,))
+            continue
+        state = load_checkpoint(latest)
+        there, now = _flat(state.get("config")), _flat(plan.config.to_dict())
+        changed = [k for k in sorted({*there, *now}) if there.get(k) != now.get(k)]
+        if changed:
+            shown = ", ".join(
+                f"{k} {there.get(k)!r} there, {now.get(k)!r} now" for k in changed[:4]
+            )
+            raise ConfigError(
+                f"--resume: {latest} was trained with another config ({shown}); drop --resume "
+                "to start afresh (its runs are deleted) or choose another --out"
+            )
+        if (run_dir / LOCK_FILE).exists():  # a live writer refuses; a dead one's lock is taken
+            with writing(run_dir / LOCK_FILE, "replace the stale lock file"), FolderLock(run_dir):
+                pass
+        plan.checkpoint, plan.step = latest, int(state["step"])
+        plan.finished = int(state["epoch"]) >= epochs
+        plan.seconds = _recorded_seconds(run_dir)
+    return plans
+
+
+def _recorded_seconds(run_dir: Path) -> float:
+    try:
+        seconds = json.loads((run_dir / VARIANT_FILE).read_text())["train_seconds"]
+        return float(seconds) if math.isfinite(float(seconds)) and seconds >= 0 else 0.0
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
+def _outcome(variant: DemoVariant, checkpoint: Path, steps: int, seconds: float) -> VariantOutcome:
+    return VariantOutcome(
+        key=variant.key,
+        label=variant.label,
+        checkpoint=str(checkpoint),
+        steps=steps,
+        train_seconds=seconds,
+        spearman=math.nan,
+        spearman_low_variance=math.nan,
+        spearman_ordinary=math.nan,
+    )
+
+
 def _train_variants(
+    plans: list[_VariantPlan],
     settings: DemoSettings,
-    spec: str,
-    train_set: RenderedFaces,
     epochs: int,
-    out: Path,
+    train_set: RenderedFaces,
     progress: bool,
     log: Callable[[str], None],
+    resumed: dict[str, str],
 ) -> list[VariantOutcome]:
-    """Train every selected variant on the same data and seed; one outcome each."""
-    from igfiqa.config import load_config
+    """Train (or reuse, or continue) every planned variant on the same data and seed; one outcome
+    each. ``resumed`` receives what was reused or continued. After the first training that
+    completes, the log gives the measured speed and the time the other variants need."""
     from igfiqa.engine.trainer import train
 
     outcomes: list[VariantOutcome] = []
-    for number, variant in enumerate(settings.selected_variants(), start=1):
-        overrides = [
-            *variant.overrides,
-            f"data.source={spec}",
-            f"data.image_size={settings.image_size}",
-            f"model.input_size={settings.image_size}",
-            f"data.batch_size={settings.batch_size}",
-            f"train.epochs={epochs}",
-            f"train.seed={settings.seed}",
-            "verification.sets=[]",
-            "checkpoint.every_steps=0",
-        ]
-        config = load_config(variant.preset, overrides=overrides)
-        log(f"[{number}/{len(settings.variants)}] training {variant.label}: {epochs} epochs")
-        run_dir = out / "runs" / variant.key
-        clear_run_folder(run_dir, out)  # an earlier demo run there: start afresh
+    seconds_per_pass: float | None = None
+    for number, plan in enumerate(plans, start=1):
+        variant, run_dir = plan.variant, plan.run_dir
+        where = f"[{number}/{len(plans)}]"
+        if plan.finished and plan.checkpoint is not None:
+            log(f"{where} {variant.label}: finished earlier, reusing {plan.checkpoint}")
+            resumed[variant.key] = f"reused (finished earlier, {plan.step} steps)"
+            outcomes.append(_outcome(variant, plan.checkpoint, plan.step, plan.seconds))
+            continue
+        extra: dict[str, Any] = {}
+        if plan.checkpoint is not None:
+            log(
+                f"{where} training {variant.label}: {epochs} epochs, continuing from step "
+                f"{plan.step}"
+            )
+            resumed[variant.key] = f"continued from step {plan.step}"
+            extra["resume"] = True
+        else:
+            log(f"{where} training {variant.label}: {epochs} epochs")
         t0 = time.perf_counter()
-        result = train(config, out_dir=run_dir, progress=progress, dataset=train_set)
+        result = train(plan.config, out_dir=run_dir, progress=progress, dataset=train_set, **extra)
         seconds = time.perf_counter() - t0
+        if result.checkpoint is not None:
+            atomic_write_text(
+                json.dumps({"train_seconds": plan.seconds + seconds}),
+                run_dir / VARIANT_FILE,
+                private=False,
+            )
         if result.signum is not None:
             raise DemoStopped(variant.key, result.signum, run_dir)
         if result.checkpoint is None:
             raise IgfiqaError(f"training of {run_dir} stopped early ({result.stopped})")
-        outcomes.append(
-            VariantOutcome(
-                key=variant.key,
-                label=variant.label,
-                checkpoint=str(result.checkpoint),
-                steps=result.step,
-                train_seconds=seconds,
-                spearman=math.nan,
-                spearman_low_variance=math.nan,
-                spearman_ordinary=math.nan,
+        outcomes.append(_outcome(variant, result.checkpoint, result.step, plan.seconds + seconds))
+        passes = (result.step - plan.step) * settings.batch_size * _streams(variant)
+        if seconds_per_pass is None and passes > 0:
+            seconds_per_pass = seconds / passes
+            left = [p for p in plans[number:] if not p.finished]
+            more = sum(
+                (result.step - p.step) * settings.batch_size * _streams(p.variant) for p in left
             )
-        )
+            if left:
+                log(
+                    f"{variant.key}: {seconds:.0f} s ({passes / seconds:.0f} image passes/s); the "
+                    f"other {len(left)} variant(s) need about {more * seconds_per_pass / 60:.1f} "
+                    "min more on this machine, then the evaluation"
+                )
     return outcomes
 
 
@@ -929,6 +1203,13 @@ def render_report(result: DemoResult, num_pairs: int, num_mated: int) -> str:
     )
     plots = [f for f in result.files if f.endswith(".png") and "/edc_" in f]
     warnings = "\n".join(f"- {w}" for w in result.warnings) or "- none"
+    resumed = ""
+    if result.resumed:
+        done = ", ".join(f"{key} {what}" for key, what in result.resumed.items())
+        others = len(result.variants) > len(result.resumed)
+        resumed = (
+            f"\n- Resumed (`--resume`): {done}{'; the others trained afresh' if others else ''}."
+        )
     train_rows = "\n".join(
         f"| {o.label} | {o.steps} | {o.train_seconds:.0f} s | "
         f"{_f(o.zero_weight_share_low_variance)} | {_f(o.zero_weight_share_ordinary)} |"
@@ -950,7 +1231,7 @@ every variant), but tiny: a narrow iResNet-18 at {s["image_size"]}x{s["image_siz
 - Test: {s["test_identities"]} held-out identities x {s["test_samples_per_identity"]} images, all
   pairs: {num_pairs} comparisons, {num_mated} mated.
 - FR model for every comparison score: {result.fr_model}; cosine similarity of its embeddings.
-- {fmr_lines}.
+- {fmr_lines}.{resumed}
 - EDC = FNM-EDC with the threshold fixed once on all non-mated scores (ISO-style); pAUC is stepwise
   on [0, L] and normalised by e0 L (1.0 = no better than random discarding; lower is better).
   `results.md` in `evaluation/` adds the raw pAUC, the pAUC relative to the oracle and the CR-FIQA
@@ -995,5 +1276,5 @@ Warnings from the evaluation:
   yardstick for what a perfect degradation detector would reach with this FR model, not an upper
   bound on utility.
 
-Total time: {result.seconds:.0f} s. Settings: `{json.dumps(s)}`.
+Total time{" of this resumed run" if result.resumed else ""}: {result.seconds:.0f} s. Settings: `{json.dumps(s)}`.
 """
