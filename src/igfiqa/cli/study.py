@@ -49,8 +49,9 @@ def study(
         None,
         "--budget-minutes",
         min=0.1,
-        help="Training time for all variants and seeds on a 2-core CPU; sets the (fixed, "
-        "reproducible) epochs per variant instead of --epochs. Evaluation adds about 15%.",
+        help="Sets the epochs per variant instead of --epochs from a fixed cost model of a 2-core "
+        "CPU (a number of epochs, not a time limit, so a seed gives the same table anywhere); "
+        "evaluation adds about 15%.",
     ),
     batch_size: int = typer.Option(64, "--batch-size", min=2, help="Training batch size."),
     device: str = typer.Option(
