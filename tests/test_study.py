@@ -48,9 +48,14 @@ def test_certainty_ratios_by_hand() -> None:
     np.testing.assert_allclose(cr, [1.0 / 1.0, 0.8 / 1.6])
 
 
-def test_settings_need_both_fr_models_and_known_variants() -> None:
-    with pytest.raises(ConfigError, match="fr_only"):
-        StudySettings(variants=("crfiqa", "ig_distance"))
+def test_settings_add_both_fr_models_and_need_known_variants() -> None:
+    # the two FR models every comparison needs are added, as --help says, not demanded
+    assert StudySettings(variants=("crfiqa", "ig_distance")).variants == (
+        "fr_only",
+        "crfiqa",
+        "ig_distance",
+    )
+    assert StudySettings(variants=("ig_distance",)).variants == ("crfiqa", "fr_only", "ig_distance")
     with pytest.raises(ConfigError, match="unknown study variant"):
         StudySettings(variants=("crfiqa", "fr_only", "magic"))
     with pytest.raises(ConfigError, match="seeds"):

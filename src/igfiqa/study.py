@@ -230,11 +230,9 @@ class StudySettings:
             raise ConfigError(
                 f"unknown study variant(s) {unknown}; choose from {list(VARIANT_KEYS)}"
             )
-        for needed in (BASELINE, INDEPENDENT_FR):
-            if needed not in self.variants:
-                raise ConfigError(
-                    f"the study needs the {needed!r} variant ({FR_MODELS[needed]}: an FR model)"
-                )
+        # the baseline and the independent FR model are what every comparison needs: always added
+        missing = tuple(v for v in (BASELINE, INDEPENDENT_FR) if v not in self.variants)
+        self.variants = missing + self.variants
         checks = {
             "seeds": self.seeds >= 1,
             "first_seed": self.first_seed >= 0,

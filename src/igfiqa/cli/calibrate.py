@@ -64,7 +64,7 @@ def calibrate(
         help="FR model whose threshold the FNMR is measured at (as in evaluate).",
     ),
     out: Path = typer.Option(
-        ..., "--out", "-o", help="Output folder (expected_fnmr.json, report)."
+        ..., "--out", "--output", "-o", help="Output folder (expected_fnmr.json, report)."
     ),
     fmr: float = typer.Option(1e-3, "--fmr", help="Target FMR fixing the FR threshold."),
     kind: str | None = kind_option(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from contextlib import nullcontext
+from enum import Enum
 from pathlib import Path
 
 import typer
@@ -93,14 +94,32 @@ def inspect(
             typer.echo(f"{key}: {value}")
 
 
+class ConvertFormat(str, Enum):
+    rec = "rec"
+    folder = "folder"
+    bin = "bin"
+
+
+class ImageFormat(str, Enum):
+    jpg = "jpg"
+    png = "png"
+
+
 @data_app.command("convert")
 def convert(
     src: str = typer.Argument(
         ..., help="Source: identity folder, list file, RecordIO, or 'synthetic:...'."
     ),
     dst: Path = typer.Argument(..., help="Destination folder (rec, folder) or file (bin)."),
-    to: str = typer.Option("rec", "--format", help="Output format: rec, folder or bin."),
-    image_format: str = typer.Option("jpg", help="How images are stored: jpg or png (lossless)."),
+    to: ConvertFormat = typer.Option(
+        ConvertFormat.rec,
+        "--format",
+        case_sensitive=False,
+        help="rec (insightface RecordIO), folder (identity folders) or bin (verification pairs).",
+    ),
+    image_format: ImageFormat = typer.Option(
+        ImageFormat.jpg, case_sensitive=False, help="How images are stored (png is lossless)."
+    ),
     quality: int = typer.Option(95, min=1, max=100, help="JPEG quality."),
     image_size: int | None = typer.Option(
         None, help="Resize images to this size (default: as stored)."
@@ -119,11 +138,7 @@ def convert(
     from igfiqa.files import FolderLock, ensure_dir, writing
     from igfiqa.progress import ProgressBar
 
-    to = to.lower()
-    if to not in ("rec", "folder", "bin"):
-        raise ConfigError(f"--format must be rec, folder or bin, got {to!r}")
-    if image_format not in ("jpg", "png"):
-        raise ConfigError(f"--image-format must be jpg or png, got {image_format!r}")
+    to, image_format = to.value, image_format.value
     if dst.exists() and not overwrite and (dst.is_file() or any(dst.iterdir())):
         raise ConfigError(
             f"{dst}: already exists and is not empty; pass --overwrite or choose another path"

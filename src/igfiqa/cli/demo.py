@@ -12,7 +12,7 @@ from igfiqa.cli import app
 @app.command("demo")
 def demo(
     out: Path = typer.Option(
-        Path("demo_out"), "--out", "-o", help="Folder for report.md, plots and runs."
+        Path("demo_out"), "--out", "--output", "-o", help="Folder for report.md, plots and runs."
     ),
     epochs: int | None = typer.Option(
         None,

@@ -20,7 +20,9 @@ def export(
     kind: str | None = kind_option(),
     sha256: str | None = sha256_option(),
     model_options: str | None = model_options_option(),
-    out: Path = typer.Option(..., "--out", "-o", help="Directory to write the export into."),
+    out: Path = typer.Option(
+        ..., "--out", "--output", "-o", help="Directory to write the export into."
+    ),
     onnx: bool = typer.Option(
         False,
         "--onnx",

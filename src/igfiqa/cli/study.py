@@ -18,7 +18,11 @@ def _variants(value: str | None) -> tuple[str, ...] | None:
 @app.command("study")
 def study(
     out: Path = typer.Option(
-        Path("study_out"), "--out", "-o", help="Folder for report.md, study.json, plots and runs."
+        Path("study_out"),
+        "--out",
+        "--output",
+        "-o",
+        help="Folder for report.md, study.json, plots and runs.",
     ),
     seeds: int = typer.Option(3, "--seeds", min=1, help="Number of seeds (data and training)."),
     first_seed: int = typer.Option(0, "--first-seed", min=0, help="First seed."),
@@ -26,7 +30,7 @@ def study(
         None,
         "--variants",
         help="Comma-separated variant keys, or 'all' (default: every variant but the two added "
-        "from the data, ig_half_clean and ig_official; crfiqa and fr_only are always needed). "
+        "from the data, ig_half_clean and ig_official; crfiqa and fr_only, which every comparison needs, are always added). "
         "See --list-variants.",
     ),
     list_variants: bool = typer.Option(

@@ -87,7 +87,7 @@ def train_command(
         help="Training data: RecordIO folder, identity folder, list file or synthetic:...",
     ),
     out: Path | None = typer.Option(
-        None, "--out", "-o", help="Run folder (default runs/<config name>)."
+        None, "--out", "--output", "-o", help="Run folder (default runs/<config name>)."
     ),
     overrides: list[str] = typer.Option(
         [], "--set", "-s", help="Override a value: --set train.amp=bf16 (repeatable; YAML values)."
