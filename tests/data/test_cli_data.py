@@ -75,5 +75,5 @@ def test_user_errors_exit_cleanly(tmp_path: Path) -> None:
     result = runner.invoke(app, ["data", "convert", SPEC, str(tmp_path / "full")])
     assert isinstance(result.exception, ConfigError) and "--overwrite" in str(result.exception)
     result = runner.invoke(app, ["data", "convert", SPEC, str(tmp_path / "o"), "--format", "zip"])
-    assert result.exit_code == 2 and "'zip' is not one of 'rec', 'folder', 'bin'" in result.output
+    assert result.exit_code == 2 and "zip" in result.output and "--format" in result.output
     assert not (tmp_path / "o").exists()
