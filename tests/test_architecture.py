@@ -14,15 +14,14 @@ PACKAGE = Path(igfiqa.__file__).parent
 LAYERS: dict[str, int] = {
     # 0: no igfiqa imports but errors
     "errors": 0,
-    "files": 1, "progress": 1, "collective": 1, "machine": 1,
+    "files": 1, "progress": 1, "collective": 1, "machine": 1, "registry": 1,
     "checkpoint": 2, "data": 2, "method": 2,
     "models": 3, "detection": 3, "config": 3,
     "inference": 4,
     "evaluation": 5,
     "engine": 6,
-    "demo": 7,
-    "study": 8,
-    "cli": 9, "__main__": 10, "__init__": 10,
+    "experiments": 7,
+    "cli": 8, "__main__": 9, "__init__": 9,
 }  # fmt: skip
 """Each part of the package (subpackage or top-level module) and its layer: a part may import parts
 of lower layers only (and itself)."""

@@ -7,8 +7,9 @@ import pytest
 from typer.testing import CliRunner
 
 from igfiqa.cli import app
-from igfiqa.demo import VARIANTS, DemoSettings, DemoStopped, run_demo
 from igfiqa.errors import ConfigError
+from igfiqa.experiments import ExperimentStopped, demo_settings, run_demo
+from igfiqa.experiments.variants import DEMO_VARIANTS as VARIANTS
 
 TINY = dict(
     train_identities=12,
@@ -25,7 +26,7 @@ TINY = dict(
 @pytest.fixture(scope="module")
 def tiny_demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    return run_demo(out, DemoSettings(**TINY), progress=False, log=lambda _: None)
+    return run_demo(out, demo_settings(**TINY), progress=False, log=lambda _: None)
 
 
 def test_demo_writes_report_with_every_variant(tiny_demo):
@@ -61,26 +62,26 @@ def test_demo_measures_what_it_reports(tiny_demo):
     assert all(v == pytest.approx(1.0) for k, v in random_row.items() if "normalized" in k)
 
 
-def test_demo_rerun_into_the_same_folder_gives_the_same_table(tiny_demo):
+def test_demo_rerun_into_the_same_folder_gives_the_same_table(tiny_demo):  # and its cache
     table = tiny_demo.table()
-    again = run_demo(tiny_demo.out_dir, DemoSettings(**TINY), progress=False, log=lambda _: None)
+    again = run_demo(tiny_demo.out_dir, demo_settings(**TINY), progress=False, log=lambda _: None)
     assert again.table() == table
 
 
 def test_the_length_is_a_number_of_epochs_and_budget_minutes_a_deprecated_alias():
-    from igfiqa.demo import DEFAULT_EPOCHS
+    from igfiqa.experiments.demo import DEFAULT_EPOCHS
 
-    assert DemoSettings().resolved_epochs() == DEFAULT_EPOCHS == 6
-    assert DemoSettings(epochs=3).resolved_epochs() == 3
+    assert demo_settings().resolved_epochs() == DEFAULT_EPOCHS == 6
+    assert demo_settings(epochs=3).resolved_epochs() == 3
     with pytest.warns(DeprecationWarning, match="never limited the time"):
-        old_default = DemoSettings(budget_minutes=6.0)
+        old_default = demo_settings(budget_minutes=6.0)
     # the old default budget trained the same 6 epochs: the default table is unchanged
     assert old_default.resolved_epochs() == DEFAULT_EPOCHS
     with pytest.warns(DeprecationWarning):
-        assert DemoSettings(budget_minutes=1.0).resolved_epochs() == 1
+        assert demo_settings(budget_minutes=1.0).resolved_epochs() == 1
     with pytest.warns(DeprecationWarning):
-        assert DemoSettings(budget_minutes=1.0, epochs=4).resolved_epochs() == 4
-    record = DemoSettings().record()  # what demo.json and demo_settings.json hold
+        assert demo_settings(budget_minutes=1.0, epochs=4).resolved_epochs() == 4
+    record = demo_settings().record()  # what demo.json and demo_settings.json hold
     assert record["epochs"] == 6 and "budget_minutes" not in record
 
 
@@ -89,7 +90,7 @@ def test_the_cli_trains_what_the_documented_demo_trains(tmp_path, monkeypatch):
 
     import typer.main
 
-    import igfiqa.demo
+    import igfiqa.experiments
 
     command = typer.main.get_command(app).commands["demo"]
     params = {p.name: p for p in command.params}
@@ -101,7 +102,7 @@ def test_the_cli_trains_what_the_documented_demo_trains(tmp_path, monkeypatch):
         seen.append((settings.resolved_epochs(), resume))
         return types.SimpleNamespace(table=lambda: "| table |", warnings=[], seconds=1.0)
 
-    monkeypatch.setattr(igfiqa.demo, "run_demo", fake_run_demo)
+    monkeypatch.setattr(igfiqa.experiments, "run_demo", fake_run_demo)
     runner = CliRunner()
     result = runner.invoke(app, ["demo", "-o", str(tmp_path), "--no-progress"])
     assert result.exit_code == 0 and "deprecated" not in result.output
@@ -116,10 +117,12 @@ def test_the_cli_trains_what_the_documented_demo_trains(tmp_path, monkeypatch):
 
 
 def test_bad_settings_name_the_field():
-    with pytest.raises(ConfigError, match="low_variance_share"):
-        DemoSettings(low_variance_share=1.5)
-    with pytest.raises(ConfigError, match="crfiqa"):
-        DemoSettings(variants=("ig_distance",))
+    with pytest.raises(ConfigError, match="demo setting low_variance_share"):
+        demo_settings(low_variance_share=1.5)
+    with pytest.raises(ConfigError, match="unknown demo variant"):
+        demo_settings(variants=("ig_magic",))
+    # the FR model's variant every comparison needs is added, as in the study
+    assert demo_settings(variants=("ig_distance",)).variants == ("crfiqa", "ig_distance")
 
 
 def test_cli_demo_prints_the_table(tmp_path):
@@ -132,7 +135,7 @@ def test_cli_demo_prints_the_table(tmp_path):
 
 
 def test_quality_relevance_definition():
-    from igfiqa.demo import quality_relevance
+    from igfiqa.experiments.demo import quality_relevance
 
     assert quality_relevance(1.0, 0.6) == pytest.approx(0.0)  # no better than random
     assert quality_relevance(0.6, 0.6) == pytest.approx(1.0)  # as good as the oracle
@@ -143,7 +146,7 @@ def test_quality_relevance_definition():
 def test_benchmark_check_by_hand():
     import numpy as np
 
-    from igfiqa.demo import benchmark_check
+    from igfiqa.experiments.demo import benchmark_check
 
     # Four images: 0 and 1 clean, 2 at quality 0.6, 3 at quality 0.1 (all one identity).
     quality = np.array([1.0, 1.0, 0.6, 0.1])
@@ -185,7 +188,7 @@ def test_a_signal_during_training_stops_the_whole_demo(tmp_path, monkeypatch):
 
     calls = []
 
-    def stopped_train(config, *, out_dir, progress, dataset):
+    def stopped_train(config, *, out_dir, resume, progress, dataset):
         calls.append(out_dir.name)
         out_dir.mkdir(parents=True)
         return trainer.TrainResult(
@@ -194,9 +197,9 @@ def test_a_signal_during_training_stops_the_whole_demo(tmp_path, monkeypatch):
 
     monkeypatch.setattr(trainer, "train", stopped_train)
     with pytest.raises(
-        DemoStopped, match=r"signal 15 while training crfiqa.*nothing was evaluated"
+        ExperimentStopped, match=r"signal 15 while training crfiqa.*nothing was evaluated"
     ) as stopped:
-        run_demo(tmp_path / "a", DemoSettings(**TINY), progress=False, log=lambda _: None)
+        run_demo(tmp_path / "a", demo_settings(**TINY), progress=False, log=lambda _: None)
     assert "run the same igfiqa demo command with --resume" in str(stopped.value)
     assert calls == ["crfiqa"]  # no further variant trained
     assert not (tmp_path / "a" / "report.md").exists()
@@ -277,7 +280,7 @@ def test_a_user_file_in_a_run_folder_survives_and_the_demo_is_refused(
     mine.write_bytes(b"my own checkpoint")
     before = snapshot(out)
     with pytest.raises(ConfigError, match=rf"{mine.name}.*not written by igfiqa.*move it"):
-        run_demo(out, DemoSettings(**TINY), progress=False, log=lambda _: None)
+        run_demo(out, demo_settings(**TINY), progress=False, log=lambda _: None)
     assert snapshot(out) == before  # refused before any work: nothing deleted, nothing written
     code, err = cli_error(monkeypatch, capsys, "demo", "--out", str(out), *TINY_CLI)
     assert code == 2 and err.startswith("error: ") and str(mine) in err
@@ -292,7 +295,7 @@ def test_a_second_demo_on_a_held_folder_is_refused(tmp_path, monkeypatch, capsys
     write_lock(out / "runs" / "crfiqa", live_pid)  # ... and training there
     before = snapshot(out)
     with pytest.raises(ConfigError, match=rf"in use by another igfiqa process \(PID {live_pid}"):
-        run_demo(out, DemoSettings(**TINY), progress=False, log=lambda _: None)
+        run_demo(out, demo_settings(**TINY), progress=False, log=lambda _: None)
     code, err = cli_error(monkeypatch, capsys, "demo", "--out", str(out), *TINY_CLI)
     assert code == 2 and f"PID {live_pid}" in err and len(err.strip().splitlines()) == 1
     assert snapshot(out) == before  # the first one's lock and run folder untouched
@@ -304,7 +307,7 @@ def test_a_run_folder_another_process_trains_in_is_not_deleted(tmp_path, live_pi
     write_lock(out / "runs" / "crfiqa", live_pid)  # e.g. igfiqa train --out o/runs/crfiqa
     before = snapshot(out)
     with pytest.raises(ConfigError, match=rf"PID {live_pid}"):
-        run_demo(out, DemoSettings(**TINY), progress=False, log=lambda _: None)
+        run_demo(out, demo_settings(**TINY), progress=False, log=lambda _: None)
     assert snapshot(out) == before
     assert not (out / ".igfiqa.lock").exists()  # the demo's own lock is released
 
@@ -317,7 +320,7 @@ def test_a_symlinked_run_folder_is_refused_and_its_target_untouched(tmp_path, li
     (out / link).parent.mkdir(parents=True, exist_ok=True)
     (out / link).symlink_to(target, target_is_directory=True)
     with pytest.raises(ConfigError, match="symbolic link"):
-        run_demo(out, DemoSettings(**TINY), progress=False, log=lambda _: None)
+        run_demo(out, demo_settings(**TINY), progress=False, log=lambda _: None)
     assert (out / link).is_symlink()
     assert snapshot(target) == {
         (f"crfiqa/{k}" if link == "runs" else k): v for k, v in files.items()
@@ -327,7 +330,7 @@ def test_a_symlinked_run_folder_is_refused_and_its_target_untouched(tmp_path, li
 def test_clear_run_folder_removes_an_earlier_run_and_only_that(tmp_path):
     import subprocess
 
-    from igfiqa.demo import clear_run_folder
+    from igfiqa.experiments.folders import clear_run_folder
 
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -353,23 +356,23 @@ def test_the_demo_lock_is_held_while_training_and_released_on_ctrl_c(tmp_path, m
     out = tmp_path / "o"
     seen = []
 
-    def interrupted_train(config, *, out_dir, progress, dataset):
+    def interrupted_train(config, *, out_dir, resume, progress, dataset):
         seen.append(json.loads((out / ".igfiqa.lock").read_text())["pid"])
         raise KeyboardInterrupt
 
     monkeypatch.setattr(trainer, "train", interrupted_train)
     with pytest.raises(KeyboardInterrupt):
-        run_demo(out, DemoSettings(**TINY), progress=False, log=lambda _: None)
+        run_demo(out, demo_settings(**TINY), progress=False, log=lambda _: None)
     assert seen == [os.getpid()] and not (out / ".igfiqa.lock").exists()
 
-    def no_checkpoint(config, *, out_dir, progress, dataset):
+    def no_checkpoint(config, *, out_dir, resume, progress, dataset):
         return trainer.TrainResult(
             run_dir=out_dir, checkpoint=None, step=0, epoch=0, stopped="completed"
         )
 
     monkeypatch.setattr(trainer, "train", no_checkpoint)  # the same error as the study's
     with pytest.raises(IgfiqaError, match="stopped early"):
-        run_demo(out, DemoSettings(**TINY), progress=False, log=lambda _: None)
+        run_demo(out, demo_settings(**TINY), progress=False, log=lambda _: None)
     assert not (out / ".igfiqa.lock").exists()
 
 
@@ -404,12 +407,12 @@ def test_an_interrupted_demo_resumes_to_the_numbers_of_an_uninterrupted_one(
 
     out = tmp_path / "o"
     monkeypatch.setattr(Trainer, "train_step", interrupted_step)
-    with pytest.raises(DemoStopped, match=r"while training ig_distance.*--resume"):
-        run_demo(out, DemoSettings(**TINY), progress=False, log=lambda _: None)
+    with pytest.raises(ExperimentStopped, match=r"while training ig_distance.*--resume"):
+        run_demo(out, demo_settings(**TINY), progress=False, log=lambda _: None)
     monkeypatch.undo()
     assert not (out / "demo.json").exists()
     logs = []
-    result = run_demo(out, DemoSettings(**TINY), progress=False, log=logs.append, resume=True)
+    result = run_demo(out, demo_settings(**TINY), progress=False, log=logs.append, resume=True)
     steps = tiny_demo.variants[0].steps
     assert result.resumed == {
         "crfiqa": f"reused (finished earlier, {steps} steps)",
@@ -423,7 +426,7 @@ def test_an_interrupted_demo_resumes_to_the_numbers_of_an_uninterrupted_one(
     assert result.table() == tiny_demo.table()
     assert "Resumed (`--resume`): crfiqa reused" in (out / "report.md").read_text()
     # a finished demo resumed again trains nothing and gives the same numbers
-    again = run_demo(out, DemoSettings(**TINY), progress=False, log=lambda _: None, resume=True)
+    again = run_demo(out, demo_settings(**TINY), progress=False, log=lambda _: None, resume=True)
     assert all(what.startswith("reused") for what in again.resumed.values())
     assert len(again.resumed) == len(VARIANTS)
     assert demo_numbers(out) == demo_numbers(tiny_demo.out_dir)
@@ -436,15 +439,15 @@ def test_resume_with_other_settings_is_refused_and_lists_the_differences(
 
     out = tmp_path / "o"
     out.mkdir()
-    record = {"kind": "igfiqa demo", "settings": DemoSettings(**TINY).record()}
+    record = {"kind": "igfiqa demo", "settings": demo_settings(**TINY).record()}
     (out / "demo_settings.json").write_text(json.dumps(record))
     earlier_run(out / "runs" / "crfiqa")
     before = snapshot(out)
-    other = DemoSettings(**{**TINY, "seed": 1, "epochs": 2})
+    other = demo_settings(**{**TINY, "seed": 1, "epochs": 2})
     with pytest.raises(
         ConfigError,
-        match=r"other settings: seed \(--seed\) 0 there, 1 now; epochs \(--epochs\) 1 there, "
-        r"2 now; resume with the same options, or drop --resume",
+        match=r"other settings: epochs \(--epochs\): was 1, now 2; seed \(--seed\): was 0, "
+        r"now 1; resume with the same options, or drop --resume",
     ):
         run_demo(out, other, progress=False, log=lambda _: None, resume=True)
     assert snapshot(out) == before  # refused before any work
@@ -452,11 +455,13 @@ def test_resume_with_other_settings_is_refused_and_lists_the_differences(
         monkeypatch, capsys, "demo", "--out", str(out), *TINY_CLI, "--seed", "1", "--resume"
     )
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert "seed (--seed) 0 there, 1 now" in err and "image_size 32 there, 48 now" in err
+    assert (
+        "seed (--seed): was 0, now 1" in err and "image_size (--image-size): was 32, now 48" in err
+    )
     assert snapshot(out) == before
 
     # nothing to resume: the demo says so and starts afresh
-    def stopped_train(config, *, out_dir, progress, dataset):
+    def stopped_train(config, *, out_dir, resume, progress, dataset):
         out_dir.mkdir(parents=True)
         return trainer.TrainResult(
             run_dir=out_dir, checkpoint=None, step=1, epoch=0, stopped="signal", signum=2
@@ -464,7 +469,7 @@ def test_resume_with_other_settings_is_refused_and_lists_the_differences(
 
     monkeypatch.setattr(trainer, "train", stopped_train)
     logs = []
-    with pytest.raises(DemoStopped):
+    with pytest.raises(ExperimentStopped):
         run_demo(tmp_path / "new", other, progress=False, log=logs.append, resume=True)
     assert any("nothing to resume" in line and "starting afresh" in line for line in logs)
     saved = json.loads((tmp_path / "new" / "demo_settings.json").read_text())
@@ -475,7 +480,7 @@ def test_resume_refuses_a_checkpoint_trained_with_another_config(tiny_demo, tmp_
     import shutil
 
     out = tmp_path / "o"
-    settings = DemoSettings(**{**TINY, "epochs": 2})
+    settings = demo_settings(**{**TINY, "epochs": 2})
     record = {"kind": "igfiqa demo", "settings": settings.record()}
     out.mkdir()
     (out / "demo_settings.json").write_text(json.dumps(record))

@@ -22,6 +22,7 @@ import pytest
 import torch
 from PIL import Image
 
+from igfiqa.checkpoint import REQUIRED_KEYS
 from igfiqa.cli import main
 from igfiqa.models import create_model
 
@@ -75,25 +76,12 @@ def world(tmp_path_factory) -> dict[str, Path]:
     backbone = root / "backbone.pth"
     torch.save(model.state_dict(), backbone)
     checkpoint = root / "model.pt"
-    torch.save(
-        {
-            "format": "igfiqa.checkpoint",
-            "format_version": 1,
-            "model_spec": SPEC,
-            "model": model.state_dict(),
-        },
-        checkpoint,
-    )
+    training = {key: {} for key in REQUIRED_KEYS}  # every key of the format, placeholders
+    training.update(format="igfiqa.checkpoint", format_version=1, epoch=0, step=0)
+    torch.save({**training, "model_spec": SPEC, "model": model.state_dict()}, checkpoint)
     crafted = root / "crafted.pt"
-    torch.save(
-        {
-            "format": "igfiqa.checkpoint",
-            "format_version": 1,
-            "model_spec": {**SPEC, "width": 400.0},
-            "model": model.state_dict(),
-        },
-        crafted,
-    )
+    crafted_spec = {**SPEC, "width": 400.0}
+    torch.save({**training, "model_spec": crafted_spec, "model": model.state_dict()}, crafted)
     good = root / "good.png"
     rng = np.random.default_rng(0)
     good.write_bytes(png_bytes(rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)))

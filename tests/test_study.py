@@ -1,10 +1,8 @@
-"""igfiqa study: statistics by hand, paired differences from the per-seed tables, resume."""
+"""igfiqa study: paired differences from the per-seed tables, resume, the output folder's rules."""
 
 from __future__ import annotations
 
-import itertools
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -12,54 +10,26 @@ import pytest
 from typer.testing import CliRunner
 
 from igfiqa.errors import ConfigError
-from igfiqa.study import (
-    BASELINE,
-    INDEPENDENT_FR,
-    StudySettings,
-    certainty_ratios,
-    mean_ci,
-    run_study,
-    t_quantile_95,
-)
-
-
-def test_mean_ci_is_the_t_interval_by_hand() -> None:
-    stats = mean_ci([1.0, 2.0, 3.0, float("nan")])  # NaN (a failed value) is left out
-    half = 4.303 * 1.0 / math.sqrt(3)  # t(2) = 4.303, s = 1
-    assert stats["n"] == 3 and stats["mean"] == pytest.approx(2.0)
-    assert stats["low"] == pytest.approx(2.0 - half) and stats["high"] == pytest.approx(2.0 + half)
-    single = mean_ci([0.5])
-    assert single["mean"] == 0.5 and math.isnan(single["low"])
-    assert mean_ci([])["n"] == 0
-
-
-def test_t_quantiles_fall_towards_the_normal_one() -> None:
-    values = [t_quantile_95(df) for df in (1, 2, 5, 10, 30, 60, 119, 120, 1000)]
-    assert values[0] == pytest.approx(12.706) and values[3] == pytest.approx(2.228)
-    assert all(a >= b for a, b in itertools.pairwise(values))
-    assert values[-1] == 1.96
-
-
-def test_certainty_ratios_by_hand() -> None:
-    embedding = np.array([[1.0, 0.0], [0.6, 0.8]])
-    prototypes = np.array([[2.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
-    cr = certainty_ratios(embedding, prototypes, np.array([0, 1]))
-    # sample 0: CCS 1, NNCCS max(0, -1) = 0; sample 1: CCS 0.8, NNCCS max(0.6, -0.6) = 0.6
-    np.testing.assert_allclose(cr, [1.0 / 1.0, 0.8 / 1.6])
+from igfiqa.experiments import run_study, study_settings
+from igfiqa.experiments.variants import BASELINE, INDEPENDENT_FR
 
 
 def test_settings_add_both_fr_models_and_need_known_variants() -> None:
     # the two FR models every comparison needs are added, as --help says, not demanded
-    assert StudySettings(variants=("crfiqa", "ig_distance")).variants == (
+    assert study_settings(variants=("crfiqa", "ig_distance")).variants == (
         "fr_only",
         "crfiqa",
         "ig_distance",
     )
-    assert StudySettings(variants=("ig_distance",)).variants == ("crfiqa", "fr_only", "ig_distance")
+    assert study_settings(variants=("ig_distance",)).variants == (
+        "crfiqa",
+        "fr_only",
+        "ig_distance",
+    )
     with pytest.raises(ConfigError, match="unknown study variant"):
-        StudySettings(variants=("crfiqa", "fr_only", "magic"))
+        study_settings(variants=("crfiqa", "fr_only", "magic"))
     with pytest.raises(ConfigError, match="seeds"):
-        StudySettings(seeds=0)
+        study_settings(seeds=0)
 
 
 TINY = dict(
@@ -80,9 +50,15 @@ TINY = dict(
 def test_tiny_study_reports_paired_differences_and_resumes_where_it_stopped(tmp_path) -> None:
     out = tmp_path / "study"
     logs: list[str] = []
-    summary = run_study(out, StudySettings(**TINY), log=logs.append)
-    for name in ("report.md", "study.json", "forest.png", "edc_crfiqa.png", "edc_fr_only.png"):
+    summary = run_study(out, study_settings(**TINY), log=logs.append)
+    for name in ("report.md", "study.json", "forest.png", "seed_0/seed.json", "seed_1/seed.json"):
         assert (out / name).is_file(), name
+    # the EDC plots are the ordinary evaluation report's, of the first seed, one per FR model
+    plots = [f for f in summary["files"] if "/edc_" in f and f.endswith(".png")]
+    assert len(plots) == 2 * 2 and all(f.startswith("seed_0/evaluation/") for f in plots)
+    assert (
+        all((out / f).is_file() for f in plots) and (out / "seed_1/evaluation/results.md").is_file()
+    )
     assert json.loads((out / "study.json").read_text())["cells"] == summary["cells"]
     report = (out / "report.md").read_text()
     assert "IG-FIQA distance (paper)" in report and "paired diff" in report
@@ -116,25 +92,29 @@ def test_tiny_study_reports_paired_differences_and_resumes_where_it_stopped(tmp_
 
     # Everything done is reused: a second call trains nothing.
     logs.clear()
-    run_study(out, StudySettings(**TINY), log=logs.append)
+    run_study(out, study_settings(**TINY), log=logs.append)
     assert logs == ["seed 0: done earlier", "seed 1: done earlier"]
 
     # A unit killed after its first epoch resumes from its checkpoint and ends where it would have.
     unit_dir = out / "seed_1" / "ig_distance"
-    before = np.load(unit_dir / "test_quality.npy")
+    before = json.loads((unit_dir / "unit.json").read_text())
     (unit_dir / "unit.json").unlink()
     (out / "seed_1" / "seed.json").unlink()
     sorted((unit_dir / "checkpoints").glob("step_*.pt"))[-1].unlink()
     logs.clear()
-    again = run_study(out, StudySettings(**TINY), log=logs.append)
-    assert any("IG-FIQA distance" in line for line in logs)
-    assert not any("CR-FIQA (igfiqa baseline)" in line for line in logs)
-    np.testing.assert_array_equal(np.load(unit_dir / "test_quality.npy"), before)
+    again = run_study(out, study_settings(**TINY), log=logs.append)
+    assert any(
+        "training IG-FIQA distance (paper): 2 epochs, continuing from step" in x for x in logs
+    )
+    assert not any("training CR-FIQA (igfiqa baseline)" in line for line in logs)
+    after = json.loads((unit_dir / "unit.json").read_text())
+    assert after["spearman_ground_truth"] == before["spearman_ground_truth"]
+    assert after["epochs"] == before["epochs"]
     assert again["paired_difference"] == summary["paired_difference"]
 
     # Other settings in the same folder are refused, not mixed.
     with pytest.raises(ConfigError, match="other settings"):
-        run_study(out, StudySettings(**{**TINY, "epochs": 3}), log=logs.append)
+        run_study(out, study_settings(**{**TINY, "epochs": 3}), log=logs.append)
 
 
 def test_cli_lists_variants_and_refuses_a_file_as_out(tmp_path) -> None:
@@ -152,72 +132,14 @@ def test_cli_lists_variants_and_refuses_a_file_as_out(tmp_path) -> None:
 
 
 def test_a_budget_sets_fixed_epochs_by_the_demo_cost_model() -> None:
-    from igfiqa.demo import SECONDS_PER_IMAGE_PASS
+    from igfiqa.experiments.settings import SECONDS_PER_IMAGE_PASS
 
-    settings = StudySettings(variants=(BASELINE, "ig_distance", INDEPENDENT_FR), seeds=2)
+    settings = study_settings(variants=(BASELINE, "ig_distance", INDEPENDENT_FR), seeds=2)
     # crfiqa and fr_only train one stream, ig_distance two: 4 passes over 4000 images per seed
     per_epoch = 2 * 4 * 4000 * SECONDS_PER_IMAGE_PASS
     assert settings.epochs_for_budget(per_epoch * 5 / 60) == 5
     assert settings.epochs_for_budget(per_epoch * 5.9 / 60) == 5
     assert settings.epochs_for_budget(0.1) == 1
-
-
-def test_real_photo_metrics_add_the_embedding_diagnostics(tmp_path) -> None:
-    """The study's per-run transfer row: the benchmark's metrics plus the embedding-norm diagnostics,
-    recomputed here from the model's own scores and embeddings."""
-    import torch
-
-    from igfiqa.data.synthetic import SyntheticFaces
-    from igfiqa.evaluation.correlation import spearman
-    from igfiqa.evaluation.transfer import degrade_face
-    from igfiqa.inference import load_model
-    from igfiqa.models import create_model
-    from igfiqa.study import PhotoSet, _real_photo_metrics
-
-    torch.manual_seed(0)
-    spec = {"num_features": 16, "dropout": 0.0, "width": 0.125, "input_size": 32}
-    model = create_model("r18", quality_head=True, **spec).eval()
-    path = tmp_path / "model.pt"
-    torch.save(
-        {
-            "format": "igfiqa.checkpoint",
-            "format_version": 1,
-            "model_spec": {"name": "iresnet18", **spec},
-            "model": model.state_dict(),
-            "head": {},
-            "optimizer": {},
-            "scheduler": {},
-            "scaler": {},
-            "epoch": 1,
-            "step": 1,
-            "guidance": {},
-            "augment": {},
-            "sampler": {},
-            "rng": {},
-            "config": {},
-            "class_names": [],
-            "igfiqa_version": "0.1.0",
-        },
-        path,
-    )
-    generator = SyntheticFaces(2, 1, image_size=112)
-    images, faces, kinds, severities = [], [], [], []
-    for face in range(2):
-        degraded, kind, severity = degrade_face(generator.render_clean(face, 0), seed=face)
-        images += degraded
-        faces += [face] * len(degraded)
-        kinds += list(kind)
-        severities += list(severity)
-    photos = PhotoSet(images, np.array(faces), np.array(kinds), np.array(severities))
-    row = _real_photo_metrics(path, photos, seed=0)
-
-    quality, embeddings = load_model(path).score_and_embed(images, resize=True, workers=1)
-    minus = -np.asarray(severities, dtype=float)
-    norm = np.linalg.norm(embeddings, axis=1)
-    assert row["spearman"] == pytest.approx(spearman(quality, minus))
-    assert row["embedding_norm_spearman"] == pytest.approx(spearman(norm, minus))
-    assert row["quality_norm_spearman"] == pytest.approx(spearman(quality, norm))
-    assert _real_photo_metrics(path, PhotoSet(unavailable="offline"), seed=0) is None
 
 
 # ----------------------------------------------------------------- one writer, never a user's file
@@ -278,7 +200,7 @@ def test_a_second_study_on_a_held_folder_is_refused(tmp_path, monkeypatch, capsy
     _write_lock(out, live_pid)
     before = _snapshot(out)
     with pytest.raises(ConfigError, match=rf"in use by another igfiqa process \(PID {live_pid}"):
-        run_study(out, StudySettings(**TINY_PAIR), log=lambda _: None)
+        run_study(out, study_settings(**TINY_PAIR), log=lambda _: None)
     code, err = _cli_error(monkeypatch, capsys, "study", "--out", str(out), *TINY_CLI)
     assert code == 2 and f"PID {live_pid}" in err and len(err.strip().splitlines()) == 1
     assert _snapshot(out) == before  # the first study's unit and locks untouched
@@ -291,7 +213,7 @@ def test_a_unit_folder_another_process_trains_in_is_not_deleted(tmp_path, live_p
     _write_lock(unit, live_pid)  # a trainer of another process, without the study folder's lock
     before = _snapshot(out)
     with pytest.raises(ConfigError, match=rf"PID {live_pid}"):
-        run_study(out, StudySettings(**TINY_PAIR), log=lambda _: None)
+        run_study(out, study_settings(**TINY_PAIR), log=lambda _: None)
     assert _snapshot(out) == before  # refused before any work: not even settings.json
     assert not (out / ".igfiqa.lock").exists()
 
@@ -305,7 +227,7 @@ def test_a_user_file_in_a_unit_folder_survives_and_the_study_is_refused(
     (unit / "my.pt").write_bytes(b"my own checkpoint")
     before = _snapshot(out)
     with pytest.raises(ConfigError, match=r"my\.pt was not written by igfiqa.*move it"):
-        run_study(out, StudySettings(**TINY_PAIR), log=lambda _: None)
+        run_study(out, study_settings(**TINY_PAIR), log=lambda _: None)
     code, err = _cli_error(monkeypatch, capsys, "study", "--out", str(out), *TINY_CLI)
     assert code == 2 and str(unit / "my.pt") in err and len(err.strip().splitlines()) == 1
     assert _snapshot(out) == before
@@ -320,7 +242,7 @@ def test_a_symlinked_unit_folder_is_refused_and_its_target_untouched(tmp_path, l
     (out / link).parent.mkdir(parents=True, exist_ok=True)
     (out / link).symlink_to(target, target_is_directory=True)
     with pytest.raises(ConfigError, match="symbolic link"):
-        run_study(out, StudySettings(**TINY_PAIR), log=lambda _: None)
+        run_study(out, study_settings(**TINY_PAIR), log=lambda _: None)
     assert (out / link).is_symlink() and _snapshot(target) == before
 
 
@@ -347,6 +269,6 @@ def test_an_interrupted_units_own_files_are_cleared_and_the_lock_released_on_ctr
 
     monkeypatch.setattr(trainer, "train", interrupted_train)
     with pytest.raises(KeyboardInterrupt):
-        run_study(out, StudySettings(**TINY_PAIR), log=lambda _: None)
+        run_study(out, study_settings(**TINY_PAIR), log=lambda _: None)
     assert seen == [(unit, False, False), os.getpid()]  # cleared, trained afresh, locked
     assert not (out / ".igfiqa.lock").exists()

@@ -7,6 +7,12 @@ Keys: ``format`` = ``"igfiqa.checkpoint"``, ``format_version`` = 1, ``model_spec
 ``rng``, ``config``, ``class_names``, ``igfiqa_version`` (plus ``world_size``, ``head_sharding``,
 ``nonfinite``).
 
+:func:`load_checkpoint` is the one reader, for resuming and for scoring alike: the file through
+:func:`read_torch_file` (``weights_only``, every failure a :class:`CheckpointError` naming it), the
+payload through :func:`check_checkpoint_payload` (the format, ``format_version`` from 1 to
+:data:`FORMAT_VERSION`, every key of :data:`REQUIRED_KEYS`). ``igfiqa.load_model``, which opens a
+file once for every model kind, applies the same check to the payload it read.
+
 Files are written atomically: a temporary file in the target folder, ``fsync``, ``os.replace``, then
 ``fsync`` of the folder, so a crash or preemption leaves either the old or the new file, never half of one.
 A write that fails (a full disk, a read-only folder) raises :class:`igfiqa.errors.OutputError` naming
@@ -16,9 +22,11 @@ the file and the cause; the temporary file is removed and the previous checkpoin
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -138,34 +146,66 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------------ reading
+CHECKPOINT_EXPECTED = (
+    "expected an igfiqa training checkpoint (a step_*.pt file written by training)"
+)
+
+
+def read_torch_file(
+    path: str | os.PathLike[str],
+    *,
+    map_location: str | torch.device = "cpu",
+    expected: str = CHECKPOINT_EXPECTED,
+) -> Any:
+    """``torch.load(path, weights_only=True)``, which never runs code, with every failure turned
+    into a :class:`CheckpointError` naming ``path`` and ending with ``expected`` (what the caller
+    wanted the file to be). A pickle that asks for anything but tensors and plain containers is
+    refused as such."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        text = str(error)
+        if "weights_only" in text.lower() or "unsupported global" in text.lower():
+            first = next((line for line in text.splitlines() if "GLOBAL" in line), text[:200])
+            raise CheckpointError(
+                f"refused to load {path}: its pickle asks for an object outside tensors and plain "
+                f"containers ({first.strip()}), which could run code. Only load files you trust; "
+                f"igfiqa never unpickles arbitrary objects. {expected}"
+            ) from error
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch file ({error}); {expected}"
+        ) from error
+    except Exception as error:  # corrupt files raise anything from EOFError to IndexError
+        raise CheckpointError(
+            f"{path} could not be read as a PyTorch file (corrupt or truncated?): "
+            f"{str(error).splitlines()[0] if str(error) else type(error).__name__}; {expected}"
+        ) from error
+
+
 def load_checkpoint(
     path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
 ) -> dict[str, Any]:
-    """Load and check a training checkpoint; anything else raises :class:`CheckpointError` naming it."""
+    """The one checkpoint reader: :func:`read_torch_file`, then :func:`check_checkpoint_payload`;
+    anything else raises :class:`CheckpointError` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist (or is not a file)")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # corrupt, truncated, not a torch file, or holding code objects
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-            " (the file is corrupt, truncated, not a torch checkpoint, or holds objects that "
-            "weights_only loading refuses)"
-        ) from error
+    payload = read_torch_file(path, map_location=map_location)
     check_checkpoint_payload(payload, where=str(path))
     return payload
 
 
-def check_checkpoint_payload(
-    payload: Any, *, where: str, required: tuple[str, ...] = REQUIRED_KEYS
-) -> None:
-    """The one rule for reading a training checkpoint, for resuming and for scoring alike: the
-    igfiqa format, a ``format_version`` from 1 to :data:`FORMAT_VERSION`, the ``required`` keys."""
+def check_checkpoint_payload(payload: Any, *, where: str) -> None:
+    """The one rule for a training checkpoint's content, for resuming and for scoring alike: the
+    igfiqa format, a ``format_version`` from 1 to :data:`FORMAT_VERSION`, every key of
+    :data:`REQUIRED_KEYS`. ``where`` names the file in the error."""
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(
             f"{where} is not an igfiqa training checkpoint (no 'format': '{FORMAT}' key); "
-            "to score or evaluate other weights use igfiqa.load_model"
+            "other model files load with igfiqa.load_model, which recognises their kind"
         )
     version = payload.get("format_version")
     if (
@@ -177,9 +217,13 @@ def check_checkpoint_payload(
             f"{where}: checkpoint format_version {version!r} is not supported (this igfiqa reads "
             f"1 to {FORMAT_VERSION}); upgrade igfiqa"
         )
-    missing = [key for key in required if key not in payload]
+    missing = [key for key in REQUIRED_KEYS if key not in payload]
     if missing:
-        raise CheckpointError(f"checkpoint {where} is incomplete: missing keys {missing}")
+        raise CheckpointError(
+            f"checkpoint {where} is incomplete: missing keys {missing} (igfiqa writes all of "
+            f"{list(REQUIRED_KEYS)}; the file was edited or written by something else). To share "
+            "weights alone, use `igfiqa export`"
+        )
 
 
 # ---------------------------------------------------------------------------- run-folder checkpoints

@@ -1,8 +1,11 @@
 """The collective operations the maths need, in one small interface over ``torch.distributed``.
 
 Every function works in a single process too (nothing to exchange: the input comes back), so the
-guidance EMA and the sharded margin head call them without asking whether a process group exists.
-Setting up and tearing down process groups is the trainer's business (``engine.distributed``).
+guidance EMA, the sharded margin head and the training loop call them without asking whether a
+process group exists. This is the one place that asks ``torch.distributed`` for the rank and the
+world size (:func:`rank`, :func:`world_size`, :func:`active`); setting up and tearing down process
+groups from the ``torchrun`` environment is the trainer's business (``engine.distributed``).
+:func:`unwrap` peels the DistributedDataParallel / ``torch.compile`` wrappers off a model.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def active(group: Any = None) -> bool:
@@ -63,4 +66,47 @@ def all_reduce(tensor: Tensor, op: str = "sum", group: Any = None) -> Tensor:
     return tensor
 
 
-__all__ = ["active", "all_gather_rows", "all_reduce", "gather_sizes", "rank", "world_size"]
+def any_rank(flag: bool, device: torch.device | str = "cpu", group: Any = None) -> bool:
+    """Whether ``flag`` is true on any rank (every rank gets the same answer); a single process
+    gets ``flag`` back. ``device``: where the one-element exchange lives (the rank's CUDA device
+    under NCCL)."""
+    if not active(group):
+        return bool(flag)
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    all_reduce(value, "max", group)
+    return bool(value.item() > 0)
+
+
+def gather_objects(obj: Any, group: Any = None) -> list[Any]:
+    """Every rank's picklable ``obj``, in rank order (``[obj]`` in a single process). Only for
+    the processes' own state (RNG and augmentation generators): it unpickles what ranks send."""
+    if not active(group):
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size(group)
+    dist.all_gather_object(out, obj, group=group)
+    return out
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside its DistributedDataParallel / DataParallel (``.module``) and
+    ``torch.compile`` (``._orig_mod``) wrappers, in any nesting; any other module as it is."""
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+__all__ = [
+    "active",
+    "all_gather_rows",
+    "all_reduce",
+    "any_rank",
+    "gather_objects",
+    "gather_sizes",
+    "rank",
+    "unwrap",
+    "world_size",
+]

@@ -35,3 +35,14 @@ class UnsafePickleError(DataError):
 class OutputError(IgfiqaError):
     """An output file or folder cannot be written (no permission, read-only, disk full, a file where
     a folder is needed). What was written before stays valid."""
+
+
+class SyntheticModelWarning(UserWarning):
+    """A model trained only on synthetic faces scores photographs: its scores (and its 0-100
+    percentile among synthetic faces) do not say how useful a photograph is for recognition.
+    Filter it with ``warnings.filterwarnings("ignore", category=SyntheticModelWarning)``."""
+
+
+class FailedItemsWarning(UserWarning):
+    """Some items of a batch failed (unreadable, wrong size, no face): their scores are NaN (or
+    their face list empty); the message names them with their reasons."""

@@ -288,7 +288,7 @@ def test_a_new_reader_is_one_registration(tmp_path, monkeypatch) -> None:
     import igfiqa.data.benchmarks.registry as registry
     from igfiqa.data.benchmarks import BenchmarkReader, PairSet, open_benchmark, register_benchmark
 
-    monkeypatch.setattr(registry, "BENCHMARK_READERS", dict(registry.BENCHMARK_READERS))
+    monkeypatch.setattr(registry, "BENCHMARK_READERS", registry.BENCHMARK_READERS.copy())
     marker = tmp_path / "pairs.toy"
     marker.write_text("x")
 

@@ -1,10 +1,12 @@
-"""Box overlap and non-maximum suppression against hand computations and a brute-force rule."""
+"""Box overlap, non-maximum suppression and the share of a box outside the photograph against hand
+computations and a brute-force rule."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from igfiqa.detection.base import Face, box_overlap, nms
+from igfiqa.detection.base import Face, box_overlap, nms, outside_fraction
 
 
 def test_box_overlap_by_hand() -> None:
@@ -38,3 +40,16 @@ def test_face_area_and_interocular() -> None:
     )
     assert face.area == 1200.0
     assert face.interocular == 5.0
+
+
+def test_outside_fraction_by_hand() -> None:
+    assert outside_fraction(np.array([10.0, 10.0, 50.0, 50.0]), 100, 100) == 0.0
+    # obama_partial_face.jpg's face: x1 = -25.6 of a 228-pixel-wide box
+    box = np.array([-25.6, 100.0, 202.4, 400.0])
+    assert outside_fraction(box, 491, 1137) == pytest.approx(25.6 / 228.0)
+    # a quarter off the right edge and a quarter off the bottom: 1 - 0.75 * 0.75
+    assert outside_fraction(np.array([70.0, 70.0, 110.0, 110.0]), 100, 100) == pytest.approx(
+        1 - 0.75**2
+    )
+    assert outside_fraction(np.array([120.0, 0.0, 150.0, 30.0]), 100, 100) == 1.0
+    assert outside_fraction(np.array([5.0, 5.0, 5.0, 9.0]), 100, 100) == 0.0  # an empty box

@@ -1,4 +1,5 @@
-"""The sharded margin head equals the unsharded MarginHead on the same data (two gloo processes)."""
+"""The sharded margin head equals the unsharded MarginHead on the same data (two gloo processes);
+the DDP / compile unwrap the trainer and the objective share."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ import itertools
 import pytest
 import torch
 
+from igfiqa.collective import unwrap
+from igfiqa.engine.trainer import train
+from igfiqa.errors import ConfigError
 from igfiqa.method.pseudo_labels import certainty_ratio
-from igfiqa.models.heads import MarginHead
+from igfiqa.models.heads import Margin, MarginHead
 from igfiqa.models.sharded import ShardedMarginHead, class_ranges
 
 from ._dist import run_gloo
+from ._tiny import tiny_config
 
 NUM_CLASSES, FEATURES = 7, 8
 LOCAL_SIZES = (5, 3)  # unequal local batches exercise the padded gathers
@@ -30,7 +35,7 @@ def _data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 def _reference(kind: str) -> dict[str, torch.Tensor]:
     weight, embeddings, labels = _data()
-    head = MarginHead(FEATURES, NUM_CLASSES, kind=kind, s=16.0, m=0.4)
+    head = MarginHead(FEATURES, NUM_CLASSES, Margin(kind, s=16.0, m=0.4))
     with torch.no_grad():
         head.weight.copy_(weight)
     emb = embeddings.clone().requires_grad_(True)
@@ -53,7 +58,7 @@ def _sharded_worker(rank: int, world: int, kind: str, scale: float) -> None:
     weight, embeddings, labels = _data()
     ref = _reference(kind)
     head = ShardedMarginHead(
-        FEATURES, NUM_CLASSES, kind=kind, s=16.0, m=0.4, embedding_grad_scale=scale
+        FEATURES, NUM_CLASSES, Margin(kind, s=16.0, m=0.4), embedding_grad_scale=scale
     )
     start, end = class_ranges(NUM_CLASSES, world)[rank]
     assert (head.class_start, head.class_end) == (start, end)
@@ -79,14 +84,27 @@ def _sharded_worker(rank: int, world: int, kind: str, scale: float) -> None:
     torch.testing.assert_close(nnccs2, ref["nnccs"][lo:hi])
 
 
+class _Compiled(torch.nn.Module):
+    """What ``torch.compile(module)`` returns, for ``unwrap``: the module as ``_orig_mod`` (the real
+    one costs seconds of imports)."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self._orig_mod = module
+
+
 def _both_kinds(rank: int, world: int) -> None:
     _sharded_worker(rank, world, "arcface", 1.0)
     _sharded_worker(rank, world, "cosface", 2.0)
+    model = torch.nn.Linear(2, 2)
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    assert unwrap(ddp) is model and unwrap(_Compiled(ddp)) is model
 
 
 @pytest.mark.slow  # two spawned processes: ~10 s on a loaded 2-core machine
 def test_sharded_head_matches_unsharded_head_in_two_processes() -> None:
-    """CE, CCS, NNCCS, CR and the embedding / weight-shard gradients (ArcFace, CosFace x2 scale)."""
+    """CE, CCS, NNCCS, CR and the embedding / weight-shard gradients (ArcFace, CosFace x2 scale);
+    ``unwrap`` finds the model inside DistributedDataParallel (and compile around it)."""
     run_gloo(_both_kinds, 2)
 
 
@@ -94,7 +112,7 @@ def test_sharded_head_single_process_equals_margin_head() -> None:
     for kind in ("arcface", "cosface"):
         weight, embeddings, labels = _data()
         ref = _reference(kind)
-        head = ShardedMarginHead(FEATURES, NUM_CLASSES, kind=kind, s=16.0, m=0.4)
+        head = ShardedMarginHead(FEATURES, NUM_CLASSES, Margin(kind, s=16.0, m=0.4))
         head.load_full_weight(weight)
         emb = embeddings.clone().requires_grad_(True)
         logits, cosine = head(emb, labels)
@@ -126,3 +144,37 @@ def test_same_seed_same_prototypes_whatever_the_sharding() -> None:
     torch.manual_seed(5)
     sharded = ShardedMarginHead(FEATURES, NUM_CLASSES)
     torch.testing.assert_close(sharded.full_weight(), full)
+
+
+@pytest.mark.parametrize(
+    ("margin", "message"),
+    [
+        (["head.kind=cosface", "head.m=2.5"], "CosFace margin m must be in [0, 2), got 2.5"),
+        (["head.kind=arcface", "head.m=2"], "ArcFace margin m must be in [0, pi/2), got 2.0"),
+    ],
+)
+def test_the_sharded_head_refuses_the_margins_the_replicated_one_refuses(
+    tmp_path, margin, message
+) -> None:
+    """The config allows m < pi for both kinds; the one Margin refuses it for both heads alike."""
+    for sharded in ("false", "true"):
+        config = tiny_config(*margin, f"head.sharded={sharded}")
+        with pytest.raises(ConfigError) as error:
+            train(config, out_dir=tmp_path / sharded, max_steps=1, progress=False)
+        assert str(error.value) == message
+
+
+def test_unwrap_peels_data_parallel_and_compile_wrappers_only() -> None:
+    model = torch.nn.Linear(2, 2)
+    assert unwrap(model) is model
+    assert unwrap(_Compiled(model)) is model
+    assert unwrap(torch.nn.DataParallel(_Compiled(model))) is model
+    assert unwrap(_Compiled(torch.nn.DataParallel(model))) is model
+
+    class Holder(torch.nn.Module):  # a ``.module`` attribute alone is no wrapper
+        def __init__(self) -> None:
+            super().__init__()
+            self.module = model
+
+    holder = Holder()
+    assert unwrap(holder) is holder

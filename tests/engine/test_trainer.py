@@ -14,7 +14,7 @@ from igfiqa.checkpoint import REQUIRED_KEYS, list_checkpoints, load_checkpoint
 from igfiqa.engine.trainer import NonFiniteLossError, train
 from igfiqa.errors import CheckpointError
 
-from ._tiny import PoisonedFaces, TensorFaces, tiny_config
+from ._tiny import SPEC, PoisonedFaces, TensorFaces, tiny_config
 
 
 def _final_state(run_dir):
@@ -338,9 +338,9 @@ def test_divergence_keeps_the_last_good_checkpoint_newest(tmp_path, monkeypatch,
 
 def test_metrics_are_strict_json(tmp_path) -> None:
     """Item 8: metrics.jsonl held a bare `Infinity`."""
-    from igfiqa.engine.trainer import _MetricsLog
+    from igfiqa.engine.run_log import MetricsLog
 
-    log = _MetricsLog(tmp_path, tensorboard=False)
+    log = MetricsLog(tmp_path, tensorboard=False)
     log.write({"kind": "train", "step": 1, "lr": float("inf"), "loss": float("nan")})
     log.close()
     assert _strict_records(tmp_path / "metrics.jsonl") == [
@@ -441,14 +441,14 @@ def test_a_full_disk_while_logging_is_an_output_error(tmp_path, monkeypatch) -> 
     import errno
     import io
 
-    import igfiqa.engine.trainer as trainer_module
+    import igfiqa.engine.run_log as run_log
     from igfiqa.errors import OutputError
 
     class Full(io.StringIO):
         def write(self, text):
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(trainer_module, "open", lambda *a, **k: Full(), raising=False)
+    monkeypatch.setattr(run_log, "open", lambda *a, **k: Full(), raising=False)
     with pytest.raises(OutputError, match=r"metrics\.jsonl: cannot write .*the disk is full"):
         train(tiny_config(), out_dir=tmp_path, max_steps=2, progress=False, dataset=TensorFaces())
 
@@ -582,3 +582,66 @@ def test_text_log_counts_skipped_steps_and_writes_long_etas(capsys) -> None:
         2, loss=1.0, lr=0.1, images=8
     )
     assert capsys.readouterr().err == ""
+
+
+# ------------------------------------------------------------- a thin loop (issue 24, item 4)
+def test_every_trainer_attribute_is_set_in_init(tmp_path) -> None:
+    """A reader finds all of a Trainer's state in ``__init__``: no method assigns ``self.X``, and
+    a run adds no attribute (the loop's changing state lives in its parts)."""
+    import ast
+    import inspect
+    import textwrap
+
+    from igfiqa.engine.trainer import Trainer
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(Trainer)))
+    assigned_outside = set()
+    for method in ast.walk(tree):
+        if not isinstance(method, ast.FunctionDef) or method.name == "__init__":
+            continue
+        for node in ast.walk(method):
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            if isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+                targets = [node.target]
+            for target in targets:
+                for part in ast.walk(target):
+                    if (
+                        isinstance(part, ast.Attribute)
+                        and isinstance(part.value, ast.Name)
+                        and part.value.id == "self"
+                    ):
+                        assigned_outside.add(f"{method.name}: self.{part.attr}")
+    assert not assigned_outside
+    trainer = Trainer(tiny_config(), tmp_path, max_steps=2, progress=False, dataset=TensorFaces())
+    before = dict(vars(trainer))
+    result = trainer.run()
+    assert result.step == trainer.step == trainer.state.step == 2
+    assert vars(trainer).keys() == before.keys()
+    assert all(vars(trainer)[name] is value for name, value in before.items())
+
+
+def test_periodic_verification_is_due_on_its_cadence_and_keeps_the_model_training(
+    monkeypatch,
+) -> None:
+    import igfiqa.engine.validation as validation
+
+    config = tiny_config(
+        f"verification.sets=[{{name: v, kind: synthetic, path: '{SPEC}'}}]",
+        "verification.every_steps=3",
+    )
+    seen = []
+
+    def fake(model, config, *, device):
+        seen.append(model.training)
+        return {"v": {"accuracy": 0.5}}
+
+    monkeypatch.setattr(validation, "run_verification", fake)
+    model = torch.nn.Linear(2, 2)
+    main = validation.PeriodicVerification(config, device=torch.device("cpu"), main=True)
+    other = validation.PeriodicVerification(config, device=torch.device("cpu"), main=False)
+    assert [step for step in range(1, 8) if main.due(step)] == [3, 6] and main.due_at_end
+    assert main.results == {} and main(model) == {"v": {"accuracy": 0.5}} == main.results
+    assert seen == [False] and model.training  # evaluated in eval mode, handed back training
+    assert other(model) == {} and seen == [False]  # rank 0 alone computes
+    never = validation.PeriodicVerification(tiny_config(), device=torch.device("cpu"), main=True)
+    assert not never.due(3) and not never.due_at_end

@@ -175,7 +175,7 @@ def test_parse_quality_specs(tmp_path):
 def test_a_new_quality_method_is_one_class_and_one_registration(monkeypatch, tmp_path):
     from igfiqa.evaluation import quality
 
-    monkeypatch.setattr(quality.base, "QUALITY_METHODS", dict(quality.QUALITY_METHODS))
+    monkeypatch.setattr(quality.base, "QUALITY_METHODS", quality.QUALITY_METHODS.copy())
 
     @quality.register
     class Brightness(quality.QualityMethod):

@@ -17,6 +17,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from igfiqa.cli import app
+from igfiqa.errors import FailedItemsWarning
 from igfiqa.inference.aligner import FACE_TABLE_COLUMNS
 from igfiqa.inference.model import load_model
 from igfiqa.inference.scorer import read_landmarks
@@ -107,7 +108,7 @@ def test_align_then_score_equals_score_detect(photos, tmp_path, backbone_path) -
     assert detected.exit_code == 1  # wall.png and broken.jpg
     detect_rows = rows(detected.stdout)
     assert list(detect_rows[0]) == [
-        "path", "face", "x1", "y1", "x2", "y2", "detection", "quality", "error",
+        "path", "face", "x1", "y1", "x2", "y2", "detection", "outside", "quality", "error",
     ]  # fmt: skip
     table = rows((out / "faces.csv").read_text(encoding="utf-8"))
     crop_of = {(r["input"], r["face"]): r["crop"] for r in table if r["crop"]}
@@ -120,7 +121,7 @@ def test_align_then_score_equals_score_detect(photos, tmp_path, backbone_path) -
         if row["error"]:
             assert row["quality"] == "" and row["face"] == ""
             continue
-        assert float(row["detection"]) > 0.8
+        assert float(row["detection"]) >= 0.95 and float(row["outside"]) == 0.0
         quality = by_crop[crop_of[(row["path"], row["face"])]]
         assert abs(float(row["quality"]) - quality) < 1e-5
         compared += 1
@@ -150,6 +151,7 @@ def test_score_detect_default_is_the_largest_face_and_jsonl_carries_the_box(
         len(records[0]["box"]) == 4 and records[0]["box"][2] - records[0]["box"][0] > 70
     )  # not the half-size copy (about 43 px)
     assert records[1]["quality"] is None and "no face found" in records[1]["error"]
+    assert records[0]["outside"] == 0.0 and records[1]["outside"] is None
 
 
 @pytest.mark.parametrize(
@@ -171,10 +173,11 @@ def test_the_api_scores_photographs(photos, backbone_path) -> None:
         scores = model.score(inputs, detect=True)
     assert np.isnan(scores[1]) and np.isfinite(scores[[0, 2]]).all()
     assert any("[1]" in str(w.message) for w in caught)
-    faces = model.score_faces(inputs, all_faces=True, batch_size=2)
+    with pytest.warns(FailedItemsWarning, match=r"\[1\] .*wall\.png: no face found"):
+        faces = model.score_faces(inputs, all_faces=True, batch_size=2)
     assert [len(f) for f in faces] == [1, 0, 2]
     assert faces[2][0].quality == pytest.approx(float(scores[2]), abs=1e-5)
-    assert faces[0][0].landmarks.shape == (5, 2) and faces[0][0].confidence > 0.8
+    assert faces[0][0].landmarks.shape == (5, 2) and faces[0][0].confidence >= 0.95
     pixels = np.array(Image.open(photos / "astronaut.png").convert("RGB"))
     tensor = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255.0
     assert model.score(tensor, detect=True)[0] == pytest.approx(float(scores[0]), abs=1e-4)
@@ -235,3 +238,85 @@ def test_resume_drops_rows_cut_off_mid_write_from_both_tables(photos, tmp_path) 
         "astronaut.png", "pair.jpg",
     ]  # fmt: skip
     assert "half" not in (out / "faces.csv").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def cut(tmp_path_factory: pytest.TempPathFactory, astronaut) -> Path:
+    """The astronaut with the top 90 rows cut off: the frame cuts about a fifth of the face's box
+    (its top edge at y = -21), and the detector is still sure of it (0.9999)."""
+    path = tmp_path_factory.mktemp("cut") / "cut.png"
+    Image.fromarray(np.ascontiguousarray(astronaut[0][90:])).save(path)
+    return path
+
+
+def test_score_detect_flags_a_face_cut_by_the_frame_and_records_the_confidence(
+    photos, cut, backbone_path, tmp_path
+) -> None:
+    out = tmp_path / "scores.csv"
+    result = invoke(
+        "score", backbone_path, photos / "astronaut.png", cut, "--detect", "-o", out,
+        "--no-progress", "--quiet",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    table = {Path(r["path"]).name: r for r in rows(out.read_text(encoding="utf-8"))}
+    assert float(table["astronaut.png"]["outside"]) == 0.0
+    assert float(table["cut.png"]["y1"]) < 0 and 0.1 < float(table["cut.png"]["outside"]) < 0.35
+    settings = json.loads((tmp_path / "scores.csv.settings.json").read_text(encoding="utf-8"))
+    assert "0.95" in json.dumps(settings) and "min_confidence" in json.dumps(settings)
+    other = invoke(
+        "score", backbone_path, cut, "--detect", "-o", out, "--resume", "--min-confidence", 0.9,
+        "--no-progress",
+    )  # fmt: skip
+    assert other.exit_code == 2 and "settings" in other.output
+    jsonl = invoke(
+        "score", backbone_path, cut, "--detect", "--format", "jsonl", "--no-progress", "--quiet"
+    )
+    record = json.loads(jsonl.stdout.splitlines()[0])
+    assert record["box"][1] < 0 and 0.1 < record["outside"] < 0.35
+
+
+def test_min_confidence_keeps_only_surer_faces_in_score_and_align(
+    photos, backbone_path, tmp_path
+) -> None:
+    # the astronaut's face has confidence 0.9998: a bar above it finds no face, one below keeps it
+    picky = invoke(
+        "score", backbone_path, photos / "astronaut.png", "--detect", "--min-confidence",
+        0.99995, "--no-progress", "--quiet",
+    )  # fmt: skip
+    assert picky.exit_code == 1
+    (row,) = rows(picky.stdout)
+    assert "no face found" in row["error"] and "--min-confidence" in row["error"]
+    assert "confidence of 0.99995 or more" in row["error"]
+    lenient = invoke(
+        "score", backbone_path, photos / "astronaut.png", "--detect", "--min-confidence", 0.5,
+        "--no-progress", "--quiet",
+    )  # fmt: skip
+    assert lenient.exit_code == 0 and float(rows(lenient.stdout)[0]["detection"]) > 0.999
+    out = tmp_path / "aligned"
+    aligned = invoke(
+        "align", photos / "astronaut.png", "-o", out, "--min-confidence", 0.99995, "--no-progress"
+    )
+    assert aligned.exit_code == 1
+    table = rows((out / "faces.csv").read_text(encoding="utf-8"))
+    assert "outside" in table[0] and "no face found" in table[0]["error"]
+    recorded = json.loads((out / "align.json").read_text(encoding="utf-8"))
+    assert "0.99995" in json.dumps(recorded) and "min_confidence" in json.dumps(recorded)
+    resumed = invoke("align", photos / "astronaut.png", "-o", out, "--resume", "--no-progress")
+    assert resumed.exit_code == 2  # the default 0.95 is another setting
+    again = tmp_path / "aligned_default"
+    assert invoke("align", photos / "astronaut.png", "-o", again, "--no-progress").exit_code == 0
+    (face,) = rows((again / "faces.csv").read_text(encoding="utf-8"))
+    assert float(face["outside"]) == 0.0 and float(face["detection"]) >= 0.95
+
+
+@pytest.mark.parametrize("command", ["score", "align"])
+def test_min_confidence_outside_zero_to_one_is_a_usage_error(
+    command, photos, backbone_path, tmp_path
+) -> None:
+    args = (
+        ["score", backbone_path, photos / "astronaut.png", "--detect"]
+        if command == "score"
+        else ["align", photos / "astronaut.png", "-o", tmp_path / "a"]
+    )
+    result = invoke(*args, "--min-confidence", 1.5, "--no-progress")
+    assert result.exit_code == 2 and "--min-confidence" in result.output

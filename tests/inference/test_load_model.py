@@ -14,9 +14,18 @@ from inference_helpers import FEATURES, SIZE, SPEC, random_images, reference_for
 from PIL import Image
 
 import igfiqa
+from igfiqa.checkpoint import REQUIRED_KEYS, load_checkpoint
 from igfiqa.errors import CheckpointError, DataError
 from igfiqa.inference.loading import infer_model_spec
 from igfiqa.models import create_model
+
+
+def _checkpoint(spec, state, **changes):
+    """A training checkpoint of the format's every key (placeholders where scoring needs none)."""
+    payload = {key: {} for key in REQUIRED_KEYS}
+    payload.update(format="igfiqa.checkpoint", format_version=1, epoch=0, step=0)
+    payload.update(model_spec=spec, model=state, igfiqa_version="0.1.0", **changes)
+    return payload
 
 
 def test_crfiqa_backbone_scores_equal_own_forward(model, backbone_path):
@@ -74,6 +83,47 @@ def test_checkpoint_with_wrong_format_refused(tmp_path, model):
         igfiqa.load_model(path)
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"format_version": 2}, r"format_version 2 is not supported \(this igfiqa reads 1 to 1\)"),
+        ({"format_version": True}, "format_version True is not supported"),
+        ({"optimizer": None}, r"incomplete: missing keys \['optimizer'\]"),
+        ({"class_names": None, "rng": None}, r"missing keys \['rng', 'class_names'\]"),
+    ],
+)
+def test_scoring_and_resuming_refuse_a_checkpoint_with_the_same_message(
+    tmp_path, model, change, message
+):
+    """One reader: igfiqa.load_model (the kinds registry, kind igfiqa) and load_checkpoint (resume,
+    demo, study) refuse a future version or a missing required key alike, word for word."""
+    payload = _checkpoint(dict(SPEC), model.state_dict())
+    for key, value in change.items():
+        if value is None:
+            del payload[key]
+        else:
+            payload[key] = value
+    path = tmp_path / "step_00000001.pt"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=message) as resumed:
+        load_checkpoint(path)
+    for kind in (None, "igfiqa"):
+        with pytest.raises(CheckpointError) as scored:
+            igfiqa.load_model(path, kind=kind)
+        assert str(scored.value) == str(resumed.value)
+    assert str(path) in str(resumed.value)
+
+
+def test_a_complete_checkpoint_passes_both_readers(tmp_path, model):
+    path = tmp_path / "step_00000001.pt"
+    torch.save(_checkpoint(dict(SPEC), model.state_dict()), path)
+    assert load_checkpoint(path)["format_version"] == 1
+    images = random_images(2, seed=3)
+    np.testing.assert_allclose(
+        igfiqa.load_model(path).score(images), reference_forward(model, images)[1], atol=1e-5
+    )
+
+
 def test_embedding_only_arcface_backbone(tmp_path):
     arcface = tiny_model(seed=3, quality_head=False)
     path = tmp_path / "arcface_r18.pth"
@@ -124,6 +174,8 @@ def test_malicious_pickle_refused_and_never_runs(tmp_path):
     for path in (zipped, legacy):
         with pytest.raises(CheckpointError, match=rf"refused to load .*{path.name}|{path.name}"):
             igfiqa.load_model(path)
+        with pytest.raises(CheckpointError, match=rf"refused to load .*{path.name}|{path.name}"):
+            load_checkpoint(path)  # the resume path reads files the same way
     assert not marker.exists()
 
 
@@ -146,15 +198,7 @@ def test_corrupt_and_wrong_files(tmp_path, backbone_path):
 def test_weights_that_do_not_fit_the_spec(tmp_path, model):
     path = tmp_path / "mismatch.pt"
     spec = dict(SPEC, num_features=FEATURES * 2)
-    torch.save(
-        {
-            "format": "igfiqa.checkpoint",
-            "format_version": 1,
-            "model_spec": spec,
-            "model": model.state_dict(),
-        },
-        path,
-    )
+    torch.save(_checkpoint(spec, model.state_dict()), path)
     with pytest.raises(CheckpointError, match=r"does not fit the weights: num_features"):
         igfiqa.load_model(path)
 
@@ -175,11 +219,7 @@ def test_a_crafted_spec_is_refused_before_anything_is_allocated(
 
     path = tmp_path / "crafted.pt"
     spec = dict(SPEC, **{field: value})
-    torch.save(
-        {"format": "igfiqa.checkpoint", "format_version": 1, "model_spec": spec,
-         "model": model.state_dict()},
-        path,
-    )  # fmt: skip
+    torch.save(_checkpoint(spec, model.state_dict()), path)
     tracemalloc.start()
     try:
         with pytest.raises(CheckpointError, match=message):
@@ -217,10 +257,7 @@ def test_a_wrong_shape_tensor_is_named_in_full(tmp_path, model):
     state = dict(model.state_dict())
     state["qs.weight"] = torch.zeros(1, FEATURES + 1)
     path = tmp_path / "wrong_qs.pt"
-    torch.save(
-        {"format": "igfiqa.checkpoint", "format_version": 1, "model_spec": SPEC, "model": state},
-        path,
-    )
+    torch.save(_checkpoint(SPEC, state), path)
     with pytest.raises(CheckpointError, match=r"size mismatch for qs\.weight: .*torch\.Size"):
         igfiqa.load_model(path)
 

@@ -210,6 +210,14 @@ def test_help_documents_exit_codes():
     assert "Exit codes" in result.output and "--resume" in result.output
 
 
+def test_help_says_what_the_0_100_score_is():
+    result = runner.invoke(app, ["score", "--help"], env={"COLUMNS": "400"})
+    text = " ".join(result.output.replace("│", " ").split())
+    assert "percentile rank (0-100)" in text and "reference images" in text
+    assert "not an ISO/IEC 29794 quality" in text and "ISO/IEC 29794-1 style" not in text
+    assert "--min-confidence" in text and "outside" in text
+
+
 def test_cuda_device_refused_clearly_without_gpu(backbone_path, odd_folder, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU; the refusal only applies without one")

@@ -1,4 +1,5 @@
-"""MarginHead: ArcFace / CosFace logits, the theta + m > pi guard, cosine, CE and CCS/NNCCS."""
+"""Margin and MarginHead: ArcFace / CosFace logits, the theta + m > pi guard, validation in one place,
+cosine, CE, CCS/NNCCS and the state dict."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pytest
 import torch
 
 from igfiqa.errors import ConfigError
-from igfiqa.models.heads import MarginHead
+from igfiqa.models.heads import Margin, MarginHead
+from igfiqa.models.sharded import ShardedMarginHead
 
 
 def numpy_cosine(embeddings: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -20,7 +22,7 @@ def numpy_cosine(embeddings: np.ndarray, weight: np.ndarray) -> np.ndarray:
 
 def test_arcface_logits_and_cosine_match_hand_computation():
     torch.manual_seed(0)
-    head = MarginHead(8, 6, kind="arcface", s=64.0, m=0.5)
+    head = MarginHead(8, 6, Margin("arcface", s=64.0, m=0.5))
     embeddings = torch.randn(5, 8, dtype=torch.float64)
     head = head.double()
     labels = torch.tensor([0, 3, 5, 3, 1])
@@ -46,7 +48,7 @@ def test_arcface_logits_and_cosine_match_hand_computation():
 
 
 def test_cosface_subtracts_the_margin_from_the_true_class_only():
-    head = MarginHead(4, 3, kind="cosface", s=30.0, m=0.35).double()
+    head = MarginHead(4, 3, Margin("cosface", s=30.0, m=0.35)).double()
     with torch.no_grad():
         head.weight.copy_(torch.eye(3, 4, dtype=torch.float64))
     embeddings = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 2.0, 0.0]], dtype=torch.float64)
@@ -63,9 +65,9 @@ def test_cosface_subtracts_the_margin_from_the_true_class_only():
 
 def test_arcface_target_is_monotone_and_continuous_past_theta_plus_m_equal_pi():
     m = 0.5
-    head = MarginHead(2, 2, kind="arcface", m=m).double()
+    margin = Margin("arcface", m=m)
     cos = torch.linspace(-1.0, 1.0, 20001, dtype=torch.float64)
-    target = head.target_logit(cos)
+    target = margin.target_logit(cos)
     assert bool((target[1:] > target[:-1]).all()), "target logit must increase with cos(theta)"
     assert bool((target <= cos + 1e-12).all()), "the margin must never reward the true class"
     switch = -math.cos(m)
@@ -75,7 +77,7 @@ def test_arcface_target_is_monotone_and_continuous_past_theta_plus_m_equal_pi():
     torch.testing.assert_close(target[above], expected_above, atol=1e-6, rtol=0)
     below = cos < switch
     torch.testing.assert_close(target[below], cos[below] - (1 - math.cos(m)))
-    at = head.target_logit(torch.tensor([switch - 1e-12, switch + 1e-12], dtype=torch.float64))
+    at = margin.target_logit(torch.tensor([switch - 1e-12, switch + 1e-12], dtype=torch.float64))
     torch.testing.assert_close(
         at, torch.tensor([-1.0, -1.0], dtype=torch.float64), atol=1e-5, rtol=0
     )
@@ -110,18 +112,91 @@ def test_ccs_nnccs_method_reads_the_cosine_matrix_without_gradient():
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "field"),
+    ("kwargs", "message"),
     [
-        ({"kind": "sphereface"}, "kind"),
-        ({"m": 2.0}, "margin"),
-        ({"s": 0.0}, "scale"),
+        (
+            {"kind": "sphereface"},
+            "margin head kind must be one of ('arcface', 'cosface'), got 'sphereface'",
+        ),
+        ({"m": 2.0}, "ArcFace margin m must be in [0, pi/2), got 2.0"),
+        ({"m": -0.1}, "ArcFace margin m must be in [0, pi/2), got -0.1"),
+        ({"kind": "cosface", "m": 2.5}, "CosFace margin m must be in [0, 2), got 2.5"),
+        ({"s": 0.0}, "margin head scale s must be > 0, got 0.0"),
+        ({"s": float("nan")}, "margin head scale s must be > 0, got nan"),
     ],
 )
-def test_bad_options_raise_config_errors(kwargs, field):
-    with pytest.raises(ConfigError, match=field):
-        MarginHead(8, 4, **kwargs)
-    with pytest.raises(ConfigError, match="2 classes"):
-        MarginHead(8, 1)
+def test_bad_margins_raise_config_errors(kwargs, message):
+    with pytest.raises(ConfigError) as error:
+        Margin(**kwargs)
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize("head_type", [MarginHead, ShardedMarginHead])
+def test_bad_head_shapes_raise_the_same_config_errors_for_both_heads(head_type):
+    with pytest.raises(ConfigError, match="at least 2 classes, got 1"):
+        head_type(8, 1)
+    with pytest.raises(ConfigError, match="num_features must be >= 1, got 0"):
+        head_type(0, 4)
+
+
+def test_margin_is_a_frozen_value_with_float_s_and_m():
+    margin = Margin("cosface", s=30, m=0)
+    assert (margin.s, margin.m) == (30.0, 0.0) and isinstance(margin.s, float)
+    assert margin == Margin("cosface", 30.0, 0.0) and Margin() == Margin("arcface", 64.0, 0.5)
+    with pytest.raises(AttributeError):
+        margin.m = 2.5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_margin_call_equals_the_formulas(dtype):
+    """CosFace ``s (cos - m)`` bit for bit; ArcFace ``s cos(theta + m)``; other entries ``s cos``."""
+    g = torch.Generator().manual_seed(1)
+    cosine = torch.rand(6, 5, generator=g, dtype=dtype) * 1.6 - 0.8  # inside the ArcFace branch
+    labels = torch.tensor([0, 4, 2, 2, 1, 3])
+    rows = torch.arange(6)
+
+    cosface = Margin("cosface", s=30.0, m=0.35)(cosine, labels)
+    expected = 30.0 * cosine.clone()
+    expected[rows, labels] = (cosine[rows, labels] - 0.35) * 30.0
+    assert torch.equal(cosface, expected)
+
+    arcface = Margin("arcface", s=64.0, m=0.5)(cosine, labels)
+    expected = 64.0 * cosine.clone()
+    expected[rows, labels] = torch.cos(torch.acos(cosine[rows, labels]) + 0.5) * 64.0
+    off = torch.ones_like(cosine, dtype=torch.bool)
+    off[rows, labels] = False
+    assert torch.equal(arcface[off], expected[off])
+    tolerance = 64.0 * (1e-6 if dtype == torch.float32 else 1e-12)
+    torch.testing.assert_close(arcface, expected, atol=tolerance, rtol=0)
+
+
+def test_a_negative_label_means_no_true_class_in_these_columns():
+    cosine = torch.tensor([[0.2, 0.9, -0.3], [0.5, 0.1, 0.4]])
+    for margin in (Margin(), Margin("cosface", s=10.0, m=0.3)):
+        logits = margin(cosine, torch.tensor([-1, 2]))
+        assert torch.equal(logits[0], margin.s * cosine[0])
+        assert torch.equal(logits[1, :2], margin.s * cosine[1, :2])
+        assert logits[1, 2] < margin.s * cosine[1, 2]
+
+
+def test_both_heads_call_the_margin_they_are_given():
+    margin = Margin("cosface", s=8.0, m=0.2)
+    for head in (MarginHead(4, 3, margin), ShardedMarginHead(4, 3, margin)):
+        assert head.margin is margin
+        embeddings, labels = torch.randn(5, 4), torch.tensor([0, 1, 2, 1, 0])
+        logits, cosine = head(embeddings, labels)
+        assert torch.equal(logits, margin(cosine, labels))
+        assert "Margin(kind='cosface', s=8.0, m=0.2)" in repr(head)
+
+
+@pytest.mark.parametrize("head_type", [MarginHead, ShardedMarginHead])
+def test_state_dict_keeps_the_checkpoint_layout(head_type):
+    """Checkpoints store the head as {"weight": (C, F)}: the margin adds no state."""
+    head = head_type(8, 6, Margin("cosface", s=16.0, m=0.4))
+    assert [(k, tuple(v.shape)) for k, v in head.state_dict().items()] == [("weight", (6, 8))]
+    saved = {"weight": torch.randn(6, 8)}
+    head.load_state_dict(saved)  # strict, as the trainer resumes
+    assert torch.equal(head.weight.detach(), saved["weight"])
 
 
 def test_low_precision_cosines_give_finite_logits_and_gradients():

@@ -11,7 +11,13 @@ import typer
 
 from igfiqa.cli import app
 from igfiqa.cli.evaluate import FlipChoice
-from igfiqa.cli.options import kind_option, model_options_option, sha256_option, workers_option
+from igfiqa.cli.options import (
+    batch_size_option,
+    kind_option,
+    model_options_option,
+    sha256_option,
+    workers_option,
+)
 from igfiqa.errors import ConfigError
 
 DEFAULT_TARGETS = [0.01, 0.02, 0.05, 0.10]
@@ -20,8 +26,8 @@ DEFAULT_TARGETS = [0.01, 0.02, 0.05, 0.10]
 def calibrate_on(model: Path, benchmark: str, fr_model: str, *, fmr: float, **options: Any) -> Any:
     """``igfiqa.evaluation.expected_fnmr.calibrate_model`` on a benchmark given as on the command
     line (NAME:PATH, as in evaluate); ``--fmr`` is checked before the benchmark is opened."""
-    from igfiqa.cli.evaluate import parse_benchmark
     from igfiqa.data.benchmarks import open_benchmark
+    from igfiqa.evaluation.api import parse_benchmark
     from igfiqa.evaluation.expected_fnmr import calibrate_model, check_fmr
 
     check_fmr(fmr)
@@ -82,7 +88,7 @@ def calibrate(
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and the identity split."),
     flip: FlipChoice = typer.Option(FlipChoice.auto, "--flip", help="As in evaluate."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per forward pass."),
+    batch_size: int = batch_size_option(),
     workers: int | None = workers_option(),
     progress: bool = typer.Option(
         True, "--progress/--no-progress", help="Progress bar on standard error (when a terminal)."

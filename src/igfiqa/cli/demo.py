@@ -69,11 +69,11 @@ def demo(
     """
     import warnings
 
-    from igfiqa.demo import DemoSettings, DemoStopped, run_demo
+    from igfiqa.experiments import ExperimentStopped, demo_settings, run_demo
 
     with warnings.catch_warnings():  # budget_minutes: the warning below says it for the CLI
         warnings.simplefilter("ignore", DeprecationWarning)
-        settings = DemoSettings(
+        settings = demo_settings(
             seed=seed,
             train_identities=identities,
             samples_per_identity=samples,
@@ -99,7 +99,7 @@ def demo(
         )
     try:
         result = run_demo(out, settings, progress=progress, log=typer.echo, resume=resume)
-    except DemoStopped as stopped:  # Ctrl-C or SIGTERM: 130/143, as a shell reports it
+    except ExperimentStopped as stopped:  # Ctrl-C or SIGTERM: 130/143, as a shell reports it
         typer.secho(f"interrupted: {stopped}", err=True, fg=typer.colors.YELLOW)
         raise typer.Exit(128 + stopped.signum) from None
     typer.echo("")

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from igfiqa.cli import app
-from igfiqa.errors import ConfigError
+from igfiqa.evaluation.api import parse_benchmark
 
 
 class FlipChoice(str, Enum):
@@ -27,30 +27,6 @@ class PairReduceChoice(str, Enum):
 class ErcRuleChoice(str, Enum):
     crfiqa = "crfiqa"
     iso = "iso"
-
-
-def parse_benchmark(text: str) -> tuple[str, str, str]:
-    """``NAME:PATH`` -> (name, kind, path).
-
-    NAME is a reader kind (bin, xqlfw, ijbb, ijbc, folder) or a free label, in which case the kind
-    is detected from PATH (``.bin`` file, folder with ``xqlfw_pairs.txt``, IJB folder with
-    ``meta/``, else a labelled folder). ``synthetic:key=value,...`` is a synthetic benchmark spec.
-    ``LABEL=NAME:PATH`` sets the name shown in the results.
-    """
-    from igfiqa.data.benchmarks import benchmark_kinds
-
-    label = None
-    head = text.split(":", 1)[0]
-    if "=" in head:
-        label, text = text.split("=", 1)
-    if text.lower().startswith("synthetic"):
-        return label or "synthetic", "synthetic", text
-    name, sep, path = text.partition(":")
-    if not sep or not path or not name:
-        raise ConfigError(f"--benchmark {text!r}: expected NAME:PATH (e.g. lfw:/data/lfw.bin)")
-    if name in benchmark_kinds():
-        return label or Path(path).stem or name, name, path
-    return label or name, "auto", path
 
 
 @app.command("evaluate")
@@ -138,76 +114,38 @@ def evaluate(
     ),
 ) -> None:
     """Evaluate quality methods on benchmarks: EDC (fixed threshold) pAUC and the CR-FIQA ERC."""
-    from igfiqa.data.benchmarks import open_benchmark
-    from igfiqa.evaluation.quality import parse_quality_spec
-    from igfiqa.evaluation.report import write_report
-    from igfiqa.evaluation.runner import BenchmarkRunner
-    from igfiqa.files import ensure_dir
+    from igfiqa.evaluation.api import evaluate as run_evaluation
 
-    methods = [parse_quality_spec(q) for q in qualities]
-    names = [m.name for m in methods]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"quality method names repeat ({names}); name them NAME=SPEC")
-    # Everything checked before any embedding is computed: nothing is lost to a bad option.
-    bad_fmrs = [f for f in fmrs if not 0.0 < f < 1.0]
-    if bad_fmrs:
-        raise ConfigError(f"--fmr must lie in (0, 1), got {bad_fmrs}")
-    bad_fnmrs = [f for f in fnmrs if not 0.0 < f < 1.0]
-    if bad_fnmrs:
-        raise ConfigError(f"--fnmr must lie in (0, 1), got {bad_fnmrs}")
-    if 0 < bootstrap < 20:
-        raise ConfigError(f"--bootstrap needs 0 (off) or at least 20 resamples, got {bootstrap}")
-    bad_limits = [L for L in limits if not 0.0 < L <= 1.0]
-    if bad_limits:
-        raise ConfigError(f"--limit must lie in (0, 1], got {bad_limits}")
-    labels = [parse_benchmark(text)[0] for text in benchmarks]
-    repeated = sorted({label for label in labels if labels.count(label) > 1})
-    if repeated:
-        raise ConfigError(
-            f"--benchmark {', '.join(repeated)} is given more than once; give each once (or name "
-            "them apart with LABEL=KIND:PATH)"
-        )
-    ensure_dir(out, "--out")
-    cache = None if no_cache else (cache_dir or out / "cache")
-    if cache is not None:
-        ensure_dir(cache, "--cache-dir")
-    results = []
-    for text in benchmarks:
-        label, kind, path = parse_benchmark(text)
-        pairset = open_benchmark(kind, path)
-        runner = BenchmarkRunner(
-            pairset,
-            name=label,
-            source=path,
-            cache_dir=cache,
-            batch_size=batch_size,
-            workers=workers,
-            device=device,
-            log=lambda message: typer.echo(message, err=True),
-            progress=progress,
-        )
-        for fr in fr_models:
-            output = runner.run(
-                fr,
-                methods,
-                flip=flip.value,
-                fmrs=fmrs,
-                limits=limits,
-                erc_rule=erc_rule.value,
-                pair_reduce=pair_quality.value,
-                fnmrs=fnmrs,
-                fm_edc=fm_edc,
-                bootstrap=bootstrap,
-                bootstrap_seed=bootstrap_seed,
-            )
-            results.append(output.result)
-    written = write_report(
-        results,
+    report = run_evaluation(
+        benchmarks,
+        fr_models,
+        qualities,
         out,
+        fmrs=fmrs,
+        fnmrs=fnmrs,
+        fm_edc=fm_edc,
+        bootstrap=bootstrap,
+        bootstrap_seed=bootstrap_seed,
+        limits=limits,
+        flip=flip.value,
+        pair_quality=pair_quality.value,
+        erc_rule=erc_rule.value,
+        device=device,
+        batch_size=batch_size,
+        workers=workers,
+        cache_dir=cache_dir,
+        cache=not no_cache,
         plots=not no_plots,
-        log=lambda message: typer.secho(message, err=True, fg=typer.colors.YELLOW),
+        progress=progress,
+        log=lambda message: typer.echo(message, err=True),
+        warn=lambda message: typer.secho(message, err=True, fg=typer.colors.YELLOW),
     )
     typer.echo((out / "results.md").read_text(encoding="utf-8"))
     typer.echo(
-        f"wrote {len(written['plots'])} plots, {len(written['tables'])} tables to {out}", err=True
+        f"wrote {len(report.written['plots'])} plots, {len(report.written['tables'])} tables "
+        f"to {out}",
+        err=True,
     )
+
+
+__all__ = ["evaluate", "parse_benchmark"]

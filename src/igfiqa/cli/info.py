@@ -1,10 +1,15 @@
-"""``igfiqa models``: the released model kinds igfiqa reads, and the architectures it builds."""
+"""``igfiqa models``: the released model kinds igfiqa reads, and the architectures it builds;
+``igfiqa info MODEL``: what one model's card says."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 from igfiqa.cli import app
+from igfiqa.cli.options import kind_option, model_options_option, sha256_option
+from igfiqa.errors import IgfiqaError
 
 
 @app.command("models")
@@ -47,3 +52,45 @@ def list_models(
         typer.echo(f"{row['kind']}  --  {row['method']} [{row['roles']}]")
         for key in ("paper", "architecture", "input", "output", "page", "licence", "files"):
             typer.echo(f"    {key:<12} {row[key]}")
+
+
+@app.command("info")
+def model_info(
+    model: Path = typer.Argument(
+        ..., help="Model file or export folder (any kind `igfiqa models` lists)."
+    ),
+    kind: str | None = kind_option(),
+    sha256: str | None = sha256_option(),
+    model_options: str | None = model_options_option(),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole model card as JSON."),
+) -> None:
+    """Summarise a model's card: kind, architecture, input, outputs, the data it was trained on
+    (saying so when that was synthetic faces only: its scores of photographs are then not
+    meaningful), what its 0-100 score is a percentile of, and its expected-FNMR calibration."""
+    import json
+
+    from igfiqa.files import json_safe
+    from igfiqa.inference.card import CARD_FILE, card_summary, read_card
+
+    try:
+        if (
+            model.is_dir()
+            and (model / CARD_FILE).is_file()
+            and not (kind or sha256 or model_options)
+        ):
+            card = read_card(model / CARD_FILE)
+        else:
+            from igfiqa.inference.model import load_model
+
+            card = load_model(
+                model, kind=kind, sha256=sha256, options=model_options, device="cpu"
+            ).card
+    except IgfiqaError as error:
+        typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(json_safe(card), indent=2))
+    else:
+        typer.echo(f"{'model':>13}: {model}")
+        for key, value in card_summary(card):
+            typer.echo(f"{key:>13}: {value}")

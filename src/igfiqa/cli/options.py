@@ -73,6 +73,17 @@ def _workers_callback(value: int | None) -> int | None:
         raise typer.BadParameter(str(error)) from None
 
 
+MAX_BATCH_SIZE = 4096
+"""Largest ``--batch-size`` of scoring and evaluation: a batch of 112x112 images and the decoded
+images queued behind it (three batches) then take about 2.4 GB, which any machine that runs a
+published model has; larger batches are not faster on any device."""
+
+
+def batch_size_option(help: str = "Images per forward pass.") -> Any:
+    """``--batch-size`` of the commands that run a model forward: 1 to :data:`MAX_BATCH_SIZE`."""
+    return typer.Option(64, "--batch-size", min=1, max=MAX_BATCH_SIZE, help=help)
+
+
 def workers_option() -> Any:
     """``--workers``: decode threads, at most 4 per CPU core (and what memory allows)."""
     return typer.Option(

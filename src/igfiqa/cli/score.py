@@ -10,6 +10,7 @@ import typer
 
 from igfiqa.cli import app
 from igfiqa.cli.options import (
+    batch_size_option,
     exit_interrupted,
     kind_option,
     max_side_option,
@@ -20,6 +21,7 @@ from igfiqa.cli.options import (
     threads_option,
     workers_option,
 )
+from igfiqa.detection import DEFAULT_MIN_CONFIDENCE
 from igfiqa.errors import ConfigError, IgfiqaError
 
 
@@ -41,6 +43,16 @@ EPILOG = (
 )
 
 
+def _warn_synthetic(card: dict, where: str) -> None:
+    """One line on standard error (even with --quiet) when the model was trained only on synthetic
+    faces: its scores of the files given say nothing about them."""
+    from igfiqa.inference.card import synthetic_warning
+
+    notice = synthetic_warning(card, where)
+    if notice is not None:
+        typer.secho(f"warning: {notice}", err=True, fg=typer.colors.YELLOW)
+
+
 @app.command("score", epilog=EPILOG)
 def score(
     model: Path = typer.Argument(
@@ -52,8 +64,8 @@ def score(
     inputs: list[str] = typer.Argument(
         ...,
         metavar="INPUT...",
-        help="Image files, folders (searched recursively for image files, in sorted order) or "
-        "list files (.txt/.lst, one path per line, relative to the list file).",
+        help="Image or video files, folders (searched recursively for image and video files, in "
+        "sorted order) or list files (.txt/.lst, one path per line, relative to the list file).",
     ),
     output: str = typer.Option(
         "-", "--output", "-o", help="Output file (CSV or JSON Lines); '-' = standard output."
@@ -65,9 +77,11 @@ def score(
     calibrated: bool = typer.Option(
         False,
         "--calibrated",
-        help="Add what the model card calibrates: 'calibrated', the 0-100 percentile of the score "
-        "among the card's reference images (a rank, not a recognition cost), and, for a model "
-        "calibrated with `igfiqa calibrate`, the expected FNMR with its 95% band.",
+        help="Add what the model card calibrates: 'calibrated', the percentile rank (0-100) of "
+        "the raw score among the reference images the card was calibrated on (`igfiqa info "
+        "MODEL` names them; synthetic faces unless export --reference said otherwise): an order, "
+        "not an ISO/IEC 29794 quality and not a recognition cost; and, for a model calibrated "
+        "with `igfiqa calibrate`, the expected FNMR with its 95% band.",
     ),
     landmarks: Path | None = typer.Option(
         None,
@@ -84,14 +98,43 @@ def score(
         False,
         "--detect",
         help="Find faces in ordinary photographs (MTCNN, five landmarks) and score the largest, "
-        'aligned; adds the columns face,x1,y1,x2,y2,detection. Needs pip install "igfiqa\\[detect]".',
+        "aligned; adds the columns face,x1,y1,x2,y2,detection,outside (the share of the face's "
+        'box outside the photograph). Needs pip install "igfiqa\\[detect]".',
     ),
     all_faces: bool = typer.Option(
         False, "--all-faces", help="With --detect: one row per face (face 0 = largest)."
     ),
     min_face: float = min_face_option("With --detect: "),
+    min_confidence: float = typer.Option(
+        DEFAULT_MIN_CONFIDENCE,
+        "--min-confidence",
+        min=0.0,
+        max=1.0,
+        help="With --detect: least detector confidence (0-1) of a face that is scored; false "
+        "detections (a hand, a pattern) on the tested photographs reach 0.94, their real faces "
+        "0.98 and more.",
+    ),
     max_side: int = max_side_option("With --detect: "),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per forward pass."),
+    every: int = typer.Option(
+        1,
+        "--every",
+        min=1,
+        metavar="N",
+        help="Videos: score every N-th frame (frames 0, N, 2N...); the rows of a video's frames "
+        "carry the columns frame (index) and time (seconds).",
+    ),
+    best_frames: int = typer.Option(
+        0,
+        "--best-frames",
+        min=0,
+        metavar="K",
+        help="Videos: write the K faces of highest quality of each video into --frames-out, as the "
+        "aligned crops that were scored, named <video>_f<frame>.png.",
+    ),
+    frames_out: Path | None = typer.Option(
+        None, "--frames-out", metavar="DIR", help="Folder for --best-frames (created if missing)."
+    ),
+    batch_size: int = batch_size_option(),
     device: str = typer.Option(
         "auto", "--device", help="auto (cuda when available, else cpu), cpu, cuda or cuda:N."
     ),
@@ -124,8 +167,11 @@ def score(
     --detect finds and aligns the faces in ordinary photographs, --landmarks aligns them or --resize
     resizes them; others get an error row (so does a photograph without a face). A file that cannot be
     read or decoded gets a row with its error and the run continues. An interrupted run keeps its
-    rows; run it again with --resume to finish it without duplicating any.
+    rows; run it again with --resume to finish it without duplicating any. Videos are scored
+    frame by frame (a row per sampled frame and face, with its frame index and time; --every,
+    --best-frames).
     """
+    from igfiqa.data.video import is_video
     from igfiqa.inference.model import load_model
     from igfiqa.inference.scorer import (
         ResultWriter,
@@ -134,6 +180,7 @@ def score(
         score_inputs,
         score_settings,
     )
+    from igfiqa.inference.video import FrameResultWriter
     from igfiqa.progress import ProgressBar
 
     try:
@@ -144,12 +191,21 @@ def score(
         if detect and (landmarks is not None or resize):
             raise ConfigError("--detect aligns every face itself: drop --landmarks and --resize")
         items = collect_inputs(inputs)
+        videos = any(is_video(item.path) for item in items)
+        if bool(best_frames) != (frames_out is not None):
+            raise ConfigError("--best-frames K and --frames-out DIR go together: give both")
+        if not videos and (every != 1 or best_frames):
+            raise ConfigError("--every and --best-frames apply to videos, and no input is a video")
+        if videos and landmarks is not None:
+            raise ConfigError(
+                "--landmarks names the landmarks of image files; align video frames with --detect"
+            )
         table = read_landmarks(landmarks) if landmarks is not None else None
         detector = None
         if detect:
             from igfiqa.detection import load_detector
 
-            detector = load_detector(min_face=min_face)
+            detector = load_detector(min_face=min_face, min_confidence=min_confidence)
         loaded = load_model(
             model,
             kind=kind,
@@ -162,6 +218,7 @@ def score(
             compile=compile_,
         )
         loaded._require_quality()
+        _warn_synthetic(loaded.card, str(model))
         if calibrated and loaded.calibration is None and loaded.fnmr_calibration is None:
             raise ConfigError(
                 f"{model} has no score calibration in its model card: drop --calibrated, or "
@@ -172,10 +229,14 @@ def score(
         if output != "-":  # what decides the rows: a resumed output must not mix two of these
             settings = score_settings(
                 loaded, calibrated=calibrated, resize=resize, landmarks=landmarks,
-                detect={"min_face": min_face, "max_side": max_side, "all_faces": all_faces}
-                if detect else None,
+                detect={
+                    "min_face": min_face, "max_side": max_side, "all_faces": all_faces,
+                    "min_confidence": min_confidence,
+                } if detect else None,
             )  # fmt: skip
-        with ResultWriter(
+            if videos:  # which frames are sampled decides the rows too
+                settings["every"] = every
+        with (FrameResultWriter if videos else ResultWriter)(
             output,
             settings=settings,
             fmt=fmt.value,
@@ -185,12 +246,10 @@ def score(
             overwrite=overwrite,
             detect=detect,
         ) as writer:
-            written = [0]
             todo = sum(1 for item in items if item.path not in writer.done)
             bar = ProgressBar("score", todo, enabled=progress and not quiet)
 
             def on_batch(rows: int) -> None:
-                written[0] = rows
                 bar.update(rows)
 
             try:
@@ -207,12 +266,15 @@ def score(
                     max_side=max_side,
                     workers=workers,
                     on_batch=on_batch,
+                    every=every,
+                    best_frames=best_frames,
+                    frames_out=frames_out,
                 )
             except KeyboardInterrupt:
                 bar.close()
                 writer.close()
                 exit_interrupted(
-                    f"{written[0]} rows were written to {output}; run the same command with "
+                    f"{writer.rows_written} rows were written to {output}; run the same command with "
                     "--resume to finish"
                 )
             finally:
@@ -222,10 +284,28 @@ def score(
         raise typer.Exit(2) from None
     if not quiet:
         faces = f" ({summary.faces} faces)" if detect else ""
-        print(
-            f"scored {summary.scored} images{faces}, {summary.failed} failed, {summary.skipped} skipped "
-            f"(already in the output) in {summary.seconds:.1f} s "
-            f"({summary.images_per_second:.1f} images/s)",
-            file=sys.stderr,
-        )
+        frames = getattr(summary, "frames_per_second", None)
+        if frames is None:
+            print(
+                f"scored {summary.scored} images{faces}, {summary.failed} failed, {summary.skipped} skipped "
+                f"(already in the output) in {summary.seconds:.1f} s "
+                f"({summary.images_per_second:.1f} images/s)",
+                file=sys.stderr,
+            )
+        else:  # a run with videos
+            images = summary.scored + summary.failed - summary.videos
+            resumed = summary.frames_skipped
+            print(
+                f"scored {images} images and {summary.videos} videos ({summary.frames} frames, "
+                f"{summary.frame_errors} frame errors){faces}, {summary.failed} failed, "
+                f"{summary.skipped} skipped (already in the output)"
+                + (f", {resumed} frames already in the output" if resumed else "")
+                + (
+                    f"; {summary.best_frames_written} best frames in {frames_out}"
+                    if frames_out
+                    else ""
+                )
+                + f" in {summary.seconds:.1f} s ({frames:.1f} frames/s)",
+                file=sys.stderr,
+            )
     raise typer.Exit(1 if summary.failed else 0)

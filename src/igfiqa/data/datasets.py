@@ -5,9 +5,9 @@ Every dataset is a :class:`FaceDataset` (a ``torch.utils.data.Dataset``) giving
 order, and the attributes ``num_classes``, ``labels`` (np.int64, one class per sample) and
 ``class_names``. Build one with :func:`open_training_dataset`, which detects the format.
 
-- **Size**: images whose stored size differs from ``image_size`` are resized to S x S (area
-  interpolation when shrinking, bilinear when enlarging; the aspect ratio is not kept, training data
-  is expected to be aligned square crops).
+- **Size**: images whose stored size differs from ``image_size`` are resized to S x S by the one
+  resize policy, :func:`igfiqa.data.pixels.resize_to` (area when shrinking, bilinear when
+  enlarging; the aspect ratio is not kept, training data is expected to be aligned square crops).
 - **Horizontal flip** (``hflip=True``): sample ``i`` in epoch ``e`` is flipped iff bit 0 of
   ``splitmix64(seed, e, i)`` is set, a pure function of ``(seed, epoch, index)``: call
   :meth:`FaceDataset.set_epoch` at the start of each epoch (before creating the DataLoader iterator;
@@ -20,19 +20,19 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from igfiqa.data.decode import IMAGE_EXTENSIONS, decode_image
-from igfiqa.data.pixels import normalise_into
+from igfiqa.data.pixels import normalise_into, resize_to
 from igfiqa.errors import ConfigError, DataError
 from igfiqa.files import MAX_TABLE_BYTES, read_text_file, writing
+from igfiqa.registry import Registry
 
 """File name extensions treated as images when scanning folders (case-insensitive)."""
 
@@ -61,16 +61,6 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     """(S, S, 3) uint8 RGB -> float32 (3, S, S) tensor (:func:`igfiqa.data.pixels.normalise_into`)."""
     out = np.empty((3, image.shape[0], image.shape[1]), dtype=np.float32)
     return torch.from_numpy(normalise_into(image, out))
-
-
-def resize_square(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize to ``size`` x ``size`` (area when shrinking, bilinear when enlarging)."""
-    height, width = image.shape[:2]
-    if height == size and width == size:
-        return image
-    shrink = height * width > size * size
-    interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-    return cv2.resize(image, (size, size), interpolation=interpolation)
 
 
 class FaceDataset(Dataset):
@@ -119,7 +109,7 @@ class FaceDataset(Dataset):
         """Sample ``index`` at ``image_size``, not flipped: (S, S, 3) uint8 RGB."""
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for a dataset of {len(self)} images")
-        return resize_square(self.read_image(index % len(self)), self.image_size)
+        return resize_to(self.read_image(index % len(self)), self.image_size)
 
     def is_flipped(self, index: int) -> bool:
         """Whether :meth:`__getitem__` mirrors sample ``index`` in the current epoch."""
@@ -504,14 +494,104 @@ def detect_format(source: str | os.PathLike[str]) -> str:
     return "folder"
 
 
+TrainingOpener = Callable[..., FaceDataset]
+"""``(source, *, image_size, hflip, seed, options) -> FaceDataset``: one training-data format."""
+
+TRAINING_FORMATS: Registry[TrainingOpener] = Registry("training data format", also=("auto",))
+"""Format name -> opener, in the order :func:`detect_format` documents them."""
+
+
+@TRAINING_FORMATS.register("recordio", aliases=("rec",))
+def _open_recordio(
+    source: str | os.PathLike[str],
+    *,
+    image_size: int | None,
+    hflip: bool,
+    seed: int,
+    options: dict[str, Any],
+) -> FaceDataset:
+    path = Path(source)
+    rec = path if path.is_file() else path / "train.rec"
+    if not rec.is_file():
+        recs = sorted(path.glob("*.rec"))
+        if not recs:
+            raise DataError(f"{path}: no RecordIO file here (train.rec with train.idx)")
+        rec = recs[0]
+    return RecordIODataset(rec, image_size=image_size, hflip=hflip, seed=seed)
+
+
+@TRAINING_FORMATS.register("folder")
+def _open_folder(
+    source: str | os.PathLike[str],
+    *,
+    image_size: int | None,
+    hflip: bool,
+    seed: int,
+    options: dict[str, Any],
+) -> FaceDataset:
+    return IdentityFolderDataset(
+        Path(source),
+        image_size=image_size,
+        hflip=hflip,
+        seed=seed,
+        class_mapping=options.get("class_mapping"),
+    )
+
+
+@TRAINING_FORMATS.register("list")
+def _open_list(
+    source: str | os.PathLike[str],
+    *,
+    image_size: int | None,
+    hflip: bool,
+    seed: int,
+    options: dict[str, Any],
+) -> FaceDataset:
+    return ListFileDataset(
+        Path(source), root=options.get("root"), image_size=image_size, hflip=hflip, seed=seed
+    )
+
+
+@TRAINING_FORMATS.register("synthetic")
+def _open_synthetic(
+    source: str | os.PathLike[str],
+    *,
+    image_size: int | None,
+    hflip: bool,
+    seed: int,
+    options: dict[str, Any],
+) -> FaceDataset:
+    from igfiqa.data.synthetic import synthetic_from_spec
+
+    faces = synthetic_from_spec(str(source))
+    if image_size is not None and image_size != faces.image_size:
+        faces = type(faces)(
+            faces.num_identities,
+            faces.samples_per_identity,
+            seed=faces.seed,
+            image_size=image_size,
+            low_variance_share=faces.low_variance_share,
+            first_identity=faces.first_identity,
+        )
+    return SyntheticDataset(faces, hflip=hflip, seed=seed, source=str(source))
+
+
+def list_training_formats() -> list[str]:
+    """Names of the training-data formats :func:`open_training_dataset` reads: ``recordio``,
+    ``folder``, ``list``, ``synthetic`` (``format="auto"`` detects one of them)."""
+    return TRAINING_FORMATS.names()
+
+
 def open_training_dataset(
     source: str | os.PathLike[str],
     *,
+    format: str = "auto",
     image_size: int | None = None,
     hflip: bool = True,
     **options: Any,
 ) -> FaceDataset:
-    """Open a training set, detecting its format (see :func:`detect_format`).
+    """Open a training set, detecting its format (see :func:`detect_format`) unless ``format``
+    names one of :func:`list_training_formats`.
 
     ``source``: a RecordIO folder (``train.rec``, ``train.idx``, ``property``) or ``.rec`` file, an
     identity folder, a list file, or ``synthetic:identities=200,samples=20,seed=0,
@@ -527,56 +607,34 @@ def open_training_dataset(
             f"open_training_dataset: unknown option(s) {sorted(unknown)}; allowed: {sorted(allowed)}"
         )
     seed = int(options.get("seed", 0))
-    kind = detect_format(source)
-    if kind == "synthetic":
-        from igfiqa.data.synthetic import synthetic_from_spec
-
-        faces = synthetic_from_spec(str(source))
-        if image_size is not None and image_size != faces.image_size:
-            faces = type(faces)(
-                faces.num_identities,
-                faces.samples_per_identity,
-                seed=faces.seed,
-                image_size=image_size,
-                low_variance_share=faces.low_variance_share,
-                first_identity=faces.first_identity,
-            )
-        return SyntheticDataset(faces, hflip=hflip, seed=seed, source=str(source))
-    path = Path(source)
-    if kind == "recordio":
-        rec = path if path.is_file() else (path / "train.rec")
-        if not rec.is_file():
-            rec = sorted(path.glob("*.rec"))[0]
-        return RecordIODataset(rec, image_size=image_size, hflip=hflip, seed=seed)
-    if kind == "list":
-        return ListFileDataset(
-            path, root=options.get("root"), image_size=image_size, hflip=hflip, seed=seed
-        )
-    return IdentityFolderDataset(
-        path,
-        image_size=image_size,
-        hflip=hflip,
-        seed=seed,
-        class_mapping=options.get("class_mapping"),
-    )
+    if TRAINING_FORMATS.normalise(format) == "auto":
+        kind = detect_format(source)
+    else:
+        kind = TRAINING_FORMATS.canonical(format)
+        if kind != "synthetic" and not Path(source).exists():
+            raise DataError(f"{source}: no such file or folder")
+    opener = TRAINING_FORMATS[kind]
+    return opener(source, image_size=image_size, hflip=hflip, seed=seed, options=options)
 
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "TRAINING_FORMATS",
     "FaceDataset",
     "IdentityFolderDataset",
     "ImageFileDataset",
     "ListFileDataset",
     "RecordIODataset",
     "SyntheticDataset",
+    "TrainingOpener",
     "detect_format",
     "flip_decision",
     "list_file_lines",
+    "list_training_formats",
     "load_class_mapping",
     "mirror",
     "open_training_dataset",
     "read_list_file",
-    "resize_square",
     "save_class_mapping",
     "scan_identity_folder",
     "to_tensor",

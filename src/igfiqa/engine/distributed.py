@@ -4,8 +4,9 @@ One process per device. :func:`launch_env` is the one reader of the ``torchrun``
 (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``): it validates them together and
 refuses a stray or malformed variable with a :class:`ConfigError`. ``setup()`` uses it and initialises
 ``env://`` with NCCL on GPUs and gloo on CPUs when ``WORLD_SIZE > 1``; in a single process it does
-nothing and everything below degrades to the identity. Inside a process group the rank and world
-size come from :mod:`igfiqa.collective` (``get_rank`` / ``get_world_size`` here are the same).
+nothing and everything below degrades to the identity. The rank and world size of a running group
+come from one place, :mod:`igfiqa.collective` (``rank``, ``world_size``, ``active``, ``any_rank``,
+``gather_objects``).
 """
 
 from __future__ import annotations
@@ -110,16 +111,6 @@ def is_initialized() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
-def get_rank() -> int:
-    """This process's rank in the default process group (0 without one)."""
-    return collective.rank()
-
-
-def get_world_size() -> int:
-    """Processes in the default process group (1 without one)."""
-    return collective.world_size()
-
-
 def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
     """``auto`` -> ``cuda:<local_rank>`` when CUDA is available, else ``cpu``."""
     if requested == "auto":
@@ -147,7 +138,7 @@ def setup(device: str = "auto") -> DistInfo:
     env = launch_env()
     local_rank = env.local_rank
     if is_initialized():
-        rank, world_size = get_rank(), get_world_size()
+        rank, world_size = collective.rank(), collective.world_size()
         return DistInfo(rank, world_size, local_rank, resolve_device(device, local_rank), False)
     if env.world_size <= 1:
         return DistInfo(0, 1, 0, resolve_device(device, 0), False)
@@ -161,7 +152,7 @@ def setup(device: str = "auto") -> DistInfo:
     else:
         backend = "gloo"
     dist.init_process_group(backend=backend, init_method="env://")
-    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, target, True)
+    return DistInfo(collective.rank(), collective.world_size(), local_rank, target, True)
 
 
 def teardown(info: DistInfo) -> None:
@@ -179,9 +170,9 @@ def all_reduce_gradients(
     parameters: list[torch.nn.Parameter], bucket_bytes: int = 25 << 20
 ) -> None:
     """Average ``.grad`` of replicated parameters over ranks, in flat buckets (few collectives)."""
-    if not is_initialized() or dist.get_world_size() == 1:
+    if not collective.active():
         return
-    world = dist.get_world_size()
+    world = collective.world_size()
     grads = [p.grad for p in parameters if p.grad is not None]
     bucket: list[Tensor] = []
     size = 0
@@ -210,7 +201,7 @@ def all_reduce_gradients(
 
 def broadcast_module(module: torch.nn.Module, src: int = 0) -> None:
     """Copy parameters and buffers of rank ``src`` to every rank (identical start)."""
-    if not is_initialized() or dist.get_world_size() == 1:
+    if not collective.active():
         return
     with torch.no_grad():
         for tensor in [*module.parameters(), *module.buffers()]:

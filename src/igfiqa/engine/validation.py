@@ -7,6 +7,10 @@
   pairs of the split, FNM-EDC at FMR 1e-3 with the pair quality min(q1, q2), reporting the starting
   FNMR ``e0``, the pAUC up to 20% discarded (raw and normalised by ``e0 * 0.2``) and the Spearman
   correlation of the predicted quality with the generator's ground-truth quality.
+
+:class:`PeriodicVerification` runs them during training: every ``verification.every_steps`` steps
+and at the end (arcface_torch's ``CallBackVerification`` shape: the loop asks whether it is due and
+calls it).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ import torch
 from torch import nn
 
 from igfiqa.config import IgfiqaConfig, VerificationSet
-from igfiqa.data.datasets import mirror, resize_square, to_tensor
+from igfiqa.data.datasets import mirror, to_tensor
+from igfiqa.data.pixels import resize_to
 from igfiqa.errors import ConfigError
 from igfiqa.evaluation.correlation import spearman
 
@@ -28,7 +33,7 @@ PAUC_LIMIT = 0.2
 
 
 def _to_batch(images: Iterable[np.ndarray], size: int) -> torch.Tensor:
-    return torch.stack([to_tensor(resize_square(image, size)) for image in images])
+    return torch.stack([to_tensor(resize_to(image, size)) for image in images])
 
 
 @torch.no_grad()
@@ -120,3 +125,35 @@ def run_verification(
         else:
             results[item.name] = bin_accuracy(model, item.path, device=device, batch_size=size)
     return results
+
+
+class PeriodicVerification:
+    """``config.verification`` during training. Rank 0 computes (``main``); the other ranks get
+    ``{}``. ``results``: the last results (``{}`` until the first verification)."""
+
+    def __init__(self, config: IgfiqaConfig, *, device: torch.device, main: bool) -> None:
+        self.config = config
+        self.device = device
+        self.main = main
+        self.results: dict[str, dict[str, Any]] = {}
+
+    def due(self, step: int) -> bool:
+        """Whether the step cadence asks for a verification after optimizer step ``step``."""
+        every = self.config.verification.every_steps
+        return bool(every and self.config.verification.sets and step % every == 0)
+
+    @property
+    def due_at_end(self) -> bool:
+        return bool(self.config.verification.at_end and self.config.verification.sets)
+
+    def __call__(self, model: nn.Module) -> dict[str, dict[str, Any]]:
+        """Every set on ``model`` in eval mode (put back in train mode afterwards)."""
+        results: dict[str, dict[str, Any]] = {}
+        if self.main:
+            model.eval()
+            try:
+                results = run_verification(model, self.config, device=self.device)
+            finally:
+                model.train()
+        self.results = results
+        return results

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from igfiqa.data.pixels import RESIZE_POLICY, resize_to
 from igfiqa.errors import CheckpointError, ConfigError, DataError
 from igfiqa.evaluation import edc
 from igfiqa.evaluation.quality import Consumer, QualityMethod, SampleContext, parse_quality_spec
@@ -111,7 +112,7 @@ def benchmark_key(
     exclude: tuple[str | os.PathLike[str], ...] = (),
 ) -> str:
     """Cache key of a benchmark: the signature of every file it is read from, its sample names,
-    pairs and labels.
+    pairs and labels, and the rule its images are resized by (``data.pixels.RESIZE_POLICY``).
 
     The files are those the reader lists in ``pairset.files`` (list and landmark files and every
     image, each by absolute path, size, mtime and ctime: replacing an image under the same name
@@ -120,7 +121,7 @@ def benchmark_key(
     such as the cache itself, left out). A ``source`` that is no path (a ``synthetic:...`` spec)
     enters as text.
     """
-    parts: list[str | bytes] = [str(getattr(pairset, "name", "benchmark"))]
+    parts: list[str | bytes] = [str(getattr(pairset, "name", "benchmark")), RESIZE_POLICY]
     files = getattr(pairset, "files", None)
     if files is not None:
         parts.append("" if source is None else os.path.abspath(source))
@@ -139,10 +140,16 @@ def benchmark_key(
 
 
 def _iter_batches(
-    pairset: Any, batch_size: int, workers: int | None, sizes: set[tuple[int, int]] | None = None
+    pairset: Any,
+    batch_size: int,
+    workers: int | None,
+    sizes: set[tuple[int, int]] | None = None,
+    side: int | None = None,
 ) -> Iterable[tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]]:
     """Yield (sample indices, uint8 images (B, S, S, 3), failures [(index, message)]); the
-    (height, width) of every decoded image is added to ``sizes``."""
+    (height, width) of every decoded image is added to ``sizes``. A batch of images of several
+    sizes is brought to ``side`` x ``side`` by :func:`igfiqa.data.pixels.resize_to`, so an image
+    comes out the same whatever shares its batch."""
     from igfiqa.inference.pipeline import batched, ordered_map
 
     def load(index: int) -> np.ndarray:
@@ -160,12 +167,12 @@ def _iter_batches(
             if sizes is not None:
                 sizes.update(shape[:2] for shape in shapes)
             if len(shapes) > 1:
-                import cv2
-
-                side = ok[0].value.shape[0]
-                images = np.stack(
-                    [cv2.resize(o.value, (side, side), interpolation=cv2.INTER_AREA) for o in ok]
-                )
+                if side is None:
+                    raise DataError(
+                        f"images of {len(shapes)} sizes in one batch: pass side= (the model's "
+                        "input side) to resize them"
+                    )
+                images = np.stack([resize_to(o.value, side) for o in ok])
             else:
                 images = np.stack([o.value for o in ok])
             yield np.array([o.item for o in ok], dtype=np.int64), images, failures
@@ -181,9 +188,12 @@ def image_pass(
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     sizes: set[tuple[int, int]] | None = None,
+    side: int | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[int, str]]:
     """Decode every sample once and feed each batch to every consumer (the decoded images'
-    (height, width) are added to ``sizes``).
+    (height, width) are added to ``sizes``). Images of one size reach the consumers as decoded
+    (each resizes to its own input); a batch mixing sizes is resized to ``side`` (the FR model's
+    input side) first, by :func:`igfiqa.data.pixels.resize_to`.
 
     ``consumers[name] = (function, width)``: function(uint8 (B, S, S, 3)) -> (B, width) or (B,).
     Returns per-consumer arrays (num_samples, width) (NaN rows for failed samples) and the failures
@@ -198,7 +208,7 @@ def image_pass(
     }
     failures: dict[int, str] = {}
     done = 0
-    for index, images, failed in _iter_batches(pairset, batch_size, workers, sizes):
+    for index, images, failed in _iter_batches(pairset, batch_size, workers, sizes, side):
         failures.update(failed)
         if len(index):
             for name, (function, width) in consumers.items():
@@ -396,6 +406,7 @@ class BenchmarkRunner:
                     workers=self.workers,
                     progress=lambda done, _total: bar.update(done),
                     sizes=self.image_sizes,
+                    side=int(getattr(model, "input_size", 0) or 0) or None,
                 )
             self._record_failures(failures)
             failed = np.array(sorted(failures), dtype=np.int64)
@@ -546,8 +557,8 @@ class BenchmarkRunner:
             result.warnings.insert(
                 0,
                 f"{self.name}: images of {shown}{' ...' if len(resized) > 4 else ''} were resized "
-                f"to {side}x{side} for {model.name} (area interpolation, aspect ratio ignored); "
-                "give aligned crops of that size for exact results",
+                f"to {side}x{side} for {model.name} (area to shrink, bilinear to enlarge, aspect "
+                "ratio ignored); give aligned crops of that size for exact results",
             )
         if self.failed:
             examples = [self.pairset.sample_names[i] for i in sorted(self.failed)[:5]]

@@ -5,8 +5,9 @@ template and written as a lossless PNG below the output folder, mirroring the in
 (``photo.jpg`` -> ``photo.png``; with ``all_faces`` ``photo_0.png``, ``photo_1.png``, ... largest
 first). Two tables record the run, row by row as it goes (flushed after every batch):
 
-- ``faces.csv``: ``input,face,crop,x1,y1,x2,y2,detection,lx1,ly1,...,lx5,ly5,error``: one row per
-  written face, and one row per input that failed (unreadable, no face), with its error;
+- ``faces.csv``: ``input,face,crop,x1,y1,x2,y2,detection,outside,lx1,ly1,...,lx5,ly5,error``: one
+  row per written face (``outside``: the share of its box outside the photograph, 0 = wholly
+  inside), and one row per input that failed (unreadable, no face), with its error;
 - ``landmarks.txt``: ``path x1 y1 ... x5 y5 detection`` of each input's largest face, in pixels of the
   input: the file ``igfiqa score INPUT... --landmarks landmarks.txt`` reads.
 
@@ -49,7 +50,7 @@ FACES_FILE = "faces.csv"
 LANDMARKS_FILE = "landmarks.txt"
 SETTINGS_FILE = "align.json"
 FACE_TABLE_COLUMNS = [
-    "input", "face", "crop", "x1", "y1", "x2", "y2", "detection",
+    "input", "face", "crop", "x1", "y1", "x2", "y2", "detection", "outside",
     *(f"{axis}{i}" for i in range(1, 6) for axis in ("lx", "ly")), "error",
 ]  # fmt: skip
 
@@ -173,7 +174,7 @@ class AlignTables:
             face = found.face
             self._csv.writerow(
                 [spreadsheet_safe(item.path), found.index, name,
-                 *(f"{v:.2f}" for v in face.box), f"{face.score:.6f}",
+                 *(f"{v:.2f}" for v in face.box), f"{face.score:.6f}", f"{found.outside:.4f}",
                  *(f"{v:.6f}" for v in face.landmarks.reshape(-1)), ""]
             )  # fmt: skip
         largest = faces[0].face
@@ -267,8 +268,8 @@ def align_inputs(
     """Detect, align and write the faces of ``items`` into ``out`` (see the module docstring).
 
     One process writes into ``out`` at a time (``.igfiqa.lock``); inputs inside ``out`` are
-    refused; ``detector_settings`` (e.g. the minimum face size) are recorded with the crop size and
-    naming in ``align.json``, and ``resume`` refuses other ones."""
+    refused; ``detector_settings`` (e.g. the minimum face size and confidence) are recorded with
+    the crop size and naming in ``align.json``, and ``resume`` refuses other ones."""
     if not 16 <= size <= 1024:
         raise ConfigError(f"--size must be in [16, 1024] pixels, got {size}")
     _require_inputs_outside(items, out)
@@ -276,6 +277,7 @@ def align_inputs(
         "size": size,
         "all_faces": all_faces,
         "max_side": max_side,
+        "min_confidence": getattr(detector, "min_confidence", None),
         **(detector_settings or {}),
     }
     with (

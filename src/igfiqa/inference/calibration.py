@@ -1,7 +1,12 @@
-"""Score calibration: raw quality scores -> integers 0..100 in the style of ISO/IEC 29794-1.
+"""Score calibration: raw quality scores -> integers 0..100, their percentile among reference images.
 
-The raw score of a CR-FIQA/IG-FIQA model is an unbounded real whose scale depends on the training run.
-The calibration maps it to the percentile rank it would have in a reference set of face images:
+The 0..100 integer range is the one ISO/IEC 29794-1 gives quality scores, but the value is not an
+ISO quality measure: it orders images like the reference set of the calibration (whatever that was:
+the card's ``calibration.reference``; synthetic faces by default) and says nothing of what a value
+costs in recognition (:mod:`igfiqa.inference.expected_fnmr` does).
+
+The raw score of a CR-FIQA/IG-FIQA model is an unbounded real whose scale depends on the training
+run. The calibration maps it to the percentile rank it would have in a reference set of face images:
 
     calibrated(s) = clip(floor(100 * F(s) + 0.5), 0, 100)
 
@@ -92,9 +97,18 @@ class ScoreCalibration:
         return np.interp(values, self.raw, self.levels, left=0.0, right=100.0)
 
     def __call__(self, scores: np.ndarray) -> np.ndarray:
-        """Calibrated integer scores (int64, 0..100) of raw scores; NaN inputs map to 0."""
+        """Calibrated integer scores (int64, 0..100) of raw scores; NaN inputs map to 0 (an int
+        holds no NaN): :meth:`calibrated` keeps them NaN."""
         values = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf)
         return np.clip(np.floor(self.percentile(values) + 0.5), 0, 100).astype(np.int64)
+
+    def calibrated(self, scores: np.ndarray) -> np.ndarray:
+        """Calibrated scores 0..100 as float64 whole numbers, NaN where the raw score is NaN (no
+        face found, an item that failed): what ``QualityModel.calibrate`` returns."""
+        values = np.asarray(scores, dtype=np.float64)
+        result = self(values).astype(np.float64)
+        result[np.isnan(values)] = np.nan
+        return result
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form stored in the model card."""

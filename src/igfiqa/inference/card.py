@@ -306,6 +306,107 @@ def write_card(card: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
     atomic_write_text(json.dumps(json_safe(card), indent=2) + "\n", path, private=False)
 
 
+SYNTHETIC_SOURCE_PREFIX = "synthetic:"
+"""How a training data source of igfiqa's synthetic face renderer starts (the ``data.source`` of
+a training config, :data:`igfiqa.config.SYNTHETIC_PREFIX`)."""
+
+
+def synthetic_training(card: Mapping[str, Any]) -> str | None:
+    """The ``synthetic:...`` spec a model was trained on when its card says it was trained only on
+    igfiqa's synthetic faces (``training.data.source``); None otherwise (released models, models
+    trained on real faces, cards that do not say)."""
+    training = card.get("training")
+    data = training.get("data") if isinstance(training, Mapping) else None
+    source = data.get("source") if isinstance(data, Mapping) else None
+    if isinstance(source, str) and source.strip().startswith(SYNTHETIC_SOURCE_PREFIX):
+        return source.strip()
+    return None
+
+
+def synthetic_warning(card: Mapping[str, Any], where: str) -> str | None:
+    """What to tell someone who scores photographs with the model of ``card`` (named ``where``)
+    when it was trained only on synthetic faces; None when it was not."""
+    spec = synthetic_training(card)
+    if spec is None:
+        return None
+    calibration = card.get("calibration") or {}
+    reference = calibration.get("reference") if isinstance(calibration, Mapping) else None
+    source = str((reference or {}).get("source") or "") if isinstance(reference, Mapping) else ""
+    scale = (
+        " and its 0-100 score is a percentile among synthetic faces"
+        if source.startswith(SYNTHETIC_SOURCE_PREFIX)
+        else ""
+    )
+    return (
+        f"{where} was trained only on igfiqa's synthetic faces ({spec}): its quality scores do "
+        f"not rank photographs by their use for face recognition (docs/results.md, 'Transfer to "
+        f"real photographs'){scale}. Score photographs with a model trained on real faces "
+        "(`igfiqa models` lists the released ones)"
+    )
+
+
+def card_summary(card: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(field, text)`` lines that describe a model card for a person: kind, architecture, input,
+    outputs, training data (saying so when it was synthetic faces only), the 0-100 calibration and
+    the expected-FNMR calibration, ONNX. ``igfiqa info`` prints them."""
+    spec = card.get("model_spec") or {}
+    kind = card.get("kind") or {}
+    size = spec.get("input_size")
+    lines = [
+        ("kind", f"{kind.get('kind', 'igfiqa')} -- {kind.get('method', '')}".rstrip(" -")),
+        ("architecture", f"{spec.get('name')} (width {spec.get('width', 1.0)})"),
+        ("input", f"{size}x{size} RGB aligned face crops (five-point template in the card)"),
+        ("embedding", f"{spec.get('num_features')}-d"),
+    ]
+    outputs = card.get("outputs") or {}
+    lines.append(
+        ("quality", "raw score, higher = better" if outputs.get("quality") else "none (FR model)")
+    )
+    training = card.get("training") or {}
+    data = training.get("data") if isinstance(training, Mapping) else None
+    source = data.get("source") if isinstance(data, Mapping) else None
+    synthetic = synthetic_training(card)
+    if synthetic is not None:
+        lines.append(
+            (
+                "training",
+                f"{synthetic}: igfiqa's synthetic faces ONLY -- its scores of photographs are "
+                "not meaningful (docs/results.md, 'Transfer to real photographs')",
+            )
+        )
+    elif source:
+        lines.append(("training", str(source)))
+    else:
+        lines.append(("training", "not recorded in the card"))
+    calibration = card.get("calibration")
+    if isinstance(calibration, Mapping):
+        reference = calibration.get("reference") or {}
+        lines.append(
+            (
+                "0-100 score",
+                f"percentile rank among {reference.get('num_images')} reference images of "
+                f"{reference.get('source')} (an order, not an ISO/IEC 29794 quality and not a "
+                "recognition cost)",
+            )
+        )
+    else:
+        lines.append(("0-100 score", "none (no calibration in the card)"))
+    fnmr = card.get("expected_fnmr")
+    if isinstance(fnmr, Mapping):
+        info = fnmr.get("info") or {}
+        lines.append(
+            (
+                "expected FNMR",
+                f"at FMR {fnmr.get('fmr')} with FR model {info.get('fr_model', '?')} on "
+                f"{info.get('benchmark', '?')}",
+            )
+        )
+    onnx = card.get("onnx")
+    if isinstance(onnx, Mapping):
+        lines.append(("onnx", f"opset {onnx.get('opset')}"))
+    return lines
+
+
 def find_card_for(path: Path) -> Path | None:
     """The model card belonging to a weights/ONNX file: ``<stem>.json`` or ``model_card.json`` beside it."""
     for candidate in (path.with_suffix(".json"), path.parent / CARD_FILE):
@@ -322,14 +423,18 @@ __all__ = [
     "CARD_VERSION",
     "LANDMARK_ORDER",
     "ONNX_FILE",
+    "SYNTHETIC_SOURCE_PREFIX",
     "WEIGHTS_FILE",
     "alignment_template",
     "card_file_hashes",
+    "card_summary",
     "find_card_for",
     "make_model_card",
     "parse_card_json",
     "read_card",
     "read_card_bytes",
+    "synthetic_training",
+    "synthetic_warning",
     "validate_card",
     "verify_card_files",
     "write_card",

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from igfiqa.data.pixels import normalise_batch
+from igfiqa.data.pixels import normalise_batch, resize_to
 from igfiqa.errors import CheckpointError
 from igfiqa.files import content_digest, file_signature
 
@@ -25,13 +25,10 @@ ImageFunction = Callable[[np.ndarray], np.ndarray]
 
 
 def fr_batch(images: np.ndarray, size: int) -> np.ndarray:
-    """uint8 (B, H, W, 3) RGB -> float32 (B, 3, size, size) in [-1, 1], resizing if needed."""
+    """uint8 (B, H, W, 3) RGB -> float32 (B, 3, size, size) in [-1, 1], resizing if needed by
+    the one policy :func:`igfiqa.data.pixels.resize_to` (area to shrink, bilinear to enlarge)."""
     if images.shape[1] != size or images.shape[2] != size:
-        import cv2
-
-        images = np.stack(
-            [cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images]
-        )
+        images = np.stack([resize_to(image, size) for image in images])
     return normalise_batch(images)
 
 

@@ -8,8 +8,6 @@ at all. Every failure is a :class:`~igfiqa.errors.CheckpointError` naming the fi
 from __future__ import annotations
 
 import math
-import pickle
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from igfiqa import checkpoint
 from igfiqa.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from igfiqa.checkpoint import FORMAT_VERSION as CHECKPOINT_VERSION
 from igfiqa.errors import CheckpointError, ConfigError
@@ -40,28 +39,9 @@ _STRIP_PREFIXES = ("module.", "backbone.", "_orig_mod.")
 
 
 def read_torch_file(path: Path) -> Any:
-    """``torch.load(path, weights_only=True)`` with every failure turned into a CheckpointError."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        text = str(error)
-        if "weights_only" in text.lower() or "unsupported global" in text.lower():
-            first = next((line for line in text.splitlines() if "GLOBAL" in line), text[:200])
-            raise CheckpointError(
-                f"refused to load {path}: its pickle asks for an object outside tensors and plain "
-                f"containers ({first.strip()}), which could run code. Only load files you trust; "
-                f"igfiqa never unpickles arbitrary objects. {EXPECTED}"
-            ) from error
-        raise CheckpointError(
-            f"{path} is not a readable PyTorch file ({error}); {EXPECTED}"
-        ) from error
-    except Exception as error:  # corrupt files raise anything from EOFError to IndexError
-        raise CheckpointError(
-            f"{path} could not be read as a PyTorch file (corrupt or truncated?): "
-            f"{str(error).splitlines()[0] if str(error) else type(error).__name__}; {EXPECTED}"
-        ) from error
+    """:func:`igfiqa.checkpoint.read_torch_file` (the one safe ``torch.load``) on CPU, its errors
+    listing every model file igfiqa reads."""
+    return checkpoint.read_torch_file(path, expected=EXPECTED)
 
 
 def clean_state_dict(state: Mapping[str, Any], *, where: str) -> dict[str, torch.Tensor]:
@@ -213,11 +193,11 @@ def _load_shape_checked(
 def load_training_checkpoint(
     path: Path, data: Mapping[str, Any]
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """A checkpoint written by the training engine -> (network, model card)."""
+    """A checkpoint written by the training engine -> (network, model card). ``data`` (the file's
+    payload, read once by :func:`igfiqa.inference.kinds.open_model_file`) passes the one
+    checkpoint rule, :func:`igfiqa.checkpoint.check_checkpoint_payload`, as for resuming."""
     where = str(path)
-    from igfiqa.checkpoint import check_checkpoint_payload
-
-    check_checkpoint_payload(data, where=where, required=("model", "model_spec"))
+    checkpoint.check_checkpoint_payload(data, where=where)
     spec = data.get("model_spec")
     if not isinstance(spec, Mapping) or "name" not in spec:
         raise CheckpointError(f"{where}: checkpoint has no model_spec dict with a name")
@@ -320,10 +300,8 @@ def check_finite_weights(network: nn.Module, *, where: str) -> None:
 
 def latest_training_checkpoint(folder: Path) -> Path | None:
     """The newest ``step_*.pt`` of a training run folder (or its ``checkpoints/``), if any."""
-    from igfiqa.checkpoint import latest_checkpoint
-
     for candidate in (folder, folder / "checkpoints"):
-        found = latest_checkpoint(candidate)
+        found = checkpoint.latest_checkpoint(candidate)
         if found is not None:
             return found
     return None

@@ -8,6 +8,7 @@ export with ``model.onnx``) onnxruntime.
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from collections.abc import Mapping
@@ -17,26 +18,42 @@ from typing import Any
 
 import numpy as np
 
-from igfiqa.data.pixels import NORMALISATION_MEAN, NORMALISATION_STD, normalise_batch
-from igfiqa.detection import DEFAULT_MAX_SIDE
-from igfiqa.errors import CheckpointError, DataError
+from igfiqa.data.pixels import (
+    NORMALISATION_MEAN,
+    NORMALISATION_STD,
+    normalise_batch,
+    resize_interpolation,
+)
+from igfiqa.detection import DEFAULT_MAX_SIDE, DEFAULT_MIN_CONFIDENCE
+from igfiqa.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    FailedItemsWarning,
+    IgfiqaError,
+    SyntheticModelWarning,
+)
 from igfiqa.inference.calibration import ScoreCalibration
 from igfiqa.inference.card import CARD_FILE, ONNX_FILE, find_card_for, read_card
 from igfiqa.inference.expected_fnmr import ExpectedFnmr
 from igfiqa.inference.pipeline import batched, ordered_map
 from igfiqa.inference.preprocess import as_image_list, fit_to_size, to_rgb_array
+from igfiqa.inference.scorer import NON_FINITE
 
 
 @dataclass(frozen=True)
 class ScoredFace:
     """A face found in a photograph and scored: ``index`` (0 = largest), ``box`` (x1, y1, x2, y2),
-    detector ``confidence``, five ``landmarks`` (5, 2) in pixels of the photograph, ``quality``."""
+    detector ``confidence``, five ``landmarks`` (5, 2) in pixels of the photograph, ``quality``,
+    and ``outside``: the share of the box outside the photograph (0 = wholly inside; a face cut by
+    the frame is scored on a crop with black where the photograph ends)."""
 
     index: int
     box: np.ndarray
     confidence: float
     landmarks: np.ndarray
     quality: float
+    outside: float = 0.0
 
 
 class QualityModel:
@@ -48,8 +65,11 @@ class QualityModel:
     or a torch tensor (N, 3, H, W) or (3, H, W) of RGB images, uint8 0..255 or float in [0, 1] (as
     torchvision's ``ToTensor`` gives), on any device. Images must be aligned crops of ``input_size``
     x ``input_size`` unless ``resize=True`` (tensors: area interpolation to shrink, bilinear to
-    enlarge). With ``detect=True`` (``score``) or :meth:`score_faces` the images are ordinary
-    photographs: faces are found (MTCNN, ``pip install "igfiqa[detect]"``), aligned and scored.
+    enlarge). With ``detect=True`` (``score``, ``embed``, ``score_and_embed``) or
+    :meth:`score_faces` the images are ordinary photographs: faces of detector confidence
+    ``min_confidence`` or more are found (MTCNN, ``pip install "igfiqa[detect]"``), aligned and
+    scored. An item that fails (unreadable, wrong size, no face) raises or gives NaN and a reason
+    (``errors``, ``return_errors``: docs/scoring.md, "Python API").
     """
 
     def __init__(
@@ -100,6 +120,15 @@ class QualityModel:
         return None if np.allclose(points, standard, atol=1e-6) else points
 
     @property
+    def synthetic_training(self) -> str | None:
+        """The ``synthetic:...`` spec the model was trained on when its card says it was trained
+        only on igfiqa's synthetic faces, else None. Such a model's scores of photographs are not
+        meaningful: scoring files or photographs with it warns (:class:`SyntheticModelWarning`)."""
+        from igfiqa.inference.card import synthetic_training
+
+        return synthetic_training(self.card)
+
+    @property
     def has_quality_head(self) -> bool:
         """Whether the model predicts quality (False for embedding-only FR backbones)."""
         return bool(self.runner.has_quality_head)
@@ -146,7 +175,8 @@ class QualityModel:
         return (
             f"QualityModel({name}, input {self.input_size}x{self.input_size}, "
             f"{self.num_features}-d embedding, quality head {self.has_quality_head}, "
-            f"{self.backend} on {self.device} in {self.dtype}, from {self.source})"
+            f"{self.backend} on {self.device} in {self.dtype}, from {self.source}"
+            f"{', trained on synthetic faces only' if self.synthetic_training else ''})"
         )
 
     # -- running ------------------------------------------------------------------------------------
@@ -200,44 +230,74 @@ class QualityModel:
         for start in range(0, x.shape[0], batch_size):
             chunk = x[start : start + batch_size].cpu()
             if tuple(chunk.shape[2:]) != (size, size):
-                shrink = chunk.shape[2] > size or chunk.shape[3] > size
-                mode = "area" if shrink else "bilinear"
-                extra = {} if shrink else {"align_corners": False}
+                mode = resize_interpolation(chunk.shape[2], chunk.shape[3], size)
+                extra = {} if mode == "area" else {"align_corners": False}
                 chunk = F.interpolate(chunk, size=(size, size), mode=mode, **extra)
             mean = torch.tensor(NORMALISATION_MEAN).view(1, 3, 1, 1)
             std = torch.tensor(NORMALISATION_STD).view(1, 3, 1, 1)
             yield ((chunk - mean) / std).numpy().astype(np.float32, copy=False)
 
     def _run(
-        self, images: Any, *, batch_size: int, resize: bool, workers: int | None
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+        self,
+        images: Any,
+        *,
+        batch_size: int,
+        resize: bool,
+        workers: int | None,
+        errors: str = "raise",
+    ) -> tuple[np.ndarray, np.ndarray | None, list[str | None]]:
+        """``(embeddings (N, F), quality (N,) or None, reasons)`` of aligned crops; with
+        ``errors="nan"`` an item that fails has NaN rows and its reason, else its error raises."""
         if batch_size < 1:
             raise CheckpointError(f"batch_size must be >= 1, got {batch_size}")
-        embeddings: list[np.ndarray] = []
-        qualities: list[np.ndarray] = []
-        if type(images).__module__.startswith("torch") and hasattr(images, "detach"):
+        if _is_tensor(images):
+            embeddings: list[np.ndarray] = []
+            qualities: list[np.ndarray] = []
             for batch in self._tensor_batches(images, batch_size, resize):
                 embedding, quality = self.forward_batch(batch)
                 embeddings.append(embedding)
                 if quality is not None:
                     qualities.append(quality)
-            return self._gather(embeddings, qualities)
+            embedding_all, quality_all = self._gather(embeddings, qualities)
+            return embedding_all, quality_all, _non_finite_reasons(quality_all, len(embedding_all))
         items = as_image_list(images)
+
+        def prepare(entry: tuple[int, Any]) -> np.ndarray:
+            index, item = entry
+            label = _item_label(item, index)
+            try:
+                return self.prepare(item, resize=resize, name=label)
+            except IgfiqaError:
+                raise
+            except (OSError, ValueError, RuntimeError) as error:  # OpenCV / Pillow internals
+                raise DataError(f"{label}: {type(error).__name__}: {_one_line(error)}") from error
+
+        count = len(items)
+        embedding_all = np.full((count, self.num_features), np.nan, np.float32)
+        quality_all = np.full(count, np.nan, np.float32) if self.has_quality_head else None
+        reasons: list[str | None] = [None] * count
         outcomes = ordered_map(
-            lambda item: self.prepare(item, resize=resize),
-            items,
-            workers=workers,
-            window=2 * batch_size,
+            prepare, list(enumerate(items)), workers=workers, window=2 * batch_size
         )
         for group in batched(outcomes, batch_size):
+            good = []
             for outcome in group:
-                if outcome.error is not None:
+                if outcome.error is None:
+                    good.append(outcome)
+                elif errors == "raise":
                     raise outcome.error
-            embedding, quality = self.forward_batch(normalise_batch([o.value for o in group]))
-            embeddings.append(embedding)
-            if quality is not None:
-                qualities.append(quality)
-        return self._gather(embeddings, qualities)
+                else:
+                    reasons[outcome.item[0]] = _one_line(outcome.error)
+            if not good:
+                continue
+            embedding, quality = self.forward_batch(normalise_batch([o.value for o in good]))
+            rows = [o.item[0] for o in good]
+            embedding_all[rows] = embedding
+            if quality_all is not None and quality is not None:
+                quality_all[rows] = quality
+        for index, reason in enumerate(_non_finite_reasons(quality_all, count)):
+            reasons[index] = reasons[index] or reason
+        return embedding_all, quality_all, reasons
 
     def _gather(
         self, embeddings: list[np.ndarray], qualities: list[np.ndarray]
@@ -247,6 +307,83 @@ class QualityModel:
             return empty, (np.zeros(0, np.float32) if self.has_quality_head else None)
         quality_all = np.concatenate(qualities) if self.has_quality_head else None
         return np.concatenate(embeddings), quality_all
+
+    def _detect_run(
+        self,
+        images: Any,
+        *,
+        all_faces: bool,
+        batch_size: int,
+        workers: int | None,
+        min_face: float,
+        max_side: int,
+        min_confidence: float,
+        errors: str,
+    ) -> list[tuple[list[ScoredFace], np.ndarray, str | None]]:
+        """For each photograph ``(faces, their embeddings (K, F), reason)``: its largest face (or
+        every face), found, aligned and run; a photograph that fails (unreadable, no face) has no
+        face and its reason, or raises with ``errors="raise"``."""
+        from igfiqa.detection import check_search, find_faces, load_detector
+
+        if batch_size < 1:
+            raise CheckpointError(f"batch_size must be >= 1, got {batch_size}")
+        detector = load_detector(min_face=min_face, min_confidence=min_confidence)
+        check_search(max_side, min_face)  # a search that cannot run fails the call, not each item
+        items = _photographs(images)
+        template = self.alignment_template
+
+        def find(entry: tuple[int, Any]) -> list[Any]:
+            index, item = entry
+            label = _item_label(item, index)
+            try:
+                image = to_rgb_array(item, name=label)
+                return find_faces(
+                    image, detector, size=self.input_size, all_faces=all_faces,
+                    max_side=max_side, name=label, template=template,
+                )  # fmt: skip
+            except IgfiqaError:
+                raise
+            except (OSError, ValueError, RuntimeError) as error:  # OpenCV / Pillow internals
+                raise DataError(f"{label}: {type(error).__name__}: {_one_line(error)}") from error
+
+        empty = np.zeros((0, self.num_features), np.float32)
+        results: list[tuple[list[ScoredFace], np.ndarray, str | None]] = []
+        outcomes = ordered_map(find, list(enumerate(items)), workers=workers, window=2 * batch_size)
+        for group in batched(outcomes, batch_size):
+            for outcome in group:
+                if outcome.error is not None and errors == "raise":
+                    raise outcome.error
+            crops = [f.crop for o in group if o.error is None for f in o.value]
+            embeddings, qualities = [empty], [np.zeros(0, np.float32)]
+            for start in range(0, len(crops), batch_size):
+                embedding, quality = self.forward_batch(
+                    normalise_batch(crops[start : start + batch_size])
+                )
+                embeddings.append(embedding)
+                qualities.append(
+                    np.full(len(embedding), np.nan, np.float32) if quality is None else quality
+                )
+            embedding_all, quality_all = np.concatenate(embeddings), np.concatenate(qualities)
+            position = 0
+            for outcome in group:
+                if outcome.error is not None:
+                    results.append(([], empty, _one_line(outcome.error)))
+                    continue
+                found = outcome.value
+                faces = [
+                    ScoredFace(
+                        f.index, f.face.box.copy(), float(f.face.score), f.face.landmarks.copy(),
+                        float(quality_all[position + i]), float(f.outside),
+                    )
+                    for i, f in enumerate(found)
+                ]  # fmt: skip
+                embedding = embedding_all[position : position + len(found)]
+                position += len(found)
+                reason = None
+                if self.has_quality_head and not all(math.isfinite(f.quality) for f in faces):
+                    reason = NON_FINITE
+                results.append((faces, embedding, reason))
+        return results
 
     def _require_quality(self) -> None:
         if not self.has_quality_head:
@@ -258,6 +395,19 @@ class QualityModel:
                 "(--kind ofiq-uqs for OFIQ's ONNX, --kind serfiq for SER-FIQ on this FR model)"
             )
 
+    def _warn_synthetic(self, images: Any, detect: bool) -> None:
+        """Warn (:class:`SyntheticModelWarning`) when a model trained only on synthetic faces
+        scores photographs: ``detect=True``, or files, encoded bytes or PIL images. Arrays and
+        tensors (how the demo and the evaluation pass the renderer's faces) are not judged."""
+        if self.synthetic_training is None or not (detect or _from_files(images)):
+            return
+        from igfiqa.inference.card import synthetic_warning
+
+        warnings.warn(
+            str(synthetic_warning(self.card, str(self.source))), SyntheticModelWarning,
+            stacklevel=3,
+        )  # fmt: skip
+
     def score(
         self,
         images: Any,
@@ -268,30 +418,42 @@ class QualityModel:
         detect: bool = False,
         min_face: float = 20.0,
         max_side: int = DEFAULT_MAX_SIDE,
-    ) -> np.ndarray:
+        min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+        errors: str | None = None,
+        return_errors: bool = False,
+    ) -> Any:
         """Raw quality scores (N,) float32 of ``images``; higher = better for face recognition.
 
-        With ``detect=True`` each image is a photograph and its largest face is scored; an image
-        without a face scores NaN (with a warning naming it); :meth:`score_faces` has the details.
+        With ``detect=True`` each image is a photograph and its largest face of detector
+        confidence ``min_confidence`` or more is scored (:meth:`score_faces` has the details).
+
+        ``errors`` says what an item that fails does (unreadable or truncated file, wrong size, no
+        face): ``"raise"`` raises its error (naming it); ``"nan"`` gives it the score NaN and a
+        :class:`~igfiqa.errors.FailedItemsWarning` that names it and its reason, and the others are
+        scored, as ``igfiqa score`` writes an error row. Default: ``"nan"`` with ``detect=True``
+        (a photograph without a face is data, not a bug), ``"raise"`` for aligned crops. With
+        ``return_errors=True`` the result is ``(scores, reasons)``: one reason (str) per failed
+        item, None for the others, and no warning.
         """
         self._require_quality()
+        policy = _errors_policy(errors, detect)
+        images = _listed(images)
+        self._warn_synthetic(images, detect)
         if detect:
             if resize:
                 raise DataError("detect=True aligns every face itself: drop resize=True")
-            faces = self.score_faces(
-                images, batch_size=batch_size, workers=workers, min_face=min_face,
-                max_side=max_side,
+            found = self._detect_run(
+                images, all_faces=False, batch_size=batch_size, workers=workers,
+                min_face=min_face, max_side=max_side, min_confidence=min_confidence,
+                errors=policy,
             )  # fmt: skip
-            missing = [i for i, found in enumerate(faces) if not found]
-            if missing:
-                warnings.warn(
-                    f"no face found in image(s) {missing[:20]}{' ...' if len(missing) > 20 else ''}:"
-                    " their score is NaN",
-                    stacklevel=2,
-                )
-            return np.array([f[0].quality if f else np.nan for f in faces], dtype=np.float32)
-        _, quality = self._run(images, batch_size=batch_size, resize=resize, workers=workers)
-        return quality
+            quality = np.array([f[0].quality if f else np.nan for f, _, _ in found], np.float32)
+            reasons = [reason for _, _, reason in found]
+        else:
+            _, quality, reasons = self._run(
+                images, batch_size=batch_size, resize=resize, workers=workers, errors=policy
+            )
+        return _with_reasons(quality, reasons, return_errors, "score is NaN")
 
     def score_faces(
         self,
@@ -302,72 +464,115 @@ class QualityModel:
         workers: int | None = None,
         min_face: float = 20.0,
         max_side: int = DEFAULT_MAX_SIDE,
-    ) -> list[list[ScoredFace]]:
-        """For each photograph, its largest face (every face with ``all_faces``, largest first),
-        found, aligned and scored; an empty list where no face was found.
+        min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+        errors: str = "nan",
+        return_errors: bool = False,
+    ) -> Any:
+        """For each photograph, its largest face (every face with ``all_faces``, largest first)
+        whose detector confidence is ``min_confidence`` or more, found, aligned and scored: a list
+        of :class:`ScoredFace` (with ``outside``, the share of its box outside the photograph).
 
-        ``images`` as for :meth:`score`; a tensor counts as N photographs. Unreadable images raise.
+        ``images`` as for :meth:`score`; a tensor counts as N photographs. A photograph that fails
+        (unreadable or truncated file, no face) has an empty list: with ``errors="nan"`` (the
+        default) a :class:`~igfiqa.errors.FailedItemsWarning` names it and its reason, or
+        ``return_errors=True`` returns ``(faces, reasons)``; ``errors="raise"`` raises instead.
         """
-        from igfiqa.data.align import align_face
-        from igfiqa.detection import detect_faces, load_detector
-
         self._require_quality()
-        detector = load_detector(min_face=min_face)
-        items = _photographs(images)
-        template = self.alignment_template
-
-        def find(item: Any) -> tuple[list[Any], list[np.ndarray]]:
-            image = to_rgb_array(item)
-            found = detect_faces(image, detector, max_side=max_side)
-            found = found if all_faces else found[:1]
-            return found, [
-                align_face(image, f.landmarks, size=self.input_size, template=template)
-                for f in found
-            ]
-
-        results: list[list[ScoredFace]] = []
-        outcomes = ordered_map(find, items, workers=workers, window=2 * batch_size)
-        for group in batched(outcomes, batch_size):
-            for outcome in group:
-                if outcome.error is not None:
-                    raise outcome.error
-            crops = [crop for outcome in group for crop in outcome.value[1]]
-            quality = np.concatenate(
-                [np.zeros(0, np.float32)]
-                + [
-                    self.forward_batch(normalise_batch(crops[i : i + batch_size]))[1]
-                    for i in range(0, len(crops), batch_size)
-                ]
-            )
-            position = 0
-            for outcome in group:
-                found = outcome.value[0]
-                results.append(
-                    [
-                        ScoredFace(i, f.box.copy(), float(f.score), f.landmarks.copy(),
-                                   float(quality[position + i]))
-                        for i, f in enumerate(found)
-                    ]
-                )  # fmt: skip
-                position += len(found)
-        return results
+        policy = _errors_policy(errors, True)
+        images = _listed(images)
+        self._warn_synthetic(images, True)
+        found = self._detect_run(
+            images, all_faces=all_faces, batch_size=batch_size, workers=workers,
+            min_face=min_face, max_side=max_side, min_confidence=min_confidence, errors=policy,
+        )  # fmt: skip
+        faces = [f for f, _, _ in found]
+        return _with_reasons(faces, [r for _, _, r in found], return_errors, "face list is empty")
 
     def embed(
-        self, images: Any, *, batch_size: int = 64, resize: bool = False, workers: int | None = None
-    ) -> np.ndarray:
-        """Embeddings (N, F) float32 of ``images`` (not L2-normalised)."""
-        embedding, _ = self._run(images, batch_size=batch_size, resize=resize, workers=workers)
-        return embedding
+        self,
+        images: Any,
+        *,
+        batch_size: int = 64,
+        resize: bool = False,
+        workers: int | None = None,
+        detect: bool = False,
+        min_face: float = 20.0,
+        max_side: int = DEFAULT_MAX_SIDE,
+        min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+        errors: str | None = None,
+        return_errors: bool = False,
+    ) -> Any:
+        """Embeddings (N, F) float32 of ``images`` (not L2-normalised); with ``detect=True`` of
+        each photograph's largest face. ``errors`` and ``return_errors`` as for :meth:`score`: an
+        item that fails has a row of NaN."""
+        policy = _errors_policy(errors, detect)
+        images = _listed(images)
+        if detect:
+            if resize:
+                raise DataError("detect=True aligns every face itself: drop resize=True")
+            embedding, _, reasons = self._detected(
+                images, batch_size, workers, min_face, max_side, min_confidence, policy
+            )
+        else:
+            embedding, _, reasons = self._run(
+                images, batch_size=batch_size, resize=resize, workers=workers, errors=policy
+            )
+        return _with_reasons(embedding, reasons, return_errors, "embedding is NaN")
 
     def score_and_embed(
-        self, images: Any, *, batch_size: int = 64, resize: bool = False, workers: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``(scores (N,), embeddings (N, F))`` from one pass over ``images``."""
+        self,
+        images: Any,
+        *,
+        batch_size: int = 64,
+        resize: bool = False,
+        workers: int | None = None,
+        detect: bool = False,
+        min_face: float = 20.0,
+        max_side: int = DEFAULT_MAX_SIDE,
+        min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+        errors: str | None = None,
+        return_errors: bool = False,
+    ) -> Any:
+        """``(scores (N,), embeddings (N, F))`` from one pass over ``images``; ``detect``,
+        ``errors`` and ``return_errors`` as for :meth:`score` (``(scores, embeddings, reasons)``)."""
         self._require_quality()
-        embedding, quality = self._run(
-            images, batch_size=batch_size, resize=resize, workers=workers
-        )
-        return quality, embedding
+        policy = _errors_policy(errors, detect)
+        images = _listed(images)
+        self._warn_synthetic(images, detect)
+        if detect:
+            if resize:
+                raise DataError("detect=True aligns every face itself: drop resize=True")
+            embedding, quality, reasons = self._detected(
+                images, batch_size, workers, min_face, max_side, min_confidence, policy
+            )
+        else:
+            embedding, quality, reasons = self._run(
+                images, batch_size=batch_size, resize=resize, workers=workers, errors=policy
+            )
+        _report(reasons, return_errors, "score is NaN", stacklevel=3)
+        return (quality, embedding, reasons) if return_errors else (quality, embedding)
+
+    def _detected(
+        self,
+        images: Any,
+        batch_size: int,
+        workers: int | None,
+        min_face: float,
+        max_side: int,
+        min_confidence: float,
+        errors: str,
+    ) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+        """``(embeddings (N, F), quality (N,), reasons)`` of each photograph's largest face."""
+        found = self._detect_run(
+            images, all_faces=False, batch_size=batch_size, workers=workers, min_face=min_face,
+            max_side=max_side, min_confidence=min_confidence, errors=errors,
+        )  # fmt: skip
+        embedding = np.full((len(found), self.num_features), np.nan, np.float32)
+        quality = np.full(len(found), np.nan, np.float32)
+        for index, (faces, rows, _) in enumerate(found):
+            if faces:
+                embedding[index], quality[index] = rows[0], faces[0].quality
+        return embedding, quality, [reason for _, _, reason in found]
 
     def expected_fnmr(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Raw scores -> ``(expected FNMR, band low, band high)`` with the model card's
@@ -382,13 +587,95 @@ class QualityModel:
         return self.fnmr_calibration(scores)
 
     def calibrate(self, scores: np.ndarray) -> np.ndarray:
-        """Raw scores -> calibrated integers 0..100 with the model card's calibration."""
+        """Raw scores -> the card's 0..100 score: the percentile rank of each score among the
+        calibration's reference images (``self.calibration.reference``), as float64 whole
+        numbers; NaN (no face found, a failed item) stays NaN. An order, not an ISO/IEC 29794
+        quality nor a recognition cost (:meth:`expected_fnmr` is that)."""
         if self.calibration is None:
             raise CheckpointError(
                 f"{self.source} has no score calibration: export it with `igfiqa export` (which "
                 "learns one from a reference set) to get 0..100 scores"
             )
-        return self.calibration(scores)
+        return self.calibration.calibrated(scores)
+
+
+ERROR_POLICIES = ("raise", "nan")
+
+
+def _errors_policy(errors: str | None, photographs: bool) -> str:
+    """The ``errors`` policy in force: the one given, else ``"nan"`` for photographs and
+    ``"raise"`` for aligned crops."""
+    policy = ("nan" if photographs else "raise") if errors is None else errors
+    if policy not in ERROR_POLICIES:
+        raise ConfigError(f"errors must be 'raise' or 'nan', got {errors!r}")
+    return policy
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _is_tensor(images: Any) -> bool:
+    return type(images).__module__.startswith("torch") and hasattr(images, "detach")
+
+
+def _listed(images: Any) -> Any:
+    """``images`` as a list (a tensor and a 4-D array as they are), so that an iterator is read
+    once."""
+    if _is_tensor(images) or (isinstance(images, np.ndarray) and images.ndim == 4):
+        return images
+    return as_image_list(images)
+
+
+def _item_label(item: Any, index: int) -> str:
+    """How an item is named in its error: its path, or ``image N`` (its position in the call)."""
+    if isinstance(item, (str, os.PathLike)):
+        return str(item)
+    return f"image {index}"
+
+
+def _from_files(images: Any) -> bool:
+    """Whether ``images`` holds files, encoded bytes or PIL images (photographs read by the caller
+    from disk), rather than arrays or tensors."""
+    from igfiqa.inference.preprocess import is_pil_image
+
+    if _is_tensor(images) or isinstance(images, np.ndarray):
+        return False
+    return any(
+        isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)) or is_pil_image(item)
+        for item in images
+    )
+
+
+def _non_finite_reasons(quality: np.ndarray | None, count: int) -> list[str | None]:
+    if quality is None:
+        return [None] * count
+    return [None if math.isfinite(float(v)) else NON_FINITE for v in quality]
+
+
+def _report(
+    reasons: list[str | None], return_errors: bool, consequence: str, stacklevel: int = 4
+) -> None:
+    """Warn (:class:`FailedItemsWarning`) about the failed items, unless the caller takes the
+    reasons."""
+    failed = [(i, r) for i, r in enumerate(reasons) if r is not None]
+    if not failed or return_errors:
+        return
+    shown = "; ".join(f"[{i}] {r}" for i, r in failed[:5])
+    more = f"; ... ({len(failed) - 5} more)" if len(failed) > 5 else ""
+    warnings.warn(
+        f"{len(failed)} of {len(reasons)} images failed, their {consequence}: {shown}{more} "
+        "(return_errors=True gives every reason; errors='raise' raises the first)",
+        FailedItemsWarning,
+        stacklevel=stacklevel,
+    )
+
+
+def _with_reasons(
+    value: Any, reasons: list[str | None], return_errors: bool, consequence: str
+) -> Any:
+    _report(reasons, return_errors, consequence)
+    return (value, reasons) if return_errors else value
 
 
 def _photographs(images: Any) -> list[Any]:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from igfiqa.data.decode import IMAGE_EXTENSIONS
+from igfiqa.data.pixels import resize_to
 from igfiqa.errors import DataError
 
 
@@ -47,10 +48,9 @@ def to_rgb_array(image: Any, *, name: str | None = None) -> np.ndarray:
 def fit_to_size(
     image: np.ndarray, size: int, *, resize: bool = False, name: str = "image"
 ) -> np.ndarray:
-    """Check that ``image`` is ``size`` x ``size``; with ``resize`` scale it there instead of refusing.
-
-    Resizing ignores the aspect ratio (inputs are meant to be aligned square crops); shrinking uses
-    area interpolation, enlarging bilinear.
+    """Check that ``image`` is ``size`` x ``size``; with ``resize`` scale it there instead of refusing,
+    by the one resize policy :func:`igfiqa.data.pixels.resize_to` (area when shrinking, bilinear
+    when enlarging, the aspect ratio ignored: inputs are meant to be aligned square crops).
     """
     height, width = image.shape[:2]
     if height == size and width == size:
@@ -61,11 +61,7 @@ def fit_to_size(
             f"align it first (five landmarks, e.g. `igfiqa score --landmarks`) or allow resizing "
             f"(`--resize` / resize=True)"
         )
-    import cv2
-
-    shrinking = height > size or width > size
-    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    return np.ascontiguousarray(cv2.resize(image, (size, size), interpolation=interpolation))
+    return resize_to(image, size)
 
 
 def as_image_list(images: Any) -> list[Any]:

@@ -28,6 +28,7 @@ import numpy as np
 
 from igfiqa.data.decode import IMAGE_EXTENSIONS
 from igfiqa.data.pixels import normalise_into
+from igfiqa.data.video import is_video
 from igfiqa.detection import DEFAULT_MAX_SIDE
 from igfiqa.errors import ConfigError, DataError, IgfiqaError
 from igfiqa.files import (
@@ -106,18 +107,23 @@ def read_image_list(path: Path) -> list[ScoreItem]:
 
 
 def collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[ScoreItem]:
-    """Expand INPUT arguments into image items: files as given, folders recursively (image
-    extensions, sorted), ``.txt``/``.lst`` list files line by line. Duplicates are kept once, first
-    occurrence first. A missing INPUT raises ConfigError (a usage error)."""
+    """Expand INPUT arguments into image and video items: files as given, folders recursively
+    (image and video extensions, sorted), ``.txt``/``.lst`` list files line by line. Duplicates are
+    kept once, first occurrence first. A missing INPUT raises ConfigError (a usage error)."""
+    from igfiqa.data.video import VIDEO_EXTENSIONS, find_videos
+
     items: list[ScoreItem] = []
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            found = find_images(path)
+            found = sorted(
+                find_images(path) + find_videos(path),
+                key=lambda entry: entry.relative_to(path).as_posix(),
+            )
             if not found:
                 raise ConfigError(
-                    f"folder {raw} holds no images (looked for "
-                    f"{', '.join(sorted(IMAGE_EXTENSIONS))}, recursively)"
+                    f"folder {raw} holds no images or videos (looked for "
+                    f"{', '.join(sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))}, recursively)"
                 )
             for image in found:
                 items.append(
@@ -132,7 +138,7 @@ def collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[ScoreItem]:
             items.append(ScoreItem(str(raw), path.name))
         else:
             raise ConfigError(
-                f"input {raw} does not exist (expected an image, a folder or a list file)"
+                f"input {raw} does not exist (expected an image, a video, a folder or a list file)"
             )
     seen: set[str] = set()
     unique = []
@@ -197,12 +203,14 @@ def _format_quality(value: float) -> str:
 
 @dataclass(frozen=True)
 class FaceInfo:
-    """Where a scored face was found: ``index`` (0 = largest), ``box`` (x1, y1, x2, y2) and the
-    detector's ``confidence``."""
+    """Where a scored face was found: ``index`` (0 = largest), ``box`` (x1, y1, x2, y2), the
+    detector's ``confidence`` and the share of the box ``outside`` the photograph (0 = wholly
+    inside; a face cut by the frame is scored on a crop with black where the photograph ends)."""
 
     index: int
     box: tuple[float, float, float, float]
     confidence: float
+    outside: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -217,7 +225,7 @@ class ResultRow:
     expected_fnmr: tuple[float, float, float] | None = None
 
 
-FACE_COLUMNS = ["face", "x1", "y1", "x2", "y2", "detection"]
+FACE_COLUMNS = ["face", "x1", "y1", "x2", "y2", "detection", "outside"]
 """Columns that ``--detect`` adds after ``path``."""
 FNMR_COLUMNS = ["expected_fnmr", "expected_fnmr_low", "expected_fnmr_high"]
 """Columns that ``--calibrated`` adds for a model card with an expected-FNMR calibration."""
@@ -263,6 +271,7 @@ class ResultWriter:
             "error",
         ]
         self.done: set[str] = set()
+        self.rows_written = 0
         self.path = None if path is None or str(path) == "-" else Path(path)
         if self.path is None:
             if resume:
@@ -351,9 +360,12 @@ class ResultWriter:
                     )
 
     def write(self, rows: Iterable[ResultRow]) -> None:
-        """Write rows and flush them to the file (an OSError becomes an OutputError)."""
+        """Write rows and flush them to the file (an OSError becomes an OutputError);
+        :attr:`rows_written` counts them once they are flushed."""
+        rows = list(rows)
         with writing(self.path or "standard output"):
             self._write(rows)
+        self.rows_written += len(rows)
 
     def _write(self, rows: Iterable[ResultRow]) -> None:
         if self.format == "csv":
@@ -381,6 +393,7 @@ class ResultWriter:
                     record["face"] = None if face is None else face.index
                     record["box"] = None if face is None else [round(v, 2) for v in face.box]
                     record["detection"] = None if face is None else round(face.confidence, 6)
+                    record["outside"] = None if face is None else round(face.outside, 4)
                 quality = row.quality
                 record["quality"] = (
                     None if quality is None or not math.isfinite(quality) else float(quality)
@@ -460,7 +473,10 @@ def settings_record_for(output: str | os.PathLike[str]) -> Path:
 def _face_fields(face: FaceInfo | None) -> list[str]:
     if face is None:
         return [""] * len(FACE_COLUMNS)
-    return [str(face.index), *(f"{v:.2f}" for v in face.box), f"{face.confidence:.6f}"]
+    return [
+        str(face.index), *(f"{v:.2f}" for v in face.box), f"{face.confidence:.6f}",
+        f"{face.outside:.4f}",
+    ]  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------- scoring
@@ -488,13 +504,18 @@ def score_inputs(
     max_side: int = DEFAULT_MAX_SIDE,
     workers: int | None = None,
     on_batch: Callable[[int], None] | None = None,
+    every: int = 1,
+    best_frames: int = 0,
+    frames_out: str | os.PathLike[str] | None = None,
 ) -> ScoreSummary:
     """Score ``items`` with ``model`` (a :class:`~igfiqa.inference.model.QualityModel`), writing rows.
 
     Images are used as aligned crops, aligned with ``landmarks``, or searched for faces with
     ``detector`` (:mod:`igfiqa.detection`; the largest face, every face with ``all_faces``). Items
     whose path is in ``writer.done`` are skipped. ``on_batch(inputs_done_so_far)`` is called after
-    each flushed batch (progress display; tests use it to interrupt a run).
+    each flushed batch (progress display; tests use it to interrupt a run). Videos (every
+    ``every``-th frame; ``best_frames`` of each written into ``frames_out``) are scored frame by
+    frame by :func:`igfiqa.inference.video.score_with_videos`.
     """
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
@@ -518,6 +539,19 @@ def score_inputs(
     summary = ScoreSummary(skipped=len(items) - len(todo))
     template = model.alignment_template
     crop_faces = _face_finder(detector, size, all_faces, max_side, template) if detector else None
+    if any(is_video(item.path) for item in items):  # frame by frame, images in runs between
+        from igfiqa.inference.video import score_with_videos
+
+        options = {
+            "batch_size": batch_size, "resize": resize, "landmarks": landmarks,
+            "landmark_source": landmark_source, "detector": detector, "all_faces": all_faces,
+            "max_side": max_side, "workers": workers,
+        }  # fmt: skip
+        return score_with_videos(
+            model, items, writer, score_images=score_inputs, options=options,
+            crop_faces=crop_faces, every=every, best_frames=best_frames, frames_out=frames_out,
+            on_batch=on_batch,
+        )  # fmt: skip
 
     def prepare(item: ScoreItem) -> list[tuple[FaceInfo | None, np.ndarray]]:
         try:
@@ -604,15 +638,15 @@ def _face_finder(
             image, detector, size=size, all_faces=all_faces,
             max_side=max_side, name=name, template=template,
         )  # fmt: skip
-        return [(_face_info(f.index, f.face), f.crop) for f in found]
+        return [(_face_info(f.index, f.face, f.outside), f.crop) for f in found]
 
     return crop_faces
 
 
-def _face_info(index: int, face: Any) -> FaceInfo:
+def _face_info(index: int, face: Any, outside: float = 0.0) -> FaceInfo:
     """The output record of a detected :class:`~igfiqa.detection.Face`."""
     box = tuple(float(v) for v in face.box)
-    return FaceInfo(index, box, float(face.score))  # type: ignore[arg-type]
+    return FaceInfo(index, box, float(face.score), float(outside))  # type: ignore[arg-type]
 
 
 __all__ = [

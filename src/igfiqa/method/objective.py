@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from igfiqa.collective import unwrap
 from igfiqa.errors import ConfigError
 from igfiqa.method.guidance import IntraClassGuidance
 from igfiqa.method.pseudo_labels import certainty_ratio
@@ -154,9 +155,7 @@ def frozen_running_stats(model: nn.Module) -> Iterator[None]:
 
 
 def _quality_head(model: nn.Module) -> Callable[[Tensor], Tensor]:
-    inner = getattr(model, "module", model)  # DistributedDataParallel / compiled wrappers
-    inner = getattr(inner, "_orig_mod", inner)
-    return inner.quality
+    return unwrap(model).quality
 
 
 def compute_objective(

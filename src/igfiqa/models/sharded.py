@@ -2,7 +2,8 @@
 
 :class:`ShardedMarginHead` has the same four methods as :class:`igfiqa.models.heads.MarginHead`
 (``forward -> (logits, cosine)``, ``cosine``, ``cross_entropy``, ``ccs_nnccs``), so the objective
-runs unchanged. Rank ``r`` of ``W`` processes holds the prototypes of a contiguous block of classes.
+runs unchanged, and calls the same :class:`~igfiqa.models.heads.Margin`. Rank ``r`` of ``W``
+processes holds the prototypes of a contiguous block of classes.
 
 * The embeddings of all ranks are gathered (with gradient) so that every shard scores the whole
   global batch: ``logits`` and ``cosine`` are ``(B_global, C_local)``.
@@ -22,7 +23,6 @@ In one process (no process group) it behaves exactly like ``MarginHead``.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from igfiqa import collective
 from igfiqa.errors import CheckpointError, ConfigError
-from igfiqa.models.heads import MARGIN_KINDS, MarginHead, prototype_cosine
+from igfiqa.models.heads import Margin, init_prototypes, prototype_cosine
 
 
 def class_ranges(num_classes: int, world_size: int) -> list[tuple[int, int]]:
@@ -96,7 +96,7 @@ class ShardedMarginHead(nn.Module):
     """ArcFace / CosFace head with the ``C`` prototypes split over the ranks of ``group``.
 
     Args:
-        num_features, num_classes, kind, s, m: as :class:`~igfiqa.models.heads.MarginHead`.
+        num_features, num_classes, margin: as :class:`~igfiqa.models.heads.MarginHead`.
         group: process group (default: the world; no group = one process holding every class).
         embedding_grad_scale: factor on the gradient returned to the local embeddings (see module doc).
 
@@ -109,23 +109,15 @@ class ShardedMarginHead(nn.Module):
         self,
         num_features: int,
         num_classes: int,
+        margin: Margin | None = None,
         *,
-        kind: str = "arcface",
-        s: float = 64.0,
-        m: float = 0.5,
         group: Any = None,
         embedding_grad_scale: float = 1.0,
     ) -> None:
         super().__init__()
-        if kind not in MARGIN_KINDS:
-            raise ConfigError(f"margin head kind must be one of {MARGIN_KINDS}, got {kind!r}")
-        if num_classes < 2:
-            raise ConfigError(f"margin head needs at least 2 classes, got {num_classes}")
-        if kind == "arcface" and not 0.0 <= m < math.pi / 2:
-            raise ConfigError(f"ArcFace margin m must be in [0, pi/2), got {m}")
-        self.num_features = int(num_features)
-        self.num_classes = int(num_classes)
-        self.kind, self.s, self.m = kind, float(s), float(m)
+        self.margin = Margin() if margin is None else margin
+        full = init_prototypes(num_features, num_classes)
+        self.num_classes, self.num_features = full.shape
         self.group = group
         self.embedding_grad_scale = float(embedding_grad_scale)
         self.rank = collective.rank(group)
@@ -137,8 +129,6 @@ class ShardedMarginHead(nn.Module):
         self.class_start, self.class_end = class_ranges(self.num_classes, self.world_size)[
             self.rank
         ]
-        full = torch.empty(self.num_classes, self.num_features)
-        nn.init.normal_(full, std=0.01)
         self.weight = nn.Parameter(full[self.class_start : self.class_end].clone())
 
     @property
@@ -147,8 +137,8 @@ class ShardedMarginHead(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"num_features={self.num_features}, num_classes={self.num_classes}, kind={self.kind!r}, "
-            f"s={self.s}, m={self.m}, shard={self.rank}/{self.world_size} "
+            f"num_features={self.num_features}, num_classes={self.num_classes}, {self.margin}, "
+            f"shard={self.rank}/{self.world_size} "
             f"classes [{self.class_start}, {self.class_end})"
         )
 
@@ -185,20 +175,12 @@ class ShardedMarginHead(nn.Module):
         gathered = self._gather_embeddings(embeddings)
         return prototype_cosine(gathered, self.weight)
 
-    def target_logit(self, cos_target: Tensor) -> Tensor:
-        """The margin-penalised true-class cosine, exactly as :meth:`MarginHead.target_logit`."""
-        return MarginHead.target_logit(self, cos_target)  # type: ignore[arg-type]
-
     def forward(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """``(logits, cosine)``, both (B_global, C_local); margin on the owning shard only."""
         cosine = self.cosine(embeddings)
         global_labels, _, _ = self._global_labels(labels, cosine.shape[0])
-        local, owned = self._local_targets(global_labels)
-        index = local.clamp(min=0).unsqueeze(1)
-        target = self.target_logit(cosine.gather(1, index))
-        with_margin = cosine.scatter(1, index, target)
-        logits = torch.where(owned.unsqueeze(1), with_margin, cosine)
-        return self.s * logits, cosine
+        local, _ = self._local_targets(global_labels)
+        return self.margin(cosine, local), cosine
 
     def cross_entropy(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Mean softmax cross-entropy over the global batch (the same value on every rank)."""

@@ -47,6 +47,7 @@ from igfiqa.data.benchmarks.registry import (
     BenchmarkReader,
     benchmark_kinds,
     detect_kind,
+    list_benchmark_kinds,
     open_benchmark,
     register_benchmark,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "all_pairs",
     "benchmark_kinds",
     "detect_kind",
+    "list_benchmark_kinds",
     "load_verification_bin",
     "open_benchmark",
     "open_bin",

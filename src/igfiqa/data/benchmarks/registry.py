@@ -11,6 +11,7 @@ from typing import Any
 
 from igfiqa.data.benchmarks.pairset import PairSet
 from igfiqa.errors import ConfigError, DataError
+from igfiqa.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -27,19 +28,30 @@ class BenchmarkReader:
     needs_path: bool = True
 
 
-BENCHMARK_READERS: dict[str, BenchmarkReader] = {}
+def benchmark_spelling(kind: str) -> str:
+    """How a benchmark kind is compared: case-insensitive, ``-`` and ``_`` dropped (``IJB-C``)."""
+    return kind.strip().lower().replace("-", "").replace("_", "")
+
+
+BENCHMARK_READERS: Registry[BenchmarkReader] = Registry(
+    "benchmark kind", normalise=benchmark_spelling, also=("auto",)
+)
 """Kind -> reader, in registration order."""
 
 
 def register_benchmark(reader: BenchmarkReader) -> BenchmarkReader:
     """Make ``reader`` available to :func:`open_benchmark` under its kind."""
-    if reader.kind in BENCHMARK_READERS:
-        raise RuntimeError(f"two benchmark readers claim {reader.kind!r}")
-    BENCHMARK_READERS[reader.kind] = reader
-    return reader
+    return BENCHMARK_READERS.add(reader.kind, reader)
+
+
+def list_benchmark_kinds() -> list[str]:
+    """Names of the benchmark formats :func:`open_benchmark` reads (``bin``, ``xqlfw``, ``ijbb``,
+    ``ijbc``, ``folder``, ``synthetic``), in registration order; ``auto`` detects one of them."""
+    return BENCHMARK_READERS.names()
 
 
 def benchmark_kinds() -> tuple[str, ...]:
+    """:func:`list_benchmark_kinds` as a tuple."""
     return tuple(BENCHMARK_READERS)
 
 
@@ -58,14 +70,10 @@ def open_benchmark(kind: str, path: str | os.PathLike[str], **options: Any) -> P
     """Open a verification benchmark of ``kind`` (or ``auto``) at ``path``; ``options`` as the
     reader takes them (``max_mated``, ``max_nonmated`` and ``seed`` for ``folder`` and
     ``synthetic``)."""
-    kind = kind.lower().replace("-", "")
-    if kind == "auto":
+    if benchmark_spelling(kind) == "auto":
         kind = detect_kind(path)
-    reader = BENCHMARK_READERS.get(kind)
-    if reader is None:
-        raise ConfigError(
-            f"unknown benchmark kind {kind!r}; choose one of {', '.join(benchmark_kinds())} or auto"
-        )
+    reader = BENCHMARK_READERS.lookup(kind)
+    kind = reader.kind
     unknown = set(options) - reader.options
     if unknown:
         raise ConfigError(f"open_benchmark({kind!r}): unknown option(s) {sorted(unknown)}")

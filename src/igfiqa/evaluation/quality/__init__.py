@@ -21,6 +21,7 @@ from igfiqa.evaluation.quality.base import (
     Consumer,
     QualityMethod,
     SampleContext,
+    list_quality_methods,
     parse_quality_spec,
     register,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "Consumer",
     "QualityMethod",
     "SampleContext",
+    "list_quality_methods",
     "parse_quality_spec",
     "register",
 ]

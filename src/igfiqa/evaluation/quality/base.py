@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from igfiqa.errors import ConfigError
+from igfiqa.registry import Registry
 
 Consumer = Callable[[np.ndarray], np.ndarray]
 """uint8 aligned faces (B, S, S, 3) -> scores (B,)."""
@@ -70,17 +71,21 @@ class QualityMethod:
         raise NotImplementedError
 
 
-QUALITY_METHODS: dict[str, type[QualityMethod]] = {}
-"""Spec head (``random``, ``serfiq``, ...) -> method class."""
+QUALITY_METHODS: Registry[type[QualityMethod]] = Registry("quality method")
+"""Spec head (``random``, ``serfiq``, ...; aliases such as ``oracle``) -> method class."""
 
 
 def register(cls: type[QualityMethod]) -> type[QualityMethod]:
     """Class decorator: make ``cls`` parseable under its ``kind`` and ``aliases``."""
-    for head in (cls.kind, *cls.aliases):
-        if head in QUALITY_METHODS:
-            raise RuntimeError(f"two quality methods claim {head!r}")
-        QUALITY_METHODS[head] = cls
+    QUALITY_METHODS.add(cls.kind, cls, aliases=cls.aliases)
     return cls
+
+
+def list_quality_methods() -> list[str]:
+    """Names of the quality methods a ``--quality`` spec (or ``evaluate(qualities=...)``) can
+    start with, in registration order. A model of any quality kind (``list_model_kinds()``) is
+    also accepted as ``KIND:PATH``, and from Python any function of the faces."""
+    return [name for name, method in QUALITY_METHODS.items() if method.usage]
 
 
 def parse_options(text: str, allowed: set[str], kind: str) -> dict[str, str]:
@@ -113,6 +118,7 @@ def parse_quality_spec(
         name, text = text.split("=", 1)
     head, _, rest = text.partition(":")
     method = QUALITY_METHODS.get(head)
-    if method is not None and head not in ("callable", "model"):
+    if method is not None and method.kind not in ("callable", "model"):
         return method.parse(rest, name)
-    return QUALITY_METHODS["model"].parse(rest if head == "model" else text, name)
+    model = QUALITY_METHODS["model"]
+    return model.parse(rest if method is model else text, name)

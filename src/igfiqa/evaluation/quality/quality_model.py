@@ -4,6 +4,7 @@ quality score... ``KIND:PATH`` names the kind; ``PATH@sha256=HEX`` pins the file
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,20 @@ from igfiqa.errors import ConfigError
 from igfiqa.evaluation.quality.base import QUALITY_METHODS, Consumer, QualityMethod, register
 from igfiqa.files import content_digest, file_signature
 from igfiqa.inference.fr_models import fr_batch, split_model_spec
+
+
+def _hint(spec: str) -> str:
+    """``; did you mean 'random'?`` when the head of ``spec`` (not a file name) is close to the
+    name of a quality method or of a model kind."""
+    from igfiqa.inference.kinds import KINDS
+
+    head, sep, _ = spec.partition(":")
+    if len(head) < 2 or any(c in head for c in "/\\."):
+        return ""
+    names = [*QUALITY_METHODS.names(), *QUALITY_METHODS.aliases()]
+    names += [*KINDS.names(), *KINDS.aliases()] if sep else []
+    close = difflib.get_close_matches(head.strip().lower(), names, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 @register
@@ -27,7 +42,7 @@ class ModelQuality(QualityMethod):
             usages = sorted({m.usage for m in QUALITY_METHODS.values() if m.usage} - {cls.usage})
             raise ConfigError(
                 f"quality method {rest!r} is neither one of {', '.join(usages)} nor an existing "
-                "model file (KIND:PATH for a model of a named kind: igfiqa models)"
+                f"model file (KIND:PATH for a model of a named kind: igfiqa models){_hint(rest)}"
             )
         options = {key: value for key, value in (("kind", kind), ("sha256", sha256)) if value}
         return cls(name or path.name, options=options, path=path)

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from igfiqa.errors import CheckpointError, ConfigError
 from igfiqa.files import file_sha256
+from igfiqa.registry import Registry
 
 TORCH, ONNX, TORCHSCRIPT, EXPORT = "torch", "onnx", "torchscript", "export"
 
@@ -124,15 +125,13 @@ class ModelKind:
         }
 
 
-KINDS: dict[str, ModelKind] = {}
-"""Kind name -> kind, in registration order (the order ``igfiqa models`` lists them)."""
+KINDS: Registry[ModelKind] = Registry("model kind")
+"""Kind name -> kind, in registration order; names are case-insensitive, ``_`` and ``-`` alike."""
 
 
 def register_kind(cls: type[ModelKind]) -> type[ModelKind]:
-    """Class decorator: add ``cls`` to :data:`KINDS` under its ``name``."""
-    if not cls.name or cls.name in KINDS:
-        raise RuntimeError(f"kind {cls.name!r} is empty or registered twice")
-    KINDS[cls.name] = cls()
+    """Class decorator: add an instance of ``cls`` to :data:`KINDS` under its ``name``."""
+    KINDS.add(cls.name, cls())
     return cls
 
 
@@ -149,12 +148,15 @@ def list_kinds() -> list[ModelKind]:
     return sorted(KINDS.values(), key=lambda kind: rank.get(kind.name, len(rank)))
 
 
+def list_model_kinds() -> list[str]:
+    """Names of the released model formats :func:`load_kind` (and ``load_model(kind=...)``)
+    reads, in the order of ``igfiqa models``: quality methods, FR models, generic formats."""
+    return [kind.name for kind in list_kinds()]
+
+
 def get_kind(name: str) -> ModelKind:
     """The kind called ``name`` (case-insensitive; ``_`` and ``-`` alike)."""
-    key = name.strip().lower().replace("_", "-")
-    if key not in KINDS:
-        raise ConfigError(f"unknown model kind {name!r}: choose one of {', '.join(KINDS)}")
-    return KINDS[key]
+    return KINDS.lookup(name)
 
 
 def parse_kind_options(text: str | Mapping[str, Any] | None, kind: ModelKind) -> dict[str, str]:
@@ -305,6 +307,7 @@ __all__ = [
     "detect_kind",
     "get_kind",
     "list_kinds",
+    "list_model_kinds",
     "load_kind",
     "open_model_file",
     "parse_kind_options",

@@ -74,8 +74,7 @@ class IgfiqaKind(ModelKind):
                 )
             kind = str(card["model_spec"].get("kind", self.name))
             return LoadedModel(card=card, network=network, kind=kind)
-        if not isinstance(file.payload, Mapping) or "format" not in file.payload:
-            raise CheckpointError(f"{path}: not an igfiqa training checkpoint; {self.expects}")
+        # the one checkpoint rule (igfiqa.checkpoint.check_checkpoint_payload) runs inside
         network, card = load_training_checkpoint(path, file.payload)
         return LoadedModel(card=card, network=network, kind=self.name)
 
