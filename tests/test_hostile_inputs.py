@@ -603,6 +603,7 @@ def test_a_bad_input_is_refused_with_a_message_naming_it(
 ENVIRONMENT = {
     "IGFIQA_MAX_FILE_MB=abc": ("IGFIQA_MAX_FILE_MB", "abc", "IGFIQA_MAX_FILE_MB"),
     "IGFIQA_MAX_FILE_MB=inf": ("IGFIQA_MAX_FILE_MB", "inf", "IGFIQA_MAX_FILE_MB"),
+    "IGFIQA_MAX_VIDEO_MB=abc": ("IGFIQA_MAX_VIDEO_MB", "abc", "IGFIQA_MAX_VIDEO_MB"),
     "RANK=abc": ("RANK", "abc", "RANK"),
     "RANK=1 without WORLD_SIZE": ("RANK", "1", "WORLD_SIZE"),
 }

@@ -79,21 +79,38 @@ MAX_FILE_MB_LIMIT = 64 * 1024
 """The largest cap ``IGFIQA_MAX_FILE_MB`` may set (64 GiB): a whole file is read into memory."""
 
 
-def max_file_bytes() -> int:
-    """The cap on one image file: ``IGFIQA_MAX_FILE_MB`` (MiB) if set, else :data:`MAX_FILE_BYTES`."""
-    text = os.environ.get(MAX_FILE_ENV, "").strip()
+def mebibytes_from_env(name: str, default: int, limit_mb: float) -> int:
+    """A byte cap set in MiB by the environment variable ``name`` (``default`` bytes when unset);
+    anything but a number in (0, ``limit_mb``] raises :class:`ConfigError` naming the variable."""
+    text = os.environ.get(name, "").strip()
     if not text:
-        return MAX_FILE_BYTES
+        return default
     try:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not 0 < value <= MAX_FILE_MB_LIMIT:
+    if not 0 < value <= limit_mb:
         raise ConfigError(
-            f"{MAX_FILE_ENV}={text!r} must be a number of MiB in (0, {MAX_FILE_MB_LIMIT:,}]; "
-            "fix or unset it"
+            f"{name}={text!r} must be a number of MiB in (0, {limit_mb:,}]; fix or unset it"
         )
     return int(value * 1024 * 1024)
+
+
+def max_file_bytes() -> int:
+    """The cap on one image file: ``IGFIQA_MAX_FILE_MB`` (MiB) if set, else :data:`MAX_FILE_BYTES`."""
+    return mebibytes_from_env(MAX_FILE_ENV, MAX_FILE_BYTES, MAX_FILE_MB_LIMIT)
+
+
+MAX_VIDEO_BYTES = 16 * 1024**3
+"""Default cap on one video file (16 GiB); ``IGFIQA_MAX_VIDEO_MB`` changes it. Videos are streamed,
+so the cap bounds the time a file may take, not memory."""
+MAX_VIDEO_ENV = "IGFIQA_MAX_VIDEO_MB"
+MAX_VIDEO_MB_LIMIT = 1024 * 1024
+
+
+def max_video_bytes() -> int:
+    """The cap on one video file: ``IGFIQA_MAX_VIDEO_MB`` (MiB) if set, else :data:`MAX_VIDEO_BYTES`."""
+    return mebibytes_from_env(MAX_VIDEO_ENV, MAX_VIDEO_BYTES, MAX_VIDEO_MB_LIMIT)
 
 
 def read_regular_file(
@@ -307,9 +324,14 @@ __all__ = [
     "MAX_FILE_BYTES",
     "MAX_FILE_ENV",
     "MAX_TABLE_BYTES",
+    "MAX_VIDEO_BYTES",
+    "MAX_VIDEO_ENV",
+    "MAX_VIDEO_MB_LIMIT",
     "FolderLock",
     "ensure_dir",
     "max_file_bytes",
+    "max_video_bytes",
+    "mebibytes_from_env",
     "output_error",
     "read_regular_file",
     "read_text_file",

@@ -68,10 +68,11 @@ def _root(
     ),
 ) -> None:
     """Train, run and evaluate face image quality assessment (FIQA) models with IG-FIQA."""
-    from igfiqa.files import max_file_bytes
+    from igfiqa.files import max_file_bytes, max_video_bytes
 
     try:  # settings from the environment are checked before any command does any work
         max_file_bytes()
+        max_video_bytes()
     except IgfiqaError as error:
         typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
         raise typer.Exit(2) from None

@@ -34,6 +34,7 @@ import numpy as np
 
 from igfiqa.data.decode import MAX_PIXELS
 from igfiqa.errors import ConfigError, ImageDecodeError
+from igfiqa.files import MAX_VIDEO_BYTES, MAX_VIDEO_ENV, max_video_bytes
 
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
@@ -41,11 +42,6 @@ VIDEO_EXTENSIONS = frozenset(
 )
 """File name endings (lower case) that scoring treats as videos."""
 
-MAX_VIDEO_BYTES = 16 * 1024**3
-"""Default cap on one video file (16 GiB); ``IGFIQA_MAX_VIDEO_MB`` changes it. Videos are streamed,
-so the cap bounds the time a file may take, not memory."""
-MAX_VIDEO_ENV = "IGFIQA_MAX_VIDEO_MB"
-MAX_VIDEO_MB_LIMIT = 1024 * 1024
 
 MISSING_FRAMES_TOLERANCE = 2
 """A stream may end this many frames (or 1 %) short of the count its header announces without being
@@ -75,23 +71,6 @@ def find_videos(folder: Path) -> list[Path]:
         and (path.is_symlink() or not path.is_dir())
     ]
     return sorted(found, key=lambda path: path.relative_to(folder).as_posix())
-
-
-def max_video_bytes() -> int:
-    """The cap on one video file: ``IGFIQA_MAX_VIDEO_MB`` (MiB) if set, else :data:`MAX_VIDEO_BYTES`."""
-    text = os.environ.get(MAX_VIDEO_ENV, "").strip()
-    if not text:
-        return MAX_VIDEO_BYTES
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= MAX_VIDEO_MB_LIMIT:
-        raise ConfigError(
-            f"{MAX_VIDEO_ENV}={text!r} must be a number of MiB in (0, {MAX_VIDEO_MB_LIMIT:,}]; "
-            "fix or unset it"
-        )
-    return int(value * 1024 * 1024)
 
 
 @dataclass(frozen=True)
