@@ -10,7 +10,19 @@ import pytest
 from igfiqa.engine.stop import StopFlag
 
 
-def test_a_signal_is_recorded_and_the_previous_handlers_come_back() -> None:
+@pytest.fixture()
+def signals_not_ignored():
+    """A test runner started in the background (`pytest &` in a CI script) has SIGINT ignored, and
+    the stop flag rightly leaves an ignored signal alone: these tests take the terminal's rules."""
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+def test_a_signal_is_recorded_and_the_previous_handlers_come_back(signals_not_ignored) -> None:
     previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     with StopFlag() as stop:
         assert not stop.requested
@@ -20,7 +32,7 @@ def test_a_signal_is_recorded_and_the_previous_handlers_come_back() -> None:
     assert stop.signum == signal.SIGTERM  # still readable after the run
 
 
-def test_a_second_ctrl_c_stops_at_once() -> None:
+def test_a_second_ctrl_c_stops_at_once(signals_not_ignored) -> None:
     with StopFlag() as stop:
         os.kill(os.getpid(), signal.SIGINT)
         assert stop.signum == signal.SIGINT
@@ -28,7 +40,7 @@ def test_a_second_ctrl_c_stops_at_once() -> None:
             os.kill(os.getpid(), signal.SIGINT)
 
 
-def test_an_ignored_signal_is_left_alone() -> None:
+def test_an_ignored_signal_is_left_alone(signals_not_ignored) -> None:
     """`igfiqa train &` in a script ignores SIGINT: the run must not take it."""
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
