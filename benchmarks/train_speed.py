@@ -97,7 +97,6 @@ def measure(
     config = load_config("casia_r50", overrides=overrides)
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(config, out, progress=False, dataset=_Shapes(num_classes))
-        trainer.build()
         dev = trainer.device
         generator = torch.Generator(device="cpu").manual_seed(0)
         images = (torch.rand(batch, 3, size, size, generator=generator) * 2 - 1).to(dev)

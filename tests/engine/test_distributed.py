@@ -29,7 +29,6 @@ def _worker(rank: int, world: int, root: str) -> None:
             f"head.sharded={str(sharded).lower()}", "method.objective.fiqa_batch=duplicate"
         )
         trainer = Trainer(config, out, max_steps=3, progress=False, dataset=TensorFaces())
-        trainer.build()
         assert trainer.info.world_size == 2 and trainer.info.rank == rank
         result = trainer.run()
         assert result.step == 3

@@ -290,10 +290,6 @@ class Trainer:
         ]
         self.train_model = self._wrap_for_training()
 
-    def build(self) -> None:
-        """Nothing left to do: a Trainer is complete once constructed (kept for callers of the
-        former two-step construction)."""
-
     @property
     def step(self) -> int:
         """Optimizer steps taken (the run state's)."""
