@@ -588,19 +588,11 @@ def open_locked_output(path: str | os.PathLike[str], *, truncate: bool) -> Binar
 
 
 def _lock_exclusive(fd: int, target: Path) -> None:
-    try:
-        import fcntl
-    except ImportError:  # no flock (Windows): one writer is the user's care there
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if not _try_flock(fd):
         raise ConfigError(
             f"output {target} is being written by another igfiqa process; wait for it to finish "
             "or write to another file"
-        ) from None
-    except OSError:  # a file system without locks: nothing more can be done
-        return
+        )
 
 
 # ------------------------------------------------------------------------------ settings records

@@ -154,7 +154,7 @@ def take_over_stale_lock(run_dir: Path) -> None:
     """Refuse (:class:`ConfigError`) a run folder whose lock a live process holds; a dead one's
     lock is taken over and removed."""
     if (run_dir / LOCK_FILE).exists():
-        with writing(run_dir / LOCK_FILE, "replace the stale lock file"), FolderLock(run_dir):
+        with FolderLock(run_dir):
             pass
 
 
@@ -163,8 +163,7 @@ def holding(out_dir: str | os.PathLike[str], what: str) -> Iterator[Path]:
     """Create the output folder and hold its lock (``.igfiqa.lock``) while inside: a second
     experiment (or training) there is refused before any work."""
     out = ensure_dir(out_dir, "--out")
-    with writing(out / LOCK_FILE, "create the lock file"):
-        lock = FolderLock(out, what).acquire()
+    lock = FolderLock(out, what).acquire()
     try:
         yield out
     finally:

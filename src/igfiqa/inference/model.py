@@ -162,12 +162,15 @@ class QualityModel:
         scores; outputs record it so that a resumed run cannot mix two models."""
         from igfiqa.files import content_digest, file_sha256, json_safe
 
+        card = json.dumps(json_safe(self.card), sort_keys=True)
+        loaded = self.card.get("source")
+        if isinstance(loaded, Mapping) and loaded.get("sha256"):
+            return content_digest(card)  # loading hashed the weights file into the card already
         source = Path(self.source)
         files = sorted(p for p in source.iterdir() if p.is_file()) if source.is_dir() else [source]
         hashes = [
             f"{p.name}:{file_sha256(p)}" if source.is_dir() else file_sha256(p) for p in files
         ]
-        card = json.dumps(json_safe(self.card), sort_keys=True)
         return content_digest(*hashes, card)
 
     def __repr__(self) -> str:
